@@ -1,0 +1,377 @@
+//! Configuration from environment variables (and a `.env` file, read by the
+//! binary). Names from the seeds are kept (`PAYMENT_GATEWAY_URL`,
+//! `PAYMENT_API_KEY`, `PAYMENT_REDIRECT_URL`, `SECRET_KEY`, ...); paygate's own
+//! settings start with `PAYGATE_`. A bad value stops start-up with one line
+//! naming the variable.
+
+use crate::domain::{JobKind, RetryPolicies};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+/// Which process is starting; it decides the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `paygate serve`: everything in one process, built-in simulators.
+    Serve,
+    /// `paygate api` (scaled).
+    Api,
+    /// `paygate worker` (scaled).
+    Worker,
+    /// `paygate migrate`, `paygate apikey`: database only.
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct MedogramSettings {
+    pub gateway_url: String,
+    pub api_key: String,
+    pub test_mode: bool,
+    pub page_suffix_get: bool,
+    pub user_url: String,
+    pub user_path: String,
+    pub user_auth_header: String,
+    pub user_auth_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub production: bool,
+    pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    /// Public base URL of the API, used to build callback URLs for gateways.
+    pub public_url: String,
+    pub database_url: String,
+    pub db_max_connections: u32,
+    pub redis_url: Option<String>,
+    pub secret_key: Option<String>,
+    pub secret_key_fallbacks: Vec<String>,
+    /// Mount the gateway simulators on this server (`paygate serve` default).
+    pub sandbox: bool,
+    pub medogram: MedogramSettings,
+    pub payment_redirect_url: Option<String>,
+    /// How long seed routes wait for the worker before answering 202.
+    pub seed_wait: Duration,
+    /// The longest `Prefer: wait=N` honoured on `/v1`.
+    pub max_wait: Duration,
+    pub worker_id: String,
+    pub worker_concurrency: usize,
+    pub job_lease: Duration,
+    pub sweep_interval: Duration,
+    pub redispatch_after: Duration,
+    pub gateway_timeout: Duration,
+    pub retry: RetryPolicies,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+    pub max_body_bytes: usize,
+}
+
+/// Reads variables through `get`, so tests need not touch the process environment.
+pub struct Env<'a> {
+    get: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl<'a> Env<'a> {
+    pub fn new(get: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Env { get }
+    }
+    fn text(&self, var: &str) -> Option<String> {
+        (self.get)(var)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError> {
+        match self.text(var) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| err(var, format!("cannot parse {v:?}"))),
+        }
+    }
+    fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.text(var).map(|v| v.to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+            Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+            Some(v) => Err(err(var, format!("expected true or false, got {v:?}"))),
+        }
+    }
+    fn millis(&self, var: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(self.parse(var, default_ms)?))
+    }
+    fn url(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.text(var) {
+            None => Ok(None),
+            Some(v) => {
+                let parsed = url::Url::parse(&v).map_err(|_| err(var, "not a URL"))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(err(var, "must be an http:// or https:// URL"));
+                }
+                Ok(Some(v.trim_end_matches('/').to_string()))
+            }
+        }
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "paygate".into());
+    // Unique per process: apalis-redis recovers orphaned jobs per worker name.
+    let suffix: u32 = rand::random();
+    format!("{host}-{}-{suffix:08x}", std::process::id())
+}
+
+impl Config {
+    pub fn from_env(mode: Mode) -> Result<Config, ConfigError> {
+        let get = |k: &str| std::env::var(k).ok();
+        Self::load(mode, &Env::new(&get))
+    }
+
+    pub fn load(mode: Mode, env: &Env<'_>) -> Result<Config, ConfigError> {
+        let production = match env.text("PAYGATE_ENV").as_deref() {
+            None => mode == Mode::Api || mode == Mode::Worker,
+            Some("production") => true,
+            Some("development") => false,
+            Some(other) => {
+                return Err(err(
+                    "PAYGATE_ENV",
+                    format!("expected production or development, got {other:?}"),
+                ))
+            }
+        };
+        let listen: SocketAddr = env.parse("PAYGATE_LISTEN", "127.0.0.1:8080".parse().expect("literal"))?;
+        let metrics_listen = match env.text("PAYGATE_METRICS_LISTEN") {
+            None => None,
+            Some(v) => Some(v.parse().map_err(|_| err("PAYGATE_METRICS_LISTEN", "expected HOST:PORT"))?),
+        };
+        let public_url = env
+            .url("PAYGATE_PUBLIC_URL")?
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let database_url = env
+            .text("DATABASE_URL")
+            .unwrap_or_else(|| "sqlite://paygate.db".into());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres:")
+            || database_url.starts_with("postgresql:"))
+        {
+            return Err(err("DATABASE_URL", "expected sqlite://… or postgres://…"));
+        }
+        let redis_url = env.text("REDIS_URL");
+        if let Some(r) = &redis_url {
+            if !(r.starts_with("redis://") || r.starts_with("rediss://")) {
+                return Err(err("REDIS_URL", "expected redis://…"));
+            }
+        }
+        let secret_key = env.text("SECRET_KEY");
+        if production && secret_key.is_none() && mode != Mode::Admin {
+            return Err(err(
+                "SECRET_KEY",
+                "required in production (it encrypts payer data; every process must share it)",
+            ));
+        }
+        let secret_key_fallbacks = env
+            .text("SECRET_KEY_FALLBACKS")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let sandbox = env.flag("PAYGATE_SANDBOX", mode == Mode::Serve)?;
+        let gateway_url = match env.url("PAYMENT_GATEWAY_URL")? {
+            Some(u) => u,
+            None if sandbox => format!("{public_url}/sandbox/medogram"),
+            None if mode == Mode::Admin => String::new(),
+            None => return Err(err("PAYMENT_GATEWAY_URL", "required when the built-in sandbox is off")),
+        };
+        let api_key = match env.text("PAYMENT_API_KEY") {
+            Some(k) => k,
+            None if sandbox || mode == Mode::Admin => "sandbox-medogram-api-key".into(),
+            None => return Err(err("PAYMENT_API_KEY", "required when the built-in sandbox is off")),
+        };
+        let medogram = MedogramSettings {
+            user_url: env.url("PAYGATE_USER_URL")?.unwrap_or_else(|| gateway_url.clone()),
+            user_path: env
+                .text("PAYGATE_USER_PATH")
+                .unwrap_or_else(|| "/api/users/{identifier}/".into()),
+            user_auth_header: env
+                .text("PAYGATE_USER_AUTH_HEADER")
+                .unwrap_or_else(|| "Authorization".into()),
+            user_auth_prefix: (env.get)("PAYGATE_USER_AUTH_PREFIX")
+                .unwrap_or_else(|| "Api-Key ".into()),
+            test_mode: env.flag("PAYMENT_TEST_MODE", false)?,
+            page_suffix_get: env.flag("PAYGATE_MEDOGRAM_PAGE_SUFFIX_GET", true)?,
+            gateway_url,
+            api_key,
+        };
+        if !medogram.user_path.contains("{identifier}") {
+            return Err(err("PAYGATE_USER_PATH", "must contain {identifier}"));
+        }
+        let payment_redirect_url = env.url("PAYMENT_REDIRECT_URL")?;
+
+        let mut retry = RetryPolicies::default();
+        let base = env.text("PAYGATE_RETRY_BASE_MS");
+        let cap = env.text("PAYGATE_RETRY_MAX_MS");
+        let attempts = env.text("PAYGATE_RETRY_ATTEMPTS");
+        for kind in JobKind::ALL {
+            let p = retry.for_kind_mut(kind);
+            if base.is_some() {
+                p.base = env.millis("PAYGATE_RETRY_BASE_MS", 0)?;
+            }
+            if cap.is_some() {
+                p.cap = env.millis("PAYGATE_RETRY_MAX_MS", 0)?;
+            }
+            if attempts.is_some() {
+                p.max_attempts = env.parse("PAYGATE_RETRY_ATTEMPTS", 1u32)?;
+            }
+            if p.max_attempts == 0 {
+                return Err(err("PAYGATE_RETRY_ATTEMPTS", "must be at least 1"));
+            }
+        }
+
+        let worker_concurrency: usize = env.parse("PAYGATE_WORKER_CONCURRENCY", 64)?;
+        if worker_concurrency == 0 || worker_concurrency > 4096 {
+            return Err(err("PAYGATE_WORKER_CONCURRENCY", "must be between 1 and 4096"));
+        }
+        let seed_wait = env.millis("PAYGATE_SEED_WAIT_MS", 3000)?;
+        let max_wait = env.millis("PAYGATE_MAX_WAIT_MS", 30_000)?;
+        let job_lease = env.millis("PAYGATE_JOB_LEASE_MS", 25_000)?;
+        let gateway_timeout = env.millis("PAYGATE_GATEWAY_TIMEOUT_MS", 10_000)?;
+        if gateway_timeout >= job_lease {
+            return Err(err(
+                "PAYGATE_GATEWAY_TIMEOUT_MS",
+                "must be shorter than PAYGATE_JOB_LEASE_MS, or a slow call would outlive its lease",
+            ));
+        }
+        let log_format = match env.text("PAYGATE_LOG_FORMAT").as_deref() {
+            None => {
+                if production {
+                    LogFormat::Json
+                } else {
+                    LogFormat::Text
+                }
+            }
+            Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(o) => return Err(err("PAYGATE_LOG_FORMAT", format!("expected text or json, got {o:?}"))),
+        };
+        Ok(Config {
+            mode,
+            production,
+            listen,
+            metrics_listen,
+            public_url,
+            database_url,
+            db_max_connections: env.parse("PAYGATE_DB_MAX_CONNECTIONS", 16)?,
+            redis_url,
+            secret_key,
+            secret_key_fallbacks,
+            sandbox,
+            medogram,
+            payment_redirect_url,
+            seed_wait,
+            max_wait,
+            worker_id: env.text("PAYGATE_WORKER_ID").unwrap_or_else(default_worker_id),
+            worker_concurrency,
+            job_lease,
+            sweep_interval: env.millis("PAYGATE_SWEEP_INTERVAL_MS", 500)?,
+            redispatch_after: env.millis("PAYGATE_REDISPATCH_AFTER_MS", 30_000)?,
+            gateway_timeout,
+            retry,
+            shutdown_grace: env.millis("PAYGATE_SHUTDOWN_GRACE_MS", 20_000)?,
+            log_format,
+            max_body_bytes: env.parse("PAYGATE_MAX_BODY_BYTES", 64 * 1024)?,
+        })
+    }
+
+    /// Where gateways send the payer back after paying.
+    pub fn crazyminer_callback_url(&self) -> String {
+        format!("{}/crazyminer/payment/callback/", self.public_url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(mode: Mode, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let get = move |k: &str| map.get(k).cloned();
+        Config::load(mode, &Env::new(&get))
+    }
+
+    #[test]
+    fn serve_needs_nothing() {
+        let c = load(Mode::Serve, &[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://paygate.db");
+        assert!(c.sandbox && !c.production);
+        assert_eq!(c.medogram.gateway_url, "http://127.0.0.1:8080/sandbox/medogram");
+        assert_eq!(c.crazyminer_callback_url(), "http://127.0.0.1:8080/crazyminer/payment/callback/");
+    }
+
+    #[test]
+    fn production_processes_refuse_to_start_without_secret_key() {
+        let e = load(Mode::Api, &[("PAYMENT_GATEWAY_URL", "https://api.medogram.ir"), ("PAYMENT_API_KEY", "k")]).unwrap_err();
+        assert_eq!(e.var, "SECRET_KEY");
+        assert!(e.to_string().starts_with("invalid configuration: SECRET_KEY"));
+        let e = load(Mode::Worker, &[("SECRET_KEY", "s")]).unwrap_err();
+        assert_eq!(e.var, "PAYMENT_GATEWAY_URL");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, val) in [
+            ("PAYGATE_LISTEN", "nope"),
+            ("DATABASE_URL", "mysql://x"),
+            ("REDIS_URL", "http://x"),
+            ("PAYMENT_GATEWAY_URL", "ftp://x"),
+            ("PAYGATE_WORKER_CONCURRENCY", "0"),
+            ("PAYGATE_SEED_WAIT_MS", "-1"),
+            ("PAYMENT_TEST_MODE", "maybe"),
+            ("PAYGATE_LOG_FORMAT", "xml"),
+            ("PAYGATE_USER_PATH", "/users/"),
+            ("PAYGATE_GATEWAY_TIMEOUT_MS", "60000"),
+        ] {
+            let e = load(Mode::Serve, &[(var, val)]).unwrap_err();
+            assert_eq!(e.var, var, "{var}={val}");
+        }
+    }
+
+    #[test]
+    fn retry_overrides_apply_to_every_kind() {
+        let c = load(Mode::Serve, &[("PAYGATE_RETRY_BASE_MS", "10"), ("PAYGATE_RETRY_ATTEMPTS", "3")]).unwrap();
+        for k in JobKind::ALL {
+            assert_eq!(c.retry.for_kind(k).base, Duration::from_millis(10));
+            assert_eq!(c.retry.for_kind(k).max_attempts, 3);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The payment domain: values, the state machine, events and job kinds.
+//! Knows nothing of HTTP, SQL or Redis.
+
+pub mod event;
+pub mod job;
+pub mod money;
+pub mod payment;
+pub mod status;
+
+pub use event::{EventKind, NewEvent, PaymentEvent};
+pub use job::{JobKind, JobMessage, JobStatus, RetryPolicies, RetryPolicy};
+pub use money::{Amount, Currency, MoneyError};
+pub use payment::{
+    Description, FieldError, Payment, PaymentChange, PaymentId, Provider, UserIdentifier,
+};
+pub use status::{IllegalTransition, Lang, PaymentStatus};

@@ -1,0 +1,328 @@
+//! A payment and the values it is made of. Each value type can only hold a
+//! valid value, so code past the HTTP edge never re-validates.
+
+use super::money::{Amount, Currency};
+use super::status::{IllegalTransition, PaymentStatus};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PaymentId(Uuid);
+
+impl PaymentId {
+    pub fn new() -> Self {
+        // v7 ids sort by creation time, which keeps index inserts local.
+        PaymentId(Uuid::now_v7())
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Uuid::parse_str(s).ok().map(PaymentId)
+    }
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for PaymentId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for PaymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The gateways paygate speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// medogram: the bitpay.ir protocol (gateway-send / gateway-result-second).
+    Medogram,
+    Atmos,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 2] = [Provider::Medogram, Provider::Atmos];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Medogram => "medogram",
+            Provider::Atmos => "atmos",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+    pub fn currency(self) -> Currency {
+        match self {
+            Provider::Medogram => Currency::Irr,
+            Provider::Atmos => Currency::Uzs,
+        }
+    }
+    /// The smallest amount the gateway accepts (bitpay.ir refuses under 1000 rial).
+    pub fn min_amount(self) -> i64 {
+        match self {
+            Provider::Medogram => 1000,
+            Provider::Atmos => 100,
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    #[error("{field} is required")]
+    Required { field: &'static str },
+    #[error("{field} must be at most {max} characters")]
+    TooLong { field: &'static str, max: usize },
+    #[error("{field} contains characters that are not allowed")]
+    BadCharacters { field: &'static str },
+}
+
+/// Who pays, as the CrazyMiner main server knows them (a phone number or a
+/// username). It ends up in a URL path, so only URL-safe characters are allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserIdentifier(String);
+
+impl UserIdentifier {
+    pub const MAX_LEN: usize = 64;
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        let s = s.trim();
+        let field = "user_identifier";
+        if s.is_empty() {
+            return Err(FieldError::Required { field });
+        }
+        if s.chars().count() > Self::MAX_LEN {
+            return Err(FieldError::TooLong {
+                field,
+                max: Self::MAX_LEN,
+            });
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@._+-".contains(c))
+        {
+            return Err(FieldError::BadCharacters { field });
+        }
+        Ok(UserIdentifier(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Free text shown to the payer; control characters are refused so it cannot
+/// forge log lines or break the gateway's form encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Description(String);
+
+impl Description {
+    pub const MAX_LEN: usize = 255;
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        let field = "description";
+        let s = s.trim();
+        if s.chars().count() > Self::MAX_LEN {
+            return Err(FieldError::TooLong {
+                field,
+                max: Self::MAX_LEN,
+            });
+        }
+        if s.chars().any(|c| c.is_control()) {
+            return Err(FieldError::BadCharacters { field });
+        }
+        Ok(Description(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A payment as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub id: PaymentId,
+    pub provider: Provider,
+    /// The user identifier (CrazyMiner) or the order id (shop).
+    pub merchant_ref: String,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub description: Description,
+    pub status: PaymentStatus,
+    pub status_reason: Option<String>,
+    pub payment_url: Option<String>,
+    /// The gateway's id for our invoice: medogram `id_get`, Atmos `transaction_id`.
+    pub gateway_ref: Option<String>,
+    /// The gateway's id of the money movement: medogram `trans_id`, Atmos `success_trans_id`.
+    pub gateway_trans_id: Option<String>,
+    pub tracking_code: Option<String>,
+    pub encrypted_user_data: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub order_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Optimistic-lock counter: every write must name the version it read.
+    pub version: i64,
+}
+
+/// What a write to a payment changes. Built only through [`Payment::change`],
+/// which checks the state machine; the store applies it only if the row still
+/// has the version and status it was built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentChange {
+    pub id: PaymentId,
+    pub expected_version: i64,
+    pub expected_status: PaymentStatus,
+    pub new_status: Option<PaymentStatus>,
+    pub status_reason: Option<String>,
+    pub payment_url: Option<String>,
+    pub gateway_ref: Option<String>,
+    pub gateway_trans_id: Option<String>,
+    pub tracking_code: Option<String>,
+    pub encrypted_user_data: Option<String>,
+}
+
+impl Payment {
+    pub fn change(&self) -> PaymentChange {
+        PaymentChange {
+            id: self.id,
+            expected_version: self.version,
+            expected_status: self.status,
+            new_status: None,
+            status_reason: None,
+            payment_url: None,
+            gateway_ref: None,
+            gateway_trans_id: None,
+            tracking_code: None,
+            encrypted_user_data: None,
+        }
+    }
+}
+
+impl PaymentChange {
+    pub fn status(
+        mut self,
+        to: PaymentStatus,
+        reason: Option<&str>,
+    ) -> Result<Self, IllegalTransition> {
+        self.expected_status.check_transition(to)?;
+        self.new_status = Some(to);
+        self.status_reason = reason.map(str::to_string);
+        Ok(self)
+    }
+    pub fn payment_url(mut self, url: String) -> Self {
+        self.payment_url = Some(url);
+        self
+    }
+    pub fn gateway_ref(mut self, r: String) -> Self {
+        self.gateway_ref = Some(r);
+        self
+    }
+    pub fn gateway_trans_id(mut self, t: String) -> Self {
+        self.gateway_trans_id = Some(t);
+        self
+    }
+    pub fn tracking_code(mut self, t: String) -> Self {
+        self.tracking_code = Some(t);
+        self
+    }
+    pub fn encrypted_user_data(mut self, d: String) -> Self {
+        self.encrypted_user_data = Some(d);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_identifier_rules() {
+        assert_eq!(
+            UserIdentifier::parse(" 09123456789 ").unwrap().as_str(),
+            "09123456789"
+        );
+        assert!(UserIdentifier::parse("user.name+1@example.com").is_ok());
+        assert!(matches!(
+            UserIdentifier::parse(""),
+            Err(FieldError::Required { .. })
+        ));
+        assert!(matches!(
+            UserIdentifier::parse("../../etc"),
+            Err(FieldError::BadCharacters { .. })
+        ));
+        assert!(matches!(
+            UserIdentifier::parse("a b"),
+            Err(FieldError::BadCharacters { .. })
+        ));
+        assert!(matches!(
+            UserIdentifier::parse(&"9".repeat(65)),
+            Err(FieldError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn description_rules() {
+        assert_eq!(Description::parse("خرید اشتراک").unwrap().as_str(), "خرید اشتراک");
+        assert!(Description::parse(&"ش".repeat(255)).is_ok());
+        assert!(Description::parse(&"ش".repeat(256)).is_err());
+        assert!(Description::parse("line\nbreak").is_err());
+    }
+
+    #[test]
+    fn provider_names_round_trip() {
+        for p in Provider::ALL {
+            assert_eq!(Provider::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(Provider::parse("paypal"), None);
+    }
+
+    #[test]
+    fn change_refuses_illegal_transitions() {
+        let now = Utc::now();
+        let p = Payment {
+            id: PaymentId::new(),
+            provider: Provider::Medogram,
+            merchant_ref: "09123456789".into(),
+            amount: Amount::from_minor(100000).unwrap(),
+            currency: Currency::Irr,
+            description: Description::default(),
+            status: PaymentStatus::Completed,
+            status_reason: None,
+            payment_url: None,
+            gateway_ref: None,
+            gateway_trans_id: None,
+            tracking_code: None,
+            encrypted_user_data: None,
+            idempotency_key: None,
+            order_id: None,
+            created_at: now,
+            updated_at: now,
+            completed_at: Some(now),
+            version: 3,
+        };
+        assert!(p.change().status(PaymentStatus::Failed, None).is_err());
+        let ok = Payment {
+            status: PaymentStatus::Processing,
+            ..p
+        };
+        let c = ok
+            .change()
+            .status(PaymentStatus::Completed, None)
+            .unwrap()
+            .tracking_code("T1".into());
+        assert_eq!(c.expected_version, 3);
+        assert_eq!(c.new_status, Some(PaymentStatus::Completed));
+    }
+}

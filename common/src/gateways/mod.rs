@@ -1,0 +1,101 @@
+//! Payment gateways behind one trait. Each gateway module speaks its wire
+//! protocol and maps it onto these provider-neutral types; the worker decides
+//! what the answers mean for a payment.
+
+pub mod http;
+pub mod medogram;
+
+use crate::domain::{Amount, PaymentId, Provider};
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// Who pays, as far as a gateway form wants to know (decrypted only in memory).
+#[derive(Debug, Clone, Default)]
+pub struct Payer {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InvoiceRequest {
+    pub payment_id: PaymentId,
+    pub amount: Amount,
+    pub description: String,
+    pub payer: Payer,
+    /// Where the gateway sends the payer (and/or its callback) afterwards.
+    pub callback_url: String,
+    /// The merchant-side reference the gateway echoes (Atmos `account`).
+    pub account: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invoice {
+    /// The gateway's id for the invoice (medogram `id_get`, Atmos transaction id).
+    pub gateway_ref: String,
+    pub payment_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifyRequest {
+    pub payment_id: PaymentId,
+    pub gateway_ref: String,
+    /// The gateway's transaction id from the callback, when the protocol has one.
+    pub trans_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// The gateway says the money moved. `amount` is what it says moved, in
+    /// minor units; the caller compares it with the payment's own amount.
+    Paid {
+        amount: i64,
+        trans_id: Option<String>,
+        /// True when the gateway reports it had confirmed this before (bitpay's 11).
+        repeated: bool,
+    },
+    /// The gateway has not decided yet (Atmos before confirmation).
+    Pending,
+    /// The payer did not pay, cancelled, or the transaction was closed.
+    NotPaid { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// Worth trying again later: timeouts, connection errors, 5xx, 429, and
+    /// protocol codes that mean "try again".
+    #[error("{message}")]
+    Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Retrying cannot help: a 4xx, or a protocol code that refuses the request.
+    /// `reason` is a stable snake_case code that becomes the payment's reason.
+    #[error("{reason}: {message}")]
+    Permanent { reason: String, message: String },
+}
+
+impl GatewayError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        GatewayError::Retryable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    pub fn permanent(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        GatewayError::Permanent {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[async_trait]
+pub trait Gateway: Send + Sync + 'static {
+    fn provider(&self) -> Provider;
+    /// Creates the invoice. Calls carry our payment id, so a repeat after a
+    /// lost reply is recognisable on the gateway's side.
+    async fn create_invoice(&self, req: &InvoiceRequest) -> Result<Invoice, GatewayError>;
+    /// Asks the gateway, server to server, whether the payment really happened.
+    async fn verify(&self, req: &VerifyRequest) -> Result<Verification, GatewayError>;
+}

@@ -1,0 +1,12 @@
+//! Shared core of paygate: the payment domain, persistence, the job queue,
+//! gateway clients, encryption and configuration. The API and the worker
+//! depend on this crate; it depends on neither.
+
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod gateways;
+pub mod queue;
+pub mod store;
+pub mod telemetry;
+pub mod userdir;

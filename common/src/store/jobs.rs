@@ -1,0 +1,358 @@
+//! The job ledger: the durable truth about background work. The queue only
+//! carries pointers to these rows, so a lost or repeated message is harmless:
+//! claiming is a conditional update, and finishing checks the claim (a fencing
+//! token) in the same transaction as the state change the job made.
+
+use super::payments::{apply_change, insert_event};
+use super::rows;
+use super::{now_ms, Dialect, Store, StoreError, StoreResult};
+use crate::domain::{JobKind, JobMessage, JobStatus, NewEvent, PaymentChange, PaymentId};
+use sqlx::any::{Any, AnyRow};
+use sqlx::{Row, Transaction};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub kind: JobKind,
+    pub payment_id: Option<PaymentId>,
+    pub payload: serde_json::Value,
+    /// Jobs with the same key are one job: the second insert is ignored.
+    pub dedupe_key: Option<String>,
+    pub max_attempts: u32,
+    pub run_at_ms: i64,
+}
+
+impl NewJob {
+    pub fn now(kind: JobKind, payment_id: PaymentId, max_attempts: u32) -> Self {
+        NewJob {
+            id: Uuid::now_v7(),
+            kind,
+            payment_id: Some(payment_id),
+            payload: serde_json::Value::Null,
+            dedupe_key: None,
+            max_attempts,
+            run_at_ms: now_ms(),
+        }
+    }
+    pub fn payload(mut self, payload: serde_json::Value) -> Self {
+        self.payload = payload;
+        self
+    }
+    pub fn dedupe(mut self, key: impl Into<String>) -> Self {
+        self.dedupe_key = Some(key.into());
+        self
+    }
+}
+
+/// A job this worker holds. `attempt` is the fencing token: finishing only
+/// succeeds while the ledger still shows this attempt running under our name.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: Uuid,
+    pub kind: JobKind,
+    pub payment_id: Option<PaymentId>,
+    pub payload: serde_json::Value,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub worker: String,
+    pub created_at_ms: i64,
+}
+
+/// How a claimed job ends this attempt, with the changes it made.
+#[derive(Debug, Default)]
+pub struct JobFinish {
+    pub change: Option<PaymentChange>,
+    pub events: Vec<NewEvent>,
+    pub next_jobs: Vec<NewJob>,
+    pub result: JobResult,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    #[default]
+    Succeeded,
+    Retry {
+        run_at_ms: i64,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+    Dead {
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobRecord {
+    pub id: Uuid,
+    pub kind: JobKind,
+    pub payment_id: Option<String>,
+    pub status: JobStatus,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub run_at_ms: i64,
+    pub last_error: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+macro_rules! job_columns {
+    () => {
+        "id, kind, payment_id, status, attempts, max_attempts, run_at, last_error, created_at, \
+         updated_at"
+    };
+}
+
+fn job_record(row: &AnyRow) -> StoreResult<JobRecord> {
+    let id: String = row.try_get("id")?;
+    Ok(JobRecord {
+        id: Uuid::parse_str(&id).map_err(|_| StoreError::Corrupt(format!("job id {id:?}")))?,
+        kind: rows::job_kind(&row.try_get::<String, _>("kind")?)?,
+        payment_id: row.try_get("payment_id")?,
+        status: rows::job_status(&row.try_get::<String, _>("status")?)?,
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        run_at_ms: row.try_get("run_at")?,
+        last_error: row.try_get("last_error")?,
+        created_at_ms: row.try_get("created_at")?,
+        updated_at_ms: row.try_get("updated_at")?,
+    })
+}
+
+fn message(row: &AnyRow) -> StoreResult<JobMessage> {
+    let id: String = row.try_get("id")?;
+    Ok(JobMessage {
+        job_id: Uuid::parse_str(&id).map_err(|_| StoreError::Corrupt(format!("job id {id:?}")))?,
+        kind: rows::job_kind(&row.try_get::<String, _>("kind")?)?,
+    })
+}
+
+/// Inserts a job inside the caller's transaction. Returns the message to
+/// dispatch, or `None` when a job with the same dedupe key already exists.
+/// The row is marked dispatched because the caller pushes it right after
+/// commit; if that push is lost, the sweeper notices the stale mark.
+pub(crate) async fn insert_job(
+    tx: &mut Transaction<'_, Any>,
+    job: &NewJob,
+    now: i64,
+) -> StoreResult<Option<JobMessage>> {
+    let due_now = job.run_at_ms <= now;
+    let row = sqlx::query(
+        "INSERT INTO jobs (id, kind, payment_id, payload, dedupe_key, status, attempts, \
+         max_attempts, run_at, dispatched_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $9, $9) \
+         ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, kind",
+    )
+    .bind(job.id.to_string())
+    .bind(job.kind.as_str())
+    .bind(job.payment_id.map(|p| p.to_string()))
+    .bind(job.payload.to_string())
+    .bind(job.dedupe_key.clone())
+    .bind(i64::from(job.max_attempts))
+    .bind(job.run_at_ms)
+    .bind(due_now.then_some(now))
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match row {
+        Some(row) if due_now => Ok(Some(message(&row)?)),
+        _ => Ok(None),
+    }
+}
+
+impl Store {
+    /// Takes a job for one attempt if it is due and nobody holds a live lease.
+    /// `None` means there is nothing to do: already finished, not yet due, or
+    /// running elsewhere (a duplicate delivery).
+    pub async fn claim_job(
+        &self,
+        job_id: Uuid,
+        worker: &str,
+        lease_ms: i64,
+    ) -> StoreResult<Option<ClaimedJob>> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $1, \
+             locked_by = $2, updated_at = $3 \
+             WHERE id = $4 AND ((status = 'queued' AND run_at <= $3) \
+                OR (status = 'running' AND lease_until < $3)) \
+             RETURNING id, kind, payment_id, payload, attempts, max_attempts, created_at",
+        )
+        .bind(now + lease_ms)
+        .bind(worker)
+        .bind(now)
+        .bind(job_id.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let payment_id: Option<String> = row.try_get::<Option<String>, _>("payment_id")?;
+        let payload: String = row.try_get("payload")?;
+        Ok(Some(ClaimedJob {
+            id: job_id,
+            kind: rows::job_kind(&row.try_get::<String, _>("kind")?)?,
+            payment_id: payment_id
+                .map(|p: String| {
+                    PaymentId::parse(&p)
+                        .ok_or_else(|| StoreError::Corrupt(format!("job payment id {p:?}")))
+                })
+                .transpose()?,
+            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+            attempt: row.try_get::<i64, _>("attempts")?.max(0) as u32,
+            max_attempts: row.try_get::<i64, _>("max_attempts")?.max(0) as u32,
+            worker: worker.to_string(),
+            created_at_ms: row.try_get("created_at")?,
+        }))
+    }
+
+    /// Ends an attempt: applies the payment change, appends events, inserts the
+    /// follow-up jobs and records the job's result, all in one transaction that
+    /// commits only if this worker still holds the claim.
+    pub async fn finish_job(
+        &self,
+        claim: &ClaimedJob,
+        finish: &JobFinish,
+    ) -> StoreResult<Vec<JobMessage>> {
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        // The fencing check goes first: it is a write, so SQLite takes its
+        // write lock at once, and a lost lease costs nothing further.
+        let (status, run_at, error, finished) = match &finish.result {
+            JobResult::Succeeded => (JobStatus::Succeeded, None, None, Some(now)),
+            JobResult::Retry { run_at_ms, error } => {
+                (JobStatus::Queued, Some(*run_at_ms), Some(error.clone()), None)
+            }
+            JobResult::Failed { error } => (JobStatus::Failed, None, Some(error.clone()), Some(now)),
+            JobResult::Dead { error } => (JobStatus::Dead, None, Some(error.clone()), Some(now)),
+        };
+        let fenced = sqlx::query(
+            "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
+             last_error = COALESCE($3, last_error), finished_at = $4, lease_until = NULL, \
+             locked_by = NULL, dispatched_at = NULL, updated_at = $5 \
+             WHERE id = $6 AND status = 'running' AND locked_by = $7 AND attempts = $8",
+        )
+        .bind(status.as_str())
+        .bind(run_at)
+        .bind(error)
+        .bind(finished)
+        .bind(now)
+        .bind(claim.id.to_string())
+        .bind(&claim.worker)
+        .bind(i64::from(claim.attempt))
+        .execute(&mut *tx)
+        .await?;
+        if fenced.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Err(StoreError::LeaseLost);
+        }
+        if let Some(change) = &finish.change {
+            apply_change(&mut tx, change, now).await?;
+        }
+        for e in &finish.events {
+            insert_event(&mut tx, e, now).await?;
+        }
+        let mut messages = Vec::new();
+        for job in &finish.next_jobs {
+            if let Some(m) = insert_job(&mut tx, job, now).await? {
+                messages.push(m);
+            }
+        }
+        tx.commit().await?;
+        Ok(messages)
+    }
+
+    /// Marks due jobs as dispatched and returns their messages: queued jobs
+    /// whose message was never sent or was sent `redispatch_after_ms` ago
+    /// without being claimed (lost in transit, Redis restarted empty), and
+    /// running jobs whose lease expired (their worker died).
+    pub async fn take_due_for_dispatch(
+        &self,
+        redispatch_after_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<JobMessage>> {
+        let now = now_ms();
+        let lock = match self.dialect() {
+            // Several sweepers may run at once; each row goes to one of them.
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET dispatched_at = $1 WHERE id IN (\
+               SELECT id FROM jobs WHERE \
+                 ((status = 'queued' AND run_at <= $1) OR (status = 'running' AND lease_until < $1)) \
+                 AND (dispatched_at IS NULL OR dispatched_at < $2) \
+               ORDER BY run_at LIMIT $3 {lock}) \
+             RETURNING id, kind"
+        );
+        // Only the fixed lock clause above is spliced in; values are bound.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(now - redispatch_after_ms)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(message).collect()
+    }
+
+    pub async fn job(&self, id: Uuid) -> StoreResult<Option<JobRecord>> {
+        let sql = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1");
+        let row = sqlx::query(sql)
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(job_record).transpose()
+    }
+
+    pub async fn list_jobs(
+        &self,
+        status: Option<JobStatus>,
+        payment_id: Option<PaymentId>,
+        limit: i64,
+    ) -> StoreResult<Vec<JobRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE ($1 IS NULL OR status = $1) \
+             AND ($2 IS NULL OR payment_id = $2) ORDER BY created_at DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sql)
+            .bind(status.map(|s| s.as_str().to_string()))
+            .bind(payment_id.map(|p| p.to_string()))
+            .bind(limit.clamp(1, 1000))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(job_record).collect()
+    }
+
+    /// Counts jobs by status, for tests and the queue-depth gauges.
+    pub async fn job_counts(&self) -> StoreResult<Vec<(JobKind, JobStatus, i64)>> {
+        let rows = sqlx::query("SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    rows::job_kind(&r.try_get::<String, _>("kind")?)?,
+                    rows::job_status(&r.try_get::<String, _>("status")?)?,
+                    r.try_get("n")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Puts a dead or failed job back in the queue with fresh attempts.
+    pub async fn redrive_job(&self, id: Uuid) -> StoreResult<Option<JobMessage>> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $1, dispatched_at = $1, \
+             finished_at = NULL, updated_at = $1 \
+             WHERE id = $2 AND status IN ('dead', 'failed') RETURNING id, kind",
+        )
+        .bind(now)
+        .bind(id.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(message).transpose()
+    }
+}

@@ -1,0 +1,165 @@
+//! Persistence. One `Store` serves both databases through sqlx's `Any` driver:
+//! the schema keeps to types both share (TEXT, BIGINT), the SQL is written once,
+//! and the few places where the dialects differ are named in [`Dialect`].
+//! The same contract tests run against SQLite and PostgreSQL
+//! (`common/tests/store_contract.rs`).
+
+mod api_keys;
+mod inbound;
+mod jobs;
+mod payments;
+mod rows;
+
+pub use api_keys::{ApiKey, NewApiKey};
+pub use inbound::{InboundOutcome, NewInbound};
+pub use jobs::{ClaimedJob, JobFinish, JobRecord, NewJob};
+pub use payments::{CreateOutcome, NewPayment, PaymentFilter};
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row changed since it was read (another worker or message got there
+    /// first). Callers reload and decide again.
+    #[error("the record was changed concurrently")]
+    Conflict,
+    /// This worker no longer holds the job (its lease expired and another took it).
+    #[error("the job lease was lost")]
+    LeaseLost,
+    #[error("not found")]
+    NotFound,
+    #[error("unsupported database URL (expected sqlite:// or postgres://)")]
+    UnsupportedUrl,
+    /// The database could not be reached or answered with an error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// True when the database itself is unavailable (as opposed to a logical outcome).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Database(_))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Store {
+    pub fn dialect_of(url: &str) -> StoreResult<Dialect> {
+        if url.starts_with("sqlite:") {
+            Ok(Dialect::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Dialect::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    /// Opens a pool. SQLite files are created if missing and put in WAL mode so
+    /// readers never block the writer.
+    pub async fn connect(url: &str, opts: &StoreOptions) -> StoreResult<Store> {
+        sqlx::any::install_default_drivers();
+        let dialect = Self::dialect_of(url)?;
+        let mut pool = AnyPoolOptions::new().acquire_timeout(opts.acquire_timeout);
+        let url = match dialect {
+            Dialect::Sqlite => {
+                // Every write transaction here starts with a write statement, so
+                // concurrent writers queue on busy_timeout instead of failing.
+                pool = pool
+                    .max_connections(opts.max_connections.clamp(1, 4))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = NORMAL",
+                                "PRAGMA busy_timeout = 15000",
+                                "PRAGMA foreign_keys = ON",
+                            ] {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
+                            Ok(())
+                        })
+                    });
+                if url.contains('?') {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                }
+            }
+            Dialect::Postgres => {
+                pool = pool.max_connections(opts.max_connections.max(1));
+                url.to_string()
+            }
+        };
+        let pool = pool.connect(&url).await?;
+        Ok(Store { pool, dialect })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        let migrator = match self.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Readiness probe: a round trip to the database.
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// Current time in epoch milliseconds, the unit of every time column.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,108 @@
+//! Simulator of the Atmos merchant API and hosted checkout (gateways.md §1).
+
+mod api;
+mod callback;
+mod checkout;
+mod codes;
+mod config;
+mod sign;
+mod store;
+mod token;
+
+pub use config::{AtmosConfig, CallbackField, HashAlg};
+pub use store::AtmosStats;
+
+use crate::admin::{self, Admin};
+use crate::locks::lock;
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::{Arc, Mutex, MutexGuard};
+use store::Store;
+
+/// Shared state of the Atmos simulator; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Atmos {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Mutex<AtmosConfig>,
+    store: Mutex<Store>,
+    http: reqwest::Client,
+}
+
+impl Atmos {
+    pub(crate) fn new(config: AtmosConfig, http: reqwest::Client) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config: Mutex::new(config),
+                store: Mutex::new(Store::default()),
+                http,
+            }),
+        }
+    }
+
+    /// A snapshot, so one request sees one consistent set of knobs.
+    pub(crate) fn config(&self) -> AtmosConfig {
+        lock(&self.inner.config).clone()
+    }
+
+    /// Never hold the guard across an `.await`.
+    fn store(&self) -> MutexGuard<'_, Store> {
+        lock(&self.inner.store)
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    pub(crate) fn stats(&self) -> AtmosStats {
+        self.store().stats.clone()
+    }
+
+    pub(crate) fn router(&self) -> Router {
+        // The hosted checkout answers on both path styles seen in the wild.
+        let invoice = Router::new()
+            .route("/get", get(checkout::page))
+            .route("/pay", post(checkout::pay))
+            .route("/decline", post(checkout::decline))
+            .route("/wrong-otp", post(checkout::wrong_otp));
+        Router::new()
+            .route("/token", post(token::issue))
+            .route("/merchant/pay/create", post(api::create))
+            .route("/merchant/pay/get", post(api::get))
+            .route("/merchant/pay/reverse", post(api::reverse))
+            .nest("/invoice", invoice.clone())
+            .nest("/checkout/invoice", invoice)
+            .merge(admin::routes::<Self>())
+            .with_state(self.clone())
+    }
+}
+
+impl Admin for Atmos {
+    type Config = AtmosConfig;
+    type Stats = AtmosStats;
+
+    fn config(&self) -> AtmosConfig {
+        Atmos::config(self)
+    }
+
+    fn set_config(&self, config: AtmosConfig) -> Result<AtmosConfig, String> {
+        let config = config.validated()?;
+        *lock(&self.inner.config) = config.clone();
+        Ok(config)
+    }
+
+    fn stats(&self) -> AtmosStats {
+        Atmos::stats(self)
+    }
+
+    /// Forgets transactions and counters; config and issued tokens stay.
+    fn reset(&self) {
+        self.store().reset();
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

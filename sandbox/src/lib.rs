@@ -1,0 +1,177 @@
+//! Faithful HTTP simulators of the payment gateways paygate talks to, used by
+//! `paygate serve`'s built-in test mode, `paygate sandbox`, integration tests
+//! and benchmarks (design.md §6, protocols in gateways.md §1 and §2).
+//!
+//! [`Sandbox::router`] serves:
+//! - `/sandbox/medogram/…`: the BitPay.ir protocol the medogram gateway speaks
+//!   (`gateway-send`, the hosted page, `gateway-result-second`) and the
+//!   medogram main server's user API;
+//! - `/sandbox/atmos/…`: the Atmos OAuth token, merchant API and hosted
+//!   checkout, which POSTs the signed callback to the merchant.
+//!
+//! Each simulator also has `GET`/`PUT _config`, `GET _stats` and
+//! `POST _reset`, so knobs can be turned while it runs.
+//!
+//! This crate deliberately depends on no other paygate crate: it plays the
+//! outside world, and must not share code (or bugs) with the client side.
+
+mod admin;
+mod atmos;
+mod env;
+mod faults;
+mod form;
+mod html;
+mod links;
+mod locks;
+mod medogram;
+
+pub use atmos::{AtmosConfig, AtmosStats, CallbackField, HashAlg};
+pub use medogram::{MedogramConfig, MedogramStats, ReturnMethod};
+
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Knobs of both simulators.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SandboxConfig {
+    pub medogram: MedogramConfig,
+    pub atmos: AtmosConfig,
+}
+
+impl SandboxConfig {
+    /// Reads `PAYGATE_SANDBOX_MEDOGRAM_*` and `PAYGATE_SANDBOX_ATMOS_*`;
+    /// every variable is optional. The error names the offending variable.
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        Ok(Self {
+            medogram: MedogramConfig::from_env(&env::Env::new(lookup, MedogramConfig::ENV_PREFIX))?,
+            atmos: AtmosConfig::from_env(&env::Env::new(lookup, AtmosConfig::ENV_PREFIX))?,
+        })
+    }
+}
+
+/// Both simulators with their shared state. Clones share the state.
+#[derive(Clone)]
+pub struct Sandbox {
+    medogram: medogram::Medogram,
+    atmos: atmos::Atmos,
+}
+
+impl Sandbox {
+    pub fn new(cfg: SandboxConfig) -> Self {
+        let http = http_client();
+        Self {
+            medogram: medogram::Medogram::new(cfg.medogram, http.clone()),
+            atmos: atmos::Atmos::new(cfg.atmos, http),
+        }
+    }
+
+    /// Everything under `/sandbox/medogram` and `/sandbox/atmos`, ready to be
+    /// merged into another router or served alone.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .nest("/sandbox/medogram", self.medogram.router())
+            .nest("/sandbox/atmos", self.atmos.router())
+    }
+
+    pub fn medogram_stats(&self) -> MedogramStats {
+        self.medogram.stats()
+    }
+
+    pub fn atmos_stats(&self) -> AtmosStats {
+        self.atmos.stats()
+    }
+}
+
+/// The client the simulators use to reach merchants (Atmos callbacks,
+/// medogram autopay's browser return). Redirects are not followed: a
+/// merchant's return endpoint typically redirects the browser onwards, and the
+/// simulator only needs to have delivered the first hop.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("paygate-sandbox/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|err| {
+            tracing::error!(%err, "sandbox HTTP client setup failed; using defaults");
+            reqwest::Client::new()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> Result<SandboxConfig, String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        SandboxConfig::from_lookup(&move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_without_env() {
+        assert_eq!(lookup(&[]).unwrap(), SandboxConfig::default());
+    }
+
+    #[test]
+    fn reads_every_kind_of_variable() {
+        let cfg = lookup(&[
+            ("PAYGATE_SANDBOX_MEDOGRAM_API_KEY", "k"),
+            ("PAYGATE_SANDBOX_MEDOGRAM_ERROR_RATE", "0.25"),
+            ("PAYGATE_SANDBOX_MEDOGRAM_AUTOPAY", "yes"),
+            ("PAYGATE_SANDBOX_MEDOGRAM_RETURN_METHOD", "POST"),
+            ("PAYGATE_SANDBOX_MEDOGRAM_SEND_DEDUPE_BY_FACTOR", "false"),
+            ("PAYGATE_SANDBOX_ATMOS_HASH", "sha256"),
+            (
+                "PAYGATE_SANDBOX_ATMOS_CALLBACK_URL",
+                "http://127.0.0.1:8000/cb",
+            ),
+            ("PAYGATE_SANDBOX_ATMOS_CALLBACK_FIELD", "account"),
+            ("PAYGATE_SANDBOX_ATMOS_DUPLICATE_CALLBACKS", "2"),
+            ("PAYGATE_SANDBOX_ATMOS_STORE_ID", ""),
+        ])
+        .unwrap();
+        assert_eq!(cfg.medogram.api_key, "k");
+        assert_eq!(cfg.medogram.error_rate, 0.25);
+        assert!(cfg.medogram.autopay);
+        assert_eq!(cfg.medogram.return_method, ReturnMethod::Post);
+        assert!(!cfg.medogram.send_dedupe_by_factor);
+        assert_eq!(cfg.atmos.hash, HashAlg::Sha256);
+        assert_eq!(
+            cfg.atmos.callback_url.as_deref(),
+            Some("http://127.0.0.1:8000/cb")
+        );
+        assert_eq!(cfg.atmos.callback_field, CallbackField::Account);
+        assert_eq!(cfg.atmos.duplicate_callbacks, 2);
+        assert_eq!(cfg.atmos.store_id, "8157", "empty means unset");
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (var, value) in [
+            ("PAYGATE_SANDBOX_MEDOGRAM_LATENCY_MS", "soon"),
+            ("PAYGATE_SANDBOX_MEDOGRAM_AUTOPAY", "maybe"),
+            ("PAYGATE_SANDBOX_ATMOS_HASH", "crc32"),
+            ("PAYGATE_SANDBOX_ATMOS_TOKEN_TTL_SECS", "-1"),
+        ] {
+            let err = lookup(&[(var, value)]).unwrap_err();
+            assert!(err.contains(var), "{err}");
+        }
+        let err = lookup(&[("PAYGATE_SANDBOX_ATMOS_ERROR_RATE", "2")]).unwrap_err();
+        assert!(
+            err.contains("PAYGATE_SANDBOX_ATMOS_") && err.contains("error_rate"),
+            "{err}"
+        );
+        let err = lookup(&[("PAYGATE_SANDBOX_ATMOS_CALLBACK_URL", "not a url")]).unwrap_err();
+        assert!(err.contains("callback_url"), "{err}");
+    }
+}

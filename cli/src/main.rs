@@ -1,1 +1,100 @@
-fn main() {}
+//! `paygate`: one binary, one subcommand per process kind.
+
+mod secret;
+mod serve;
+mod shutdown;
+mod wiring;
+
+use clap::{Parser, Subcommand};
+use paygate_common::config::{Config, Mode};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "paygate",
+    version,
+    about = "Payments through regional gateways, reliably"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// API + worker pool + gateway simulators in one process (the default).
+    Serve,
+    /// Gateway simulators only (medogram, Atmos), on PAYGATE_LISTEN.
+    Sandbox,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    Apikey {
+        #[command(subcommand)]
+        action: ApikeyAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyAction {
+    /// Create a key and print it once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// May list jobs and redrive dead letters.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+fn config(mode: Mode) -> Result<Config, ExitCode> {
+    Config::from_env(mode).map_err(|e| {
+        eprintln!("paygate: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    // A .env file is optional; real environment variables win over it.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("paygate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let result = match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => match config(Mode::Serve) {
+                Ok(cfg) => serve::serve(cfg).await,
+                Err(code) => return code,
+            },
+            Command::Sandbox => match config(Mode::Admin) {
+                Ok(cfg) => serve::sandbox_only(cfg).await,
+                Err(code) => return code,
+            },
+            Command::Migrate => match config(Mode::Admin) {
+                Ok(cfg) => wiring::migrate(&cfg).await,
+                Err(code) => return code,
+            },
+            Command::Apikey {
+                action: ApikeyAction::Create { name, admin },
+            } => match config(Mode::Admin) {
+                Ok(cfg) => wiring::create_api_key(&cfg, &name, admin).await,
+                Err(code) => return code,
+            },
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("paygate: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

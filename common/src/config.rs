@@ -163,10 +163,14 @@ impl Config {
                 ))
             }
         };
-        let listen: SocketAddr = env.parse("PAYGATE_LISTEN", "127.0.0.1:8080".parse().expect("literal"))?;
+        let listen: SocketAddr =
+            env.parse("PAYGATE_LISTEN", "127.0.0.1:8080".parse().expect("literal"))?;
         let metrics_listen = match env.text("PAYGATE_METRICS_LISTEN") {
             None => None,
-            Some(v) => Some(v.parse().map_err(|_| err("PAYGATE_METRICS_LISTEN", "expected HOST:PORT"))?),
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|_| err("PAYGATE_METRICS_LISTEN", "expected HOST:PORT"))?,
+            ),
         };
         let public_url = env
             .url("PAYGATE_PUBLIC_URL")?
@@ -208,15 +212,27 @@ impl Config {
             Some(u) => u,
             None if sandbox => format!("{public_url}/sandbox/medogram"),
             None if mode == Mode::Admin => String::new(),
-            None => return Err(err("PAYMENT_GATEWAY_URL", "required when the built-in sandbox is off")),
+            None => {
+                return Err(err(
+                    "PAYMENT_GATEWAY_URL",
+                    "required when the built-in sandbox is off",
+                ))
+            }
         };
         let api_key = match env.text("PAYMENT_API_KEY") {
             Some(k) => k,
             None if sandbox || mode == Mode::Admin => "sandbox-medogram-api-key".into(),
-            None => return Err(err("PAYMENT_API_KEY", "required when the built-in sandbox is off")),
+            None => {
+                return Err(err(
+                    "PAYMENT_API_KEY",
+                    "required when the built-in sandbox is off",
+                ))
+            }
         };
         let medogram = MedogramSettings {
-            user_url: env.url("PAYGATE_USER_URL")?.unwrap_or_else(|| gateway_url.clone()),
+            user_url: env
+                .url("PAYGATE_USER_URL")?
+                .unwrap_or_else(|| gateway_url.clone()),
             user_path: env
                 .text("PAYGATE_USER_PATH")
                 .unwrap_or_else(|| "/api/users/{identifier}/".into()),
@@ -257,7 +273,10 @@ impl Config {
 
         let worker_concurrency: usize = env.parse("PAYGATE_WORKER_CONCURRENCY", 64)?;
         if worker_concurrency == 0 || worker_concurrency > 4096 {
-            return Err(err("PAYGATE_WORKER_CONCURRENCY", "must be between 1 and 4096"));
+            return Err(err(
+                "PAYGATE_WORKER_CONCURRENCY",
+                "must be between 1 and 4096",
+            ));
         }
         let seed_wait = env.millis("PAYGATE_SEED_WAIT_MS", 3000)?;
         let max_wait = env.millis("PAYGATE_MAX_WAIT_MS", 30_000)?;
@@ -279,7 +298,12 @@ impl Config {
             }
             Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
-            Some(o) => return Err(err("PAYGATE_LOG_FORMAT", format!("expected text or json, got {o:?}"))),
+            Some(o) => {
+                return Err(err(
+                    "PAYGATE_LOG_FORMAT",
+                    format!("expected text or json, got {o:?}"),
+                ))
+            }
         };
         Ok(Config {
             mode,
@@ -297,7 +321,9 @@ impl Config {
             payment_redirect_url,
             seed_wait,
             max_wait,
-            worker_id: env.text("PAYGATE_WORKER_ID").unwrap_or_else(default_worker_id),
+            worker_id: env
+                .text("PAYGATE_WORKER_ID")
+                .unwrap_or_else(default_worker_id),
             worker_concurrency,
             job_lease,
             sweep_interval: env.millis("PAYGATE_SWEEP_INTERVAL_MS", 500)?,
@@ -322,8 +348,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(mode: Mode, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let get = move |k: &str| map.get(k).cloned();
         Config::load(mode, &Env::new(&get))
     }
@@ -334,15 +362,30 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.database_url, "sqlite://paygate.db");
         assert!(c.sandbox && !c.production);
-        assert_eq!(c.medogram.gateway_url, "http://127.0.0.1:8080/sandbox/medogram");
-        assert_eq!(c.crazyminer_callback_url(), "http://127.0.0.1:8080/crazyminer/payment/callback/");
+        assert_eq!(
+            c.medogram.gateway_url,
+            "http://127.0.0.1:8080/sandbox/medogram"
+        );
+        assert_eq!(
+            c.crazyminer_callback_url(),
+            "http://127.0.0.1:8080/crazyminer/payment/callback/"
+        );
     }
 
     #[test]
     fn production_processes_refuse_to_start_without_secret_key() {
-        let e = load(Mode::Api, &[("PAYMENT_GATEWAY_URL", "https://api.medogram.ir"), ("PAYMENT_API_KEY", "k")]).unwrap_err();
+        let e = load(
+            Mode::Api,
+            &[
+                ("PAYMENT_GATEWAY_URL", "https://api.medogram.ir"),
+                ("PAYMENT_API_KEY", "k"),
+            ],
+        )
+        .unwrap_err();
         assert_eq!(e.var, "SECRET_KEY");
-        assert!(e.to_string().starts_with("invalid configuration: SECRET_KEY"));
+        assert!(e
+            .to_string()
+            .starts_with("invalid configuration: SECRET_KEY"));
         let e = load(Mode::Worker, &[("SECRET_KEY", "s")]).unwrap_err();
         assert_eq!(e.var, "PAYMENT_GATEWAY_URL");
     }
@@ -368,7 +411,14 @@ mod tests {
 
     #[test]
     fn retry_overrides_apply_to_every_kind() {
-        let c = load(Mode::Serve, &[("PAYGATE_RETRY_BASE_MS", "10"), ("PAYGATE_RETRY_ATTEMPTS", "3")]).unwrap();
+        let c = load(
+            Mode::Serve,
+            &[
+                ("PAYGATE_RETRY_BASE_MS", "10"),
+                ("PAYGATE_RETRY_ATTEMPTS", "3"),
+            ],
+        )
+        .unwrap();
         for k in JobKind::ALL {
             assert_eq!(c.retry.for_kind(k).base, Duration::from_millis(10));
             assert_eq!(c.retry.for_kind(k).max_attempts, 3);

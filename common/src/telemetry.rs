@@ -1,7 +1,8 @@
 //! Logging and metrics set-up shared by every process.
 
 use crate::config::LogFormat;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+pub use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use std::sync::OnceLock;
 use tracing_subscriber::{fmt, EnvFilter};
 

@@ -37,7 +37,10 @@ impl UserDirectory {
         result
     }
 
-    async fn fetch_inner(&self, identifier: &str) -> Result<Option<serde_json::Value>, GatewayError> {
+    async fn fetch_inner(
+        &self,
+        identifier: &str,
+    ) -> Result<Option<serde_json::Value>, GatewayError> {
         let encoded: String = url::form_urlencoded::byte_serialize(identifier.as_bytes()).collect();
         let url = format!(
             "{}{}",
@@ -109,7 +112,9 @@ mod tests {
 
     #[test]
     fn payer_fields_come_from_common_profile_shapes() {
-        let p = payer_from_profile(&json!({"first_name": "Ali", "last_name": "Rezaei", "email": "a@x.ir", "phone": "0912"}));
+        let p = payer_from_profile(
+            &json!({"first_name": "Ali", "last_name": "Rezaei", "email": "a@x.ir", "phone": "0912"}),
+        );
         assert_eq!(p.name.as_deref(), Some("Ali Rezaei"));
         assert_eq!(p.email.as_deref(), Some("a@x.ir"));
         let p = payer_from_profile(&json!({"full_name": "Sara", "username": "s"}));

@@ -1,1 +1,11 @@
+//! The worker pool: takes job messages from the queue, runs each job against
+//! the ledger (claim → decide → call out → record), and sweeps the ledger for
+//! work whose message was lost or whose worker died.
 
+pub mod engine;
+pub mod jobs;
+pub mod pool;
+pub mod runner;
+pub mod sweeper;
+
+pub use engine::Engine;

@@ -98,10 +98,7 @@ impl RetryPolicy {
         random_unit: f64,
     ) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);
-        let step = self
-            .base
-            .saturating_mul(1u32 << exp.min(20))
-            .min(self.cap);
+        let step = self.base.saturating_mul(1u32 << exp.min(20)).min(self.cap);
         let half = step / 2;
         let jitter = half.mul_f64(random_unit.clamp(0.0, 1.0));
         let delay = half + jitter;
@@ -181,7 +178,10 @@ mod tests {
         assert_eq!(p.delay_after(3, None, 0.0), Duration::from_millis(200));
         assert_eq!(p.delay_after(3, None, 1.0), Duration::from_millis(400));
         assert_eq!(p.delay_after(30, None, 1.0), Duration::from_secs(1));
-        assert_eq!(p.delay_after(u32::MAX, None, 0.5), Duration::from_millis(750));
+        assert_eq!(
+            p.delay_after(u32::MAX, None, 0.5),
+            Duration::from_millis(750)
+        );
     }
 
     #[test]

@@ -183,7 +183,9 @@ mod tests {
             Amount::parse_decimal("0.00", uzs),
             Err(MoneyError::NotPositive)
         );
-        for bad in ["", "abc", "1e5", "1,00", ".5", "5.", " . ", "+5", "0x10", "NaN"] {
+        for bad in [
+            "", "abc", "1e5", "1,00", ".5", "5.", " . ", "+5", "0x10", "NaN",
+        ] {
             assert_eq!(
                 Amount::parse_decimal(bad, uzs),
                 Err(MoneyError::NotADecimal),

@@ -274,7 +274,10 @@ mod tests {
 
     #[test]
     fn description_rules() {
-        assert_eq!(Description::parse("خرید اشتراک").unwrap().as_str(), "خرید اشتراک");
+        assert_eq!(
+            Description::parse("خرید اشتراک").unwrap().as_str(),
+            "خرید اشتراک"
+        );
         assert!(Description::parse(&"ش".repeat(255)).is_ok());
         assert!(Description::parse(&"ش".repeat(256)).is_err());
         assert!(Description::parse("line\nbreak").is_err());

@@ -127,7 +127,13 @@ impl Lang {
     pub fn from_accept_language(header: &str) -> Option<Lang> {
         header
             .split(',')
-            .map(|part| part.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .map(|part| {
+                part.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .find_map(|tag| match tag.split('-').next().unwrap_or("") {
                 "fa" => Some(Lang::Fa),
                 "en" => Some(Lang::En),
@@ -188,7 +194,10 @@ mod tests {
 
     #[test]
     fn accept_language_picks_first_supported() {
-        assert_eq!(Lang::from_accept_language("de, ru-RU;q=0.9"), Some(Lang::Ru));
+        assert_eq!(
+            Lang::from_accept_language("de, ru-RU;q=0.9"),
+            Some(Lang::Ru)
+        );
         assert_eq!(Lang::from_accept_language("uz"), Some(Lang::Uz));
         assert_eq!(Lang::from_accept_language("de"), None);
     }

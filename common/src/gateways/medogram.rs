@@ -41,7 +41,10 @@ impl MedogramGateway {
         } else {
             "payment"
         };
-        format!("{}/{prefix}/{name}", self.cfg.base_url.trim_end_matches('/'))
+        format!(
+            "{}/{prefix}/{name}",
+            self.cfg.base_url.trim_end_matches('/')
+        )
     }
 
     async fn post_form(&self, name: &str, form: &[(&str, &str)]) -> Result<String, GatewayError> {
@@ -63,12 +66,18 @@ impl MedogramGateway {
 /// gateway, try again") is the only retryable one.
 pub fn send_error(code: i64) -> GatewayError {
     match code {
-        -1 => GatewayError::permanent("gateway_invalid_api_key", "gateway-send -1: API key mismatch"),
+        -1 => GatewayError::permanent(
+            "gateway_invalid_api_key",
+            "gateway-send -1: API key mismatch",
+        ),
         -2 => GatewayError::permanent(
             "gateway_invalid_amount",
             "gateway-send -2: amount not numeric or below 1000 rial",
         ),
-        -3 => GatewayError::permanent("gateway_missing_redirect", "gateway-send -3: redirect is empty"),
+        -3 => GatewayError::permanent(
+            "gateway_missing_redirect",
+            "gateway-send -3: redirect is empty",
+        ),
         -4 => GatewayError::permanent(
             "gateway_not_found",
             "gateway-send -4: no gateway matches or it is awaiting approval",
@@ -236,32 +245,60 @@ mod tests {
     #[test]
     fn send_codes_map_to_reasons_and_only_minus_five_retries() {
         for code in [-1, -2, -3, -4, 0, -9] {
-            assert!(matches!(send_error(code), GatewayError::Permanent { .. }), "{code}");
+            assert!(
+                matches!(send_error(code), GatewayError::Permanent { .. }),
+                "{code}"
+            );
         }
         assert!(matches!(send_error(-5), GatewayError::Retryable { .. }));
-        assert!(matches!(send_error(-2), GatewayError::Permanent { reason, .. } if reason == "gateway_invalid_amount"));
+        assert!(
+            matches!(send_error(-2), GatewayError::Permanent { reason, .. } if reason == "gateway_invalid_amount")
+        );
     }
 
     #[test]
     fn verification_reads_numbers_and_numeric_strings() {
         assert_eq!(
-            parse_verification(r#"{"status":1,"amount":150000,"cardNum":"603799******1234","factorId":"1001"}"#),
-            Ok(Verification::Paid { amount: 150000, trans_id: None, repeated: false })
+            parse_verification(
+                r#"{"status":1,"amount":150000,"cardNum":"603799******1234","factorId":"1001"}"#
+            ),
+            Ok(Verification::Paid {
+                amount: 150000,
+                trans_id: None,
+                repeated: false
+            })
         );
         assert_eq!(
             parse_verification(r#"{"status":11,"amount":"150000"}"#),
-            Ok(Verification::Paid { amount: 150000, trans_id: None, repeated: true })
+            Ok(Verification::Paid {
+                amount: 150000,
+                trans_id: None,
+                repeated: true
+            })
         );
         assert_eq!(
             parse_verification(r#"{"status":-4}"#),
-            Ok(Verification::NotPaid { reason: "not_paid".into() })
+            Ok(Verification::NotPaid {
+                reason: "not_paid".into()
+            })
         );
-        assert!(matches!(parse_verification(r#"{"status":1}"#), Err(GatewayError::Permanent { .. })));
+        assert!(matches!(
+            parse_verification(r#"{"status":1}"#),
+            Err(GatewayError::Permanent { .. })
+        ));
         assert_eq!(
             parse_verification("-4"),
-            Ok(Verification::NotPaid { reason: "not_paid".into() })
+            Ok(Verification::NotPaid {
+                reason: "not_paid".into()
+            })
         );
-        assert!(matches!(parse_verification("<html>"), Err(GatewayError::Retryable { .. })));
-        assert!(matches!(parse_verification(r#"{"status":-1}"#), Err(GatewayError::Permanent { .. })));
+        assert!(matches!(
+            parse_verification("<html>"),
+            Err(GatewayError::Retryable { .. })
+        ));
+        assert!(matches!(
+            parse_verification(r#"{"status":-1}"#),
+            Err(GatewayError::Permanent { .. })
+        ));
     }
 }

@@ -99,3 +99,22 @@ pub trait Gateway: Send + Sync + 'static {
     /// Asks the gateway, server to server, whether the payment really happened.
     async fn verify(&self, req: &VerifyRequest) -> Result<Verification, GatewayError>;
 }
+
+/// The gateways this deployment has configured, by provider.
+#[derive(Clone, Default)]
+pub struct GatewayRegistry {
+    gateways: std::collections::HashMap<Provider, std::sync::Arc<dyn Gateway>>,
+}
+
+impl GatewayRegistry {
+    pub fn with(mut self, gateway: std::sync::Arc<dyn Gateway>) -> Self {
+        self.gateways.insert(gateway.provider(), gateway);
+        self
+    }
+    pub fn get(&self, provider: Provider) -> Option<&dyn Gateway> {
+        self.gateways.get(&provider).map(|g| g.as_ref())
+    }
+    pub fn has(&self, provider: Provider) -> bool {
+        self.gateways.contains_key(&provider)
+    }
+}

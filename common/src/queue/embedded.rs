@@ -50,7 +50,9 @@ impl JobQueue for EmbeddedQueue {
 
     async fn ping(&self) -> Result<(), QueueError> {
         if self.sender.is_closed() {
-            Err(QueueError::Unavailable("the worker pool has stopped".into()))
+            Err(QueueError::Unavailable(
+                "the worker pool has stopped".into(),
+            ))
         } else {
             Ok(())
         }

@@ -76,7 +76,11 @@ impl Store {
     }
 
     /// How many messages were stored for a provider (tests, operators).
-    pub async fn inbound_count(&self, provider: Provider, outcome: Option<&str>) -> StoreResult<i64> {
+    pub async fn inbound_count(
+        &self,
+        provider: Provider,
+        outcome: Option<&str>,
+    ) -> StoreResult<i64> {
         use sqlx::Row;
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM inbound_messages WHERE provider = $1 \

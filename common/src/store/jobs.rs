@@ -220,10 +220,15 @@ impl Store {
         // write lock at once, and a lost lease costs nothing further.
         let (status, run_at, error, finished) = match &finish.result {
             JobResult::Succeeded => (JobStatus::Succeeded, None, None, Some(now)),
-            JobResult::Retry { run_at_ms, error } => {
-                (JobStatus::Queued, Some(*run_at_ms), Some(error.clone()), None)
+            JobResult::Retry { run_at_ms, error } => (
+                JobStatus::Queued,
+                Some(*run_at_ms),
+                Some(error.clone()),
+                None,
+            ),
+            JobResult::Failed { error } => {
+                (JobStatus::Failed, None, Some(error.clone()), Some(now))
             }
-            JobResult::Failed { error } => (JobStatus::Failed, None, Some(error.clone()), Some(now)),
             JobResult::Dead { error } => (JobStatus::Dead, None, Some(error.clone()), Some(now)),
         };
         let fenced = sqlx::query(
@@ -327,9 +332,10 @@ impl Store {
 
     /// Counts jobs by status, for tests and the queue-depth gauges.
     pub async fn job_counts(&self) -> StoreResult<Vec<(JobKind, JobStatus, i64)>> {
-        let rows = sqlx::query("SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status")
-            .fetch_all(self.pool())
-            .await?;
+        let rows =
+            sqlx::query("SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status")
+                .fetch_all(self.pool())
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok((

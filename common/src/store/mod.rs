@@ -12,7 +12,7 @@ mod rows;
 
 pub use api_keys::{ApiKey, NewApiKey};
 pub use inbound::{InboundOutcome, NewInbound};
-pub use jobs::{ClaimedJob, JobFinish, JobRecord, NewJob};
+pub use jobs::{ClaimedJob, JobFinish, JobRecord, JobResult, NewJob};
 pub use payments::{CreateOutcome, NewPayment, PaymentFilter};
 
 use sqlx::any::AnyPoolOptions;

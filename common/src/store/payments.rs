@@ -92,14 +92,21 @@ impl Store {
             return Err(e.into());
         }
         insert_event(&mut tx, &event, now).await?;
-        let messages = insert_job(&mut tx, &first_job, now).await?.into_iter().collect();
+        let messages = insert_job(&mut tx, &first_job, now)
+            .await?
+            .into_iter()
+            .collect();
         tx.commit().await?;
         let payment = self.payment(new.id).await?.ok_or(StoreError::NotFound)?;
         Ok(CreateOutcome::Created(payment, messages))
     }
 
     pub async fn payment(&self, id: PaymentId) -> StoreResult<Option<Payment>> {
-        let sql = concat!("SELECT ", payment_columns!(), " FROM payments WHERE id = $1");
+        let sql = concat!(
+            "SELECT ",
+            payment_columns!(),
+            " FROM payments WHERE id = $1"
+        );
         let row = sqlx::query(sql)
             .bind(id.to_string())
             .fetch_optional(self.pool())

@@ -3,8 +3,8 @@
 
 use super::StoreError;
 use crate::domain::{
-    Amount, Currency, Description, EventKind, JobKind, JobStatus, Payment, PaymentEvent,
-    PaymentId, PaymentStatus, Provider,
+    Amount, Currency, Description, EventKind, JobKind, JobStatus, Payment, PaymentEvent, PaymentId,
+    PaymentStatus, Provider,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::AnyRow;

@@ -1,0 +1,49 @@
+//! The payer-facing result page (used when no `PAYMENT_REDIRECT_URL` is set).
+
+use paygate_common::domain::{Lang, Payment};
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+pub fn result_page(p: &Payment) -> String {
+    let id = escape(&p.id.to_string());
+    let status = escape(p.status.display(Lang::Fa));
+    let amount = p.amount.minor();
+    format!(
+        r#"<!doctype html>
+<html lang="fa" dir="rtl"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>نتیجه پرداخت</title>
+<style>body{{font-family:sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}}
+.status{{font-size:1.5rem;font-weight:bold}}</style></head>
+<body>
+<h1>نتیجه پرداخت</h1>
+<p>شناسه تراکنش: <code id="tx">{id}</code></p>
+<p>مبلغ: {amount} ریال</p>
+<p>وضعیت: <span class="status" id="status" data-status="{raw}">{status}</span></p>
+<p id="tracking"></p>
+<script>
+(function () {{
+  var url = "/crazyminer/payment/status/{id}/";
+  function poll() {{
+    fetch(url).then(function (r) {{ return r.json(); }}).then(function (d) {{
+      var el = document.getElementById("status");
+      el.textContent = d.status_display; el.setAttribute("data-status", d.status);
+      if (d.gateway_tracking_code) {{
+        document.getElementById("tracking").textContent = "کد پیگیری: " + d.gateway_tracking_code;
+      }}
+      if (d.status === "pending" || d.status === "processing") setTimeout(poll, 1000);
+    }}).catch(function () {{ setTimeout(poll, 2000); }});
+  }}
+  poll();
+}})();
+</script>
+</body></html>"#,
+        raw = p.status.as_str()
+    )
+}

@@ -1,0 +1,131 @@
+//! Creating payments and waiting for the worker: the application logic shared
+//! by the seed routes and /v1. Handlers parse; this module persists, dispatches
+//! and waits.
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Fields;
+use crate::state::AppState;
+use paygate_common::domain::{
+    Amount, Description, EventKind, JobKind, MoneyError, NewEvent, Payment, PaymentId, Provider,
+    UserIdentifier,
+};
+use paygate_common::queue::dispatch_all;
+use paygate_common::store::{CreateOutcome, NewJob, NewPayment};
+use std::time::{Duration, Instant};
+
+/// A validated request to pay through medogram (the CrazyMiner flow).
+#[derive(Debug, Clone)]
+pub struct CrazyMinerPaymentInput {
+    pub amount: Amount,
+    pub description: Description,
+    pub user_identifier: UserIdentifier,
+}
+
+impl CrazyMinerPaymentInput {
+    /// Validates the seed's body: `amount` (rial, integer), `description`,
+    /// `user_identifier`. Nothing is written when this fails.
+    pub fn parse(f: &Fields<'_>) -> ApiResult<Self> {
+        let amount = f.integer("amount")?;
+        let amount = Amount::from_minor(amount).map_err(|e| match e {
+            MoneyError::NotPositive => {
+                ApiError::invalid_field("amount", "amount must be greater than zero")
+            }
+            _ => ApiError::invalid_field("amount", e.to_string()),
+        })?;
+        let min = Provider::Medogram.min_amount();
+        if amount.minor() < min {
+            return Err(ApiError::bad_request(
+                "amount_too_small",
+                format!("the gateway accepts at least {min} rial"),
+            )
+            .with("field", "amount"));
+        }
+        let description =
+            Description::parse(&f.optional_string("description")?.unwrap_or_default())
+                .map_err(|e| ApiError::invalid_field("description", e.to_string()))?;
+        let user_identifier = UserIdentifier::parse(&f.string("user_identifier")?)
+            .map_err(|e| ApiError::invalid_field("user_identifier", e.to_string()))?;
+        Ok(CrazyMinerPaymentInput {
+            amount,
+            description,
+            user_identifier,
+        })
+    }
+}
+
+/// Persists the payment with its first event and job in one transaction, then
+/// hands the job to the workers. Returns the payment and whether it is new
+/// (false when the idempotency key was seen before).
+pub async fn create_crazyminer_payment(
+    state: &AppState,
+    input: CrazyMinerPaymentInput,
+    idempotency_key: Option<String>,
+) -> ApiResult<(Payment, bool)> {
+    let id = PaymentId::new();
+    let new = NewPayment {
+        id,
+        provider: Provider::Medogram,
+        merchant_ref: input.user_identifier.as_str().to_string(),
+        amount: input.amount,
+        currency: Provider::Medogram.currency(),
+        description: input.description,
+        idempotency_key,
+        order_id: None,
+    };
+    let event =
+        NewEvent::new(id, EventKind::Request, "payment requested").detail(serde_json::json!({
+            "amount": input.amount.minor(),
+            "currency": new.currency.code(),
+        }));
+    let job = NewJob::now(JobKind::FetchUser, id, state.settings.fetch_user_attempts)
+        .dedupe(format!("fetch_user:{id}"));
+    match state.store.create_payment(&new, event, job).await? {
+        CreateOutcome::Created(payment, messages) => {
+            metrics::counter!("paygate_payments_created_total", "provider" => "medogram")
+                .increment(1);
+            tracing::info!(payment_id = %payment.id, "payment created");
+            dispatch_all(state.queue.as_ref(), &messages).await;
+            Ok((payment, true))
+        }
+        CreateOutcome::Existing(payment) => Ok((payment, false)),
+    }
+}
+
+/// Polls until the payment has a payment URL or a terminal status, or the
+/// bound passes; returns the latest state either way.
+pub async fn wait_for_payment_url(
+    state: &AppState,
+    mut payment: Payment,
+    bound: Duration,
+) -> ApiResult<Payment> {
+    let deadline = Instant::now() + bound;
+    let mut pause = Duration::from_millis(10);
+    while payment.payment_url.is_none() && !payment.status.is_terminal() {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+        match state.store.payment(payment.id).await? {
+            Some(p) => payment = p,
+            None => return Err(ApiError::not_found("payment")),
+        }
+    }
+    Ok(payment)
+}
+
+/// Parses a payment id from a path; anything that is not a UUID is a 400.
+pub fn parse_payment_id(raw: &str) -> ApiResult<PaymentId> {
+    PaymentId::parse(raw.trim_end_matches('/'))
+        .ok_or_else(|| ApiError::bad_request("invalid_id", "the payment id must be a UUID"))
+}
+
+pub async fn load_payment(state: &AppState, raw_id: &str) -> ApiResult<Payment> {
+    let id = parse_payment_id(raw_id)?;
+    state
+        .store
+        .payment(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("payment"))
+}

@@ -1,0 +1,225 @@
+//! `/v1`: the provider-neutral API. Creation answers `202` at once unless the
+//! client sends `Prefer: wait=N` (RFC 7240); reads are by id; the activity log
+//! and the job ledger need an API key.
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Admin, Caller, Fields, JsonObject};
+use crate::payments::{
+    create_crazyminer_payment, load_payment, wait_for_payment_url, CrazyMinerPaymentInput,
+};
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use paygate_common::domain::{JobStatus, Lang, Payment, Provider};
+use paygate_common::queue::dispatch_all;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/payments", post(create))
+        .route("/v1/payments/{id}", get(show))
+        .route("/v1/payments/{id}/events", get(events))
+        .route("/v1/admin/jobs", get(list_jobs))
+        .route("/v1/admin/jobs/{id}/redrive", post(redrive))
+}
+
+fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub fn resource(p: &Payment, lang: Lang) -> Value {
+    json!({
+        "id": p.id,
+        "provider": p.provider.as_str(),
+        "status": p.status.as_str(),
+        "status_display": p.status.display(lang),
+        "status_reason": p.status_reason,
+        "amount": p.amount.minor(),
+        "currency": p.currency.code(),
+        "description": p.description.as_str(),
+        "payment_url": p.payment_url,
+        "tracking_code": p.tracking_code,
+        "created_at": time(p.created_at),
+        "updated_at": time(p.updated_at),
+        "completed_at": p.completed_at.map(time),
+        "links": {
+            "self": format!("/v1/payments/{}", p.id),
+            "events": format!("/v1/payments/{}/events", p.id),
+        },
+    })
+}
+
+fn lang(headers: &HeaderMap) -> Lang {
+    headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Lang::from_accept_language)
+        .unwrap_or(Lang::En)
+}
+
+/// `Prefer: wait=N` in seconds, bounded by configuration.
+fn preferred_wait(headers: &HeaderMap, max: Duration) -> Option<Duration> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|pref| pref.trim().strip_prefix("wait="))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .map(|n| Duration::from_secs(n).min(max))
+        .next()
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
+    let fields = Fields(&body);
+    let provider = match fields.optional_string("provider")? {
+        None => Provider::Medogram,
+        Some(p) => Provider::parse(&p).ok_or_else(|| {
+            ApiError::invalid_field("provider", "provider must be one of: medogram, atmos")
+        })?,
+    };
+    if provider != Provider::Medogram {
+        return Err(ApiError::bad_request(
+            "provider_not_supported",
+            "payments for this provider are created through their own flow (e.g. /v1/orders for atmos)",
+        ));
+    }
+    if let Some(currency) = fields.optional_string("currency")? {
+        if !currency.eq_ignore_ascii_case("IRR") {
+            return Err(ApiError::invalid_field(
+                "currency",
+                "medogram payments are in IRR",
+            ));
+        }
+    }
+    let input = CrazyMinerPaymentInput::parse(&fields)?;
+    let key = match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+        Some(k) if !k.trim().is_empty() && k.len() <= 255 => Some(k.trim().to_string()),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 visible characters",
+            ))
+        }
+        None => None,
+    };
+    let (payment, created) = create_crazyminer_payment(&state, input, key).await?;
+    let wait = preferred_wait(&headers, state.settings.max_wait);
+    let payment = match wait {
+        Some(bound) => wait_for_payment_url(&state, payment, bound).await?,
+        None => payment,
+    };
+    let ready = payment.payment_url.is_some() || payment.status.is_terminal();
+    let code = match (wait.is_some() && ready, created) {
+        (true, _) => StatusCode::CREATED,
+        (false, false) => StatusCode::OK,
+        (false, true) => StatusCode::ACCEPTED,
+    };
+    let mut resp = (code, Json(resource(&payment, lang(&headers)))).into_response();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/v1/payments/{}", payment.id)) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    if let Some(w) = wait {
+        if let Ok(v) = HeaderValue::from_str(&format!("wait={}", w.as_secs())) {
+            resp.headers_mut().insert("preference-applied", v);
+        }
+    }
+    Ok(resp)
+}
+
+async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let payment = load_payment(&state, &id).await?;
+    Ok(Json(resource(&payment, lang(&headers))))
+}
+
+async fn events(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let payment = load_payment(&state, &id).await?;
+    let events = state.store.events(payment.id).await?;
+    Ok(Json(json!({ "payment_id": payment.id, "events": events })))
+}
+
+#[derive(Debug, Deserialize)]
+struct JobsQuery {
+    status: Option<String>,
+    payment_id: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_jobs(
+    State(state): State<AppState>,
+    _admin: Admin,
+    query: Result<Query<JobsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = query
+        .map_err(|_| ApiError::bad_request("invalid_query", "the query string is malformed"))?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            JobStatus::parse(s).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "status",
+                    "status must be queued, running, succeeded, failed or dead",
+                )
+            })
+        })
+        .transpose()?;
+    let payment_id = q
+        .payment_id
+        .as_deref()
+        .map(crate::payments::parse_payment_id)
+        .transpose()?;
+    let jobs = state
+        .store
+        .list_jobs(status, payment_id, q.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+async fn redrive(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = uuid::Uuid::parse_str(&id)
+        .map_err(|_| ApiError::bad_request("invalid_id", "the job id must be a UUID"))?;
+    match state.store.redrive_job(id).await? {
+        Some(msg) => {
+            dispatch_all(state.queue.as_ref(), &[msg]).await;
+            tracing::info!(job_id = %id, "job redriven by an operator");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "job_id": id, "status": "queued" })),
+            )
+                .into_response())
+        }
+        None => match state.store.job(id).await? {
+            Some(job) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "job_not_redrivable",
+                format!(
+                    "only dead or failed jobs can be redriven; this one is {}",
+                    job.status.as_str()
+                ),
+            )),
+            None => Err(ApiError::not_found("job")),
+        },
+    }
+}

@@ -1,0 +1,31 @@
+//! What every handler can reach.
+
+use paygate_common::queue::JobQueue;
+use paygate_common::store::Store;
+use paygate_common::telemetry::PrometheusHandle;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// How long seed routes wait for the payment URL before answering 202.
+    pub seed_wait: Duration,
+    /// The longest `Prefer: wait=N` honoured on /v1.
+    pub max_wait: Duration,
+    /// `PAYMENT_REDIRECT_URL`: where payers go after the gateway sends them back.
+    pub payment_redirect_url: Option<String>,
+    pub public_url: String,
+    pub max_body_bytes: usize,
+    /// Retry budget of the first job of a new payment.
+    pub fetch_user_attempts: u32,
+    /// Retry budget of verification jobs created by callbacks.
+    pub verify_attempts: u32,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub queue: Arc<dyn JobQueue>,
+    pub settings: Arc<ApiSettings>,
+    pub metrics: PrometheusHandle,
+}

@@ -1,0 +1,25 @@
+//! Everything a job handler may use, built once per process.
+
+use paygate_common::crypto::Cipher;
+use paygate_common::domain::RetryPolicies;
+use paygate_common::gateways::GatewayRegistry;
+use paygate_common::queue::JobQueue;
+use paygate_common::store::Store;
+use paygate_common::userdir::UserDirectory;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Engine {
+    pub store: Store,
+    pub queue: Arc<dyn JobQueue>,
+    pub cipher: Cipher,
+    pub gateways: GatewayRegistry,
+    pub users: UserDirectory,
+    /// Where medogram sends the payer back (our callback route).
+    pub crazyminer_callback_url: String,
+    pub retry: RetryPolicies,
+    /// How long a claimed job is ours; longer than any single outbound call.
+    pub job_lease: Duration,
+    /// This process's unique name (the ledger's `locked_by`).
+    pub worker_id: String,
+}

@@ -1,0 +1,58 @@
+//! `fetch_user`: GET the payer's profile from the main server, encrypt it,
+//! store it, and queue the invoice.
+
+use super::Step;
+use crate::Engine;
+use paygate_common::domain::{EventKind, JobKind, NewEvent, Payment, PaymentStatus};
+use paygate_common::store::NewJob;
+
+pub fn next_job(engine: &Engine, payment: &Payment) -> NewJob {
+    NewJob::now(
+        JobKind::CreateInvoice,
+        payment.id,
+        engine.retry.create_invoice.max_attempts,
+    )
+    .dedupe(format!("create_invoice:{}", payment.id))
+}
+
+pub async fn run(engine: &Engine, payment: &Payment) -> Step {
+    if payment.status != PaymentStatus::Pending {
+        // The payment moved on (or was cancelled) since this job was queued.
+        return Step::nothing();
+    }
+    if payment.encrypted_user_data.is_some() {
+        // A previous attempt stored the profile; only the follow-up may be missing.
+        return Step::Done {
+            change: None,
+            events: Vec::new(),
+            next: vec![next_job(engine, payment)],
+        };
+    }
+    let profile = match engine.users.fetch(&payment.merchant_ref).await {
+        Ok(Some(profile)) => profile,
+        Ok(None) => {
+            return Step::Fail {
+                reason: "user_not_found".into(),
+                error: "the main server does not know this user".into(),
+            }
+        }
+        Err(e) => return e.into(),
+    };
+    // The profile is personal data: it leaves this function only encrypted,
+    // and the event records which fields arrived, never their values.
+    let fields: Vec<String> = profile
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    let encrypted = engine.cipher.encrypt(profile.to_string().as_bytes());
+    Step::Done {
+        change: Some(payment.change().encrypted_user_data(encrypted)),
+        events: vec![NewEvent::new(
+            payment.id,
+            EventKind::UserFetch,
+            "user data fetched and encrypted",
+        )
+        .detail(serde_json::json!({ "fields": fields }))],
+        next: vec![next_job(engine, payment)],
+    }
+}

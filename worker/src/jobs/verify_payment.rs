@@ -1,0 +1,116 @@
+//! `verify_payment`: after a callback or webhook, ask the gateway server to
+//! server whether the money moved, and settle the payment. The callback itself
+//! proves nothing.
+
+use super::Step;
+use crate::Engine;
+use paygate_common::domain::{EventKind, NewEvent, Payment, PaymentStatus};
+use paygate_common::gateways::{Verification, VerifyRequest};
+use serde::{Deserialize, Serialize};
+
+/// What the callback told us, carried in the job's payload.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct VerifyPayload {
+    pub trans_id: Option<String>,
+    pub tracking_code: Option<String>,
+}
+
+/// The pure part: given the payment and the gateway's answer, what changes.
+pub fn decide(payment: &Payment, payload: &VerifyPayload, answer: Verification) -> Step {
+    let id = payment.id;
+    match answer {
+        Verification::Paid {
+            amount,
+            trans_id,
+            repeated,
+        } => {
+            if amount != payment.amount.minor() {
+                return fail(
+                    payment,
+                    "amount_mismatch",
+                    serde_json::json!({ "expected": payment.amount.minor(), "gateway": amount }),
+                );
+            }
+            let trans_id = trans_id.or_else(|| payload.trans_id.clone());
+            let tracking = payload.tracking_code.clone().or_else(|| trans_id.clone());
+            let Ok(mut change) = payment.change().status(PaymentStatus::Completed, None) else {
+                return Step::nothing();
+            };
+            if let Some(t) = trans_id.clone() {
+                change = change.gateway_trans_id(t);
+            }
+            if let Some(t) = tracking {
+                change = change.tracking_code(t);
+            }
+            Step::Done {
+                change: Some(change),
+                events: vec![
+                    NewEvent::new(id, EventKind::Verification, "gateway confirmed the payment")
+                        .detail(serde_json::json!({ "amount": amount, "repeated": repeated, "trans_id": trans_id })),
+                    NewEvent::new(id, EventKind::StatusChange, "processing → completed"),
+                ],
+                next: Vec::new(),
+            }
+        }
+        Verification::NotPaid { reason } => fail(payment, &reason, serde_json::Value::Null),
+        Verification::Pending => Step::Retry {
+            error: "the gateway has not confirmed the payment yet".into(),
+            retry_after: None,
+        },
+    }
+}
+
+fn fail(payment: &Payment, reason: &str, detail: serde_json::Value) -> Step {
+    let Ok(change) = payment.change().status(PaymentStatus::Failed, Some(reason)) else {
+        return Step::nothing();
+    };
+    Step::Done {
+        change: Some(change),
+        events: vec![
+            NewEvent::new(
+                payment.id,
+                EventKind::Verification,
+                format!("verification failed: {reason}"),
+            )
+            .detail(detail),
+            NewEvent::new(
+                payment.id,
+                EventKind::StatusChange,
+                format!("processing → failed ({reason})"),
+            ),
+        ],
+        next: Vec::new(),
+    }
+}
+
+pub async fn run(engine: &Engine, payment: &Payment, payload: serde_json::Value) -> Step {
+    if payment.status.is_terminal() {
+        // Settled already (e.g. bitpay's "11, verified before"): change nothing.
+        return Step::nothing();
+    }
+    if payment.status != PaymentStatus::Processing {
+        return Step::Retry {
+            error: "the payment has no invoice yet".into(),
+            retry_after: None,
+        };
+    }
+    let payload: VerifyPayload = serde_json::from_value(payload).unwrap_or_default();
+    let (Some(gateway), Some(gateway_ref)) = (
+        engine.gateways.get(payment.provider),
+        payment.gateway_ref.clone(),
+    ) else {
+        return Step::Fail {
+            reason: "gateway_not_configured".into(),
+            error: format!("cannot verify a {} payment here", payment.provider),
+        };
+    };
+    let request = VerifyRequest {
+        payment_id: payment.id,
+        gateway_ref,
+        trans_id: payload.trans_id.clone(),
+    };
+    match gateway.verify(&request).await {
+        Ok(answer) => decide(payment, &payload, answer),
+        Err(e) => e.into(),
+    }
+}

@@ -1,0 +1,236 @@
+//! Runs one job message: claim the ledger row, execute the handler for its
+//! kind, and record the outcome (with the retry policy) in one transaction.
+
+use crate::jobs::{self, Step};
+use crate::Engine;
+use paygate_common::domain::{EventKind, JobKind, JobMessage, NewEvent, Payment, PaymentStatus};
+use paygate_common::queue::dispatch_all;
+use paygate_common::store::{ClaimedJob, JobFinish, JobResult, StoreError};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// Handles one message from the queue. Never fails: every outcome is recorded
+/// in the ledger, and anything that cannot be recorded is left for the sweeper
+/// (the lease expires and the job is dispatched again).
+pub async fn handle(engine: &Engine, msg: JobMessage) {
+    let lease_ms = engine.job_lease.as_millis() as i64;
+    let claim = match engine
+        .store
+        .claim_job(msg.job_id, &engine.worker_id, lease_ms)
+        .await
+    {
+        Ok(Some(claim)) => claim,
+        Ok(None) => {
+            // Finished, not yet due, or running elsewhere: a duplicate message.
+            metrics::counter!("paygate_job_messages_skipped_total", "kind" => msg.kind.as_str())
+                .increment(1);
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(job_id = %msg.job_id, error = %e, "could not claim job; it will be dispatched again");
+            return;
+        }
+    };
+    let span = tracing::info_span!("job",
+        job_id = %claim.id,
+        kind = claim.kind.as_str(),
+        payment_id = claim.payment_id.map(|p| p.to_string()).unwrap_or_default(),
+        attempt = claim.attempt,
+        worker = %engine.worker_id,
+    );
+    run_claimed(engine, claim).instrument(span).await
+}
+
+async fn run_claimed(engine: &Engine, claim: ClaimedJob) {
+    let kind = claim.kind.as_str();
+    if claim.attempt == 1 {
+        let waited = (chrono::Utc::now().timestamp_millis() - claim.created_at_ms).max(0);
+        metrics::histogram!("paygate_job_queue_wait_seconds", "kind" => kind)
+            .record(waited as f64 / 1000.0);
+    }
+    metrics::counter!("paygate_jobs_total", "kind" => kind, "outcome" => "started").increment(1);
+    metrics::gauge!("paygate_jobs_in_flight").increment(1.0);
+    let started = Instant::now();
+    let (payment, step) = execute(engine, &claim).await;
+    metrics::histogram!("paygate_job_duration_seconds", "kind" => kind)
+        .record(started.elapsed().as_secs_f64());
+    record(engine, &claim, payment.as_ref(), step).await;
+    metrics::gauge!("paygate_jobs_in_flight").decrement(1.0);
+}
+
+async fn execute(engine: &Engine, claim: &ClaimedJob) -> (Option<Payment>, Step) {
+    let Some(payment_id) = claim.payment_id else {
+        return (None, fail("job_invalid", "job has no payment"));
+    };
+    let payment = match engine.store.payment(payment_id).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return (
+                None,
+                fail("payment_missing", "the job's payment does not exist"),
+            )
+        }
+        Err(e) => {
+            return (
+                None,
+                Step::Retry {
+                    error: format!("loading the payment failed: {e}"),
+                    retry_after: None,
+                },
+            )
+        }
+    };
+    let step = match claim.kind {
+        JobKind::FetchUser => jobs::fetch_user::run(engine, &payment).await,
+        JobKind::CreateInvoice => jobs::create_invoice::run(engine, &payment).await,
+        JobKind::VerifyPayment => {
+            jobs::verify_payment::run(engine, &payment, claim.payload.clone()).await
+        }
+    };
+    (Some(payment), step)
+}
+
+fn fail(reason: &str, error: &str) -> Step {
+    Step::Fail {
+        reason: reason.into(),
+        error: error.into(),
+    }
+}
+
+/// The payment reason used when a job runs out of attempts.
+fn exhausted_reason(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::FetchUser => "user_server_unavailable",
+        JobKind::CreateInvoice => "gateway_unavailable",
+        JobKind::VerifyPayment => "verification_unavailable",
+    }
+}
+
+/// Fails the payment (if it still can fail) with an error event.
+fn failing(payment: Option<&Payment>, reason: &str, error: &str, finish: &mut JobFinish) {
+    let Some(p) = payment else { return };
+    finish.events.push(NewEvent::new(
+        p.id,
+        EventKind::Error,
+        format!("{reason}: {error}"),
+    ));
+    if let Ok(change) = p.change().status(PaymentStatus::Failed, Some(reason)) {
+        finish.change = Some(change);
+        finish.events.push(NewEvent::new(
+            p.id,
+            EventKind::StatusChange,
+            format!("{} → failed ({reason})", p.status),
+        ));
+    }
+}
+
+fn to_finish(
+    engine: &Engine,
+    claim: &ClaimedJob,
+    payment: Option<&Payment>,
+    step: Step,
+) -> JobFinish {
+    let mut finish = JobFinish::default();
+    match step {
+        Step::Done {
+            change,
+            events,
+            next,
+        } => {
+            finish.change = change;
+            finish.events = events;
+            finish.next_jobs = next;
+            finish.result = JobResult::Succeeded;
+        }
+        Step::Retry { error, retry_after } => {
+            let policy = engine.retry.for_kind(claim.kind);
+            if policy.exhausted(claim.attempt) {
+                let reason = exhausted_reason(claim.kind);
+                failing(payment, reason, &error, &mut finish);
+                finish.result = JobResult::Dead { error };
+            } else {
+                let delay = policy.delay_after(claim.attempt, retry_after, rand::random::<f64>());
+                finish.result = JobResult::Retry {
+                    run_at_ms: chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64,
+                    error,
+                };
+            }
+        }
+        Step::Fail { reason, error } => {
+            failing(payment, &reason, &error, &mut finish);
+            finish.result = JobResult::Failed { error };
+        }
+    }
+    finish
+}
+
+fn outcome_label(result: &JobResult) -> &'static str {
+    match result {
+        JobResult::Succeeded => "succeeded",
+        JobResult::Retry { .. } => "retried",
+        JobResult::Failed { .. } => "failed",
+        JobResult::Dead { .. } => "dead",
+    }
+}
+
+async fn record(engine: &Engine, claim: &ClaimedJob, payment: Option<&Payment>, step: Step) {
+    let finish = to_finish(engine, claim, payment, step);
+    let kind = claim.kind.as_str();
+    match engine.store.finish_job(claim, &finish).await {
+        Ok(messages) => {
+            let outcome = outcome_label(&finish.result);
+            metrics::counter!("paygate_jobs_total", "kind" => kind, "outcome" => outcome)
+                .increment(1);
+            match &finish.result {
+                JobResult::Succeeded => tracing::debug!("job succeeded"),
+                JobResult::Retry { error, .. } => {
+                    tracing::info!(error = %error, "job will be retried")
+                }
+                JobResult::Failed { error } | JobResult::Dead { error } => {
+                    tracing::warn!(error = %error, outcome, "job stopped")
+                }
+            }
+            if let (Some(p), Some(change)) = (payment, &finish.change) {
+                if let Some(status) = change.new_status {
+                    metrics::counter!("paygate_payments_total",
+                        "provider" => p.provider.as_str(), "status" => status.as_str())
+                    .increment(1);
+                    tracing::info!(
+                        status = status.as_str(),
+                        reason = change.status_reason.as_deref().unwrap_or(""),
+                        "payment status changed"
+                    );
+                }
+            }
+            dispatch_all(engine.queue.as_ref(), &messages).await;
+        }
+        Err(StoreError::Conflict) => {
+            // Someone changed the payment since we read it (a racing callback or
+            // a duplicate job). Decide again from fresh state, shortly.
+            tracing::info!("payment changed concurrently; retrying the job");
+            let retry = JobFinish {
+                result: JobResult::Retry {
+                    run_at_ms: chrono::Utc::now().timestamp_millis()
+                        + 50
+                        + (rand::random::<u64>() % 200) as i64,
+                    error: "payment changed concurrently".into(),
+                },
+                ..JobFinish::default()
+            };
+            if let Err(e) = engine.store.finish_job(claim, &retry).await {
+                tracing::warn!(error = %e, "could not release the job; its lease will expire");
+            }
+            metrics::counter!("paygate_jobs_total", "kind" => kind, "outcome" => "retried")
+                .increment(1);
+        }
+        Err(StoreError::LeaseLost) => {
+            tracing::warn!("job lease lost before finishing; another worker owns it now");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not record the job outcome; it will run again after its lease");
+        }
+    }
+}
+
+/// The pause between sweeps when the database is unreachable.
+pub const DB_BACKOFF: Duration = Duration::from_secs(1);

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, the store contract suite on SQLite and
+# PostgreSQL, and whole-process tests against real `paygate` binaries.
+# Starts the machine's PostgreSQL and Redis if they are stopped; tests create
+# their own databases and drop them when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_URL="${PAYGATE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export PAYGATE_TEST_POSTGRES_URL="$PG_URL"
+export PAYGATE_TEST_REDIS_URL="${PAYGATE_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+
+ensure_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return 0; fi
+  echo "test.sh: PostgreSQL is not answering; starting it" >&2
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+  for _ in $(seq 1 30); do
+    pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && return 0
+    sleep 1
+  done
+  echo "test.sh: PostgreSQL is required on 127.0.0.1:5432 and could not be started" >&2
+  exit 1
+}
+
+ensure_redis() {
+  if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then return 0; fi
+  echo "test.sh: Redis is not answering; starting it" >&2
+  if command -v redis-server >/dev/null 2>&1; then
+    mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+  fi
+  for _ in $(seq 1 30); do
+    redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "test.sh: Redis is required on 127.0.0.1:6379 and could not be started" >&2
+  exit 1
+}
+
+ensure_postgres
+ensure_redis
+
+# One build shared by every test binary; whole-process tests run that build's binary.
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked -- --test-threads="${PAYGATE_TEST_THREADS:-4}"

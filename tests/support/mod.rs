@@ -1,0 +1,176 @@
+//! Starts real `paygate` processes for whole-process tests and talks to them
+//! over real HTTP. Each server gets its own temp directory (SQLite database,
+//! generated secret) and a free port; it is killed when dropped.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub base: String,
+    pub dir: PathBuf,
+    pub admin_key: String,
+    child: Option<Child>,
+    port: u16,
+    env: Vec<(String, String)>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("paygate-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Settings that keep tests quick: fast retries and sweeps.
+pub fn fast_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("PAYGATE_RETRY_BASE_MS", "20"),
+        ("PAYGATE_RETRY_MAX_MS", "200"),
+        ("PAYGATE_SWEEP_INTERVAL_MS", "100"),
+        ("PAYGATE_REDISPATCH_AFTER_MS", "1000"),
+        ("PAYGATE_JOB_LEASE_MS", "3000"),
+        ("PAYGATE_GATEWAY_TIMEOUT_MS", "2000"),
+        ("RUST_LOG", "warn"),
+    ]
+}
+
+impl Server {
+    /// `paygate serve` with the given extra environment.
+    pub fn serve(extra: &[(&str, &str)]) -> Server {
+        let dir = temp_dir();
+        let port = free_port();
+        let mut env: Vec<(String, String)> = fast_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (k, v) in extra {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let mut s = Server {
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+            admin_key: String::new(),
+            child: None,
+            port,
+            env,
+        };
+        s.start();
+        s
+    }
+
+    /// (Re)starts the process on the same port and database.
+    pub fn start(&mut self) {
+        let out = self.dir.join("stdout.log");
+        let err = self.dir.join("stderr.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_paygate"))
+            .arg("serve")
+            .current_dir(&self.dir)
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env_remove("SECRET_KEY")
+            .env("PAYGATE_LISTEN", format!("127.0.0.1:{}", self.port))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
+            .stderr(std::fs::File::create(&err).expect("stderr file"))
+            .spawn()
+            .expect("start paygate");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&out) {
+                if let Some(line) = text.lines().find(|l| l.contains("admin API key")) {
+                    if let Some(key) = line.split_whitespace().find(|w| w.starts_with("pgk_")) {
+                        self.admin_key = key.to_string();
+                    }
+                }
+                if text.contains("listening on") && reachable(self.port) {
+                    return;
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("paygate exited early ({status}): {}", self.logs());
+            }
+            assert!(Instant::now() < deadline, "paygate did not start: {}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no graceful anything, as a crash would be.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "paygate did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+        format!("stdout:\n{}\nstderr:\n{}", read("stdout.log"), read("stderr.log"))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+fn reachable(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An HTTP client that does not follow redirects (tests look at them).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Polls `f` until it returns Some or the time runs out.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

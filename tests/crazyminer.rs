@@ -12,7 +12,12 @@ use support::{client, eventually, Server};
 const CREATE: &str = "/crazyminer/payment/create/";
 
 async fn create(s: &Server, body: Value) -> (StatusCode, Value) {
-    let r = client().post(s.url(CREATE)).json(&body).send().await.unwrap();
+    let r = client()
+        .post(s.url(CREATE))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -29,20 +34,40 @@ async fn status_of(s: &Server, id: &str) -> Value {
 }
 
 async fn wait_status(s: &Server, id: &str, want: &str) -> Value {
-    eventually(&format!("status {want}"), Duration::from_secs(20), || async {
-        let v = status_of(s, id).await;
-        (v["status"] == want).then_some(v)
-    })
+    eventually(
+        &format!("status {want}"),
+        Duration::from_secs(20),
+        || async {
+            let v = status_of(s, id).await;
+            (v["status"] == want).then_some(v)
+        },
+    )
     .await
 }
 
 async fn sandbox_stats(s: &Server) -> Value {
-    client().get(s.url("/sandbox/medogram/_stats")).send().await.unwrap().json().await.unwrap()
+    client()
+        .get(s.url("/sandbox/medogram/_stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn set_sandbox(s: &Server, config: Value) {
-    let r = client().put(s.url("/sandbox/medogram/_config")).json(&config).send().await.unwrap();
-    assert!(r.status().is_success(), "sandbox config: {}", r.text().await.unwrap());
+    let r = client()
+        .put(s.url("/sandbox/medogram/_config"))
+        .json(&config)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "sandbox config: {}",
+        r.text().await.unwrap()
+    );
 }
 
 /// Follows the payer's browser from the payment URL: pay (or cancel) on the
@@ -51,16 +76,32 @@ async fn pay(s: &Server, payment_url: &str, action: &str) -> reqwest::Response {
     let page = client().get(payment_url).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
-    assert!(html.contains("<form"), "checkout page is a real form: {html}");
-    let id_get = payment_url.rsplit("gateway-").next().unwrap().trim_end_matches("-get");
+    assert!(
+        html.contains("<form"),
+        "checkout page is a real form: {html}"
+    );
+    let id_get = payment_url
+        .rsplit("gateway-")
+        .next()
+        .unwrap()
+        .trim_end_matches("-get");
     let back = client()
-        .post(s.url(&format!("/sandbox/medogram/payment/gateway-{id_get}/{action}")))
+        .post(s.url(&format!(
+            "/sandbox/medogram/payment/gateway-{id_get}/{action}"
+        )))
         .send()
         .await
         .unwrap();
-    assert_eq!(back.status(), StatusCode::FOUND, "gateway sends the browser back");
+    assert_eq!(
+        back.status(),
+        StatusCode::FOUND,
+        "gateway sends the browser back"
+    );
     let location = back.headers()["location"].to_str().unwrap().to_string();
-    assert!(location.contains("/crazyminer/payment/callback/"), "{location}");
+    assert!(
+        location.contains("/crazyminer/payment/callback/"),
+        "{location}"
+    );
     assert!(location.contains("trans_id=") && location.contains(&format!("id_get={id_get}")));
     client().get(location).send().await.unwrap()
 }
@@ -68,7 +109,11 @@ async fn pay(s: &Server, payment_url: &str, action: &str) -> reqwest::Response {
 #[tokio::test]
 async fn a_payer_pays_and_the_payment_completes() {
     let s = Server::serve(&[]);
-    let (code, body) = create(&s, json!({"amount": 100000, "description": "خرید اشتراک", "user_identifier": "09123456789"})).await;
+    let (code, body) = create(
+        &s,
+        json!({"amount": 100000, "description": "خرید اشتراک", "user_identifier": "09123456789"}),
+    )
+    .await;
     assert_eq!(code, StatusCode::CREATED, "{body}");
     assert_eq!(body["status"], "processing");
     assert_eq!(body["status_display"], "در حال پردازش");
@@ -83,62 +128,129 @@ async fn a_payer_pays_and_the_payment_completes() {
     assert_eq!(back.status(), StatusCode::SEE_OTHER);
     let to = back.headers()["location"].to_str().unwrap();
     assert_eq!(to, format!("/crazyminer/payment/result/{id}/"));
-    let page = client().get(s.url(to)).send().await.unwrap().text().await.unwrap();
+    let page = client()
+        .get(s.url(to))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains(&id));
 
     let done = wait_status(&s, &id, "completed").await;
     assert_eq!(done["status_display"], "تکمیل شده");
-    assert!(done["gateway_tracking_code"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(done["gateway_tracking_code"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty()));
     assert!(done["completed_at"].is_string());
 
     // The activity log, with personal data kept out of it.
     let events: Value = client()
         .get(s.url(&format!("/v1/payments/{id}/events")))
         .bearer_auth(&s.admin_key)
-        .send().await.unwrap().json().await.unwrap();
-    let kinds: Vec<&str> = events["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    for k in ["request", "user_fetch", "invoice", "callback", "verification", "status_change"] {
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "request",
+        "user_fetch",
+        "invoice",
+        "callback",
+        "verification",
+        "status_change",
+    ] {
         assert!(kinds.contains(&k), "{k} in {kinds:?}");
     }
     let text = events.to_string();
-    assert!(!text.contains("09123456789") && !text.contains("@example.com"), "no personal data: {text}");
+    assert!(
+        !text.contains("09123456789") && !text.contains("@example.com"),
+        "no personal data: {text}"
+    );
 
     // One invoice and one successful verification at the gateway.
     let stats = sandbox_stats(&s).await;
     assert_eq!(stats["invoices_by_factor"][&id], 1);
-    assert_eq!(stats["verifies_total"].as_u64().unwrap() - stats["already_verified_total"].as_u64().unwrap_or(0), 1);
+    assert_eq!(
+        stats["verifies_total"].as_u64().unwrap()
+            - stats["already_verified_total"].as_u64().unwrap_or(0),
+        1
+    );
 
     // The list needs a key; DRF's `Token` scheme works too.
-    let r = client().get(s.url("/crazyminer/payment/list/")).send().await.unwrap();
+    let r = client()
+        .get(s.url("/crazyminer/payment/list/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = client().get(s.url("/crazyminer/payment/list/")).header("authorization", "Token wrong").send().await.unwrap();
+    let r = client()
+        .get(s.url("/crazyminer/payment/list/"))
+        .header("authorization", "Token wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let list: Value = client()
         .get(s.url("/crazyminer/payment/list/?status=completed"))
         .header("authorization", format!("Token {}", s.admin_key))
-        .send().await.unwrap().json().await.unwrap();
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["count"], 1);
     assert_eq!(list["results"][0]["transaction_id"], id.as_str());
     let none: Value = client()
         .get(s.url("/crazyminer/payment/list/?status=failed"))
         .bearer_auth(&s.admin_key)
-        .send().await.unwrap().json().await.unwrap();
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(none["count"], 0);
 }
 
 #[tokio::test]
 async fn repeated_and_unknown_callbacks_change_nothing() {
     let s = Server::serve(&[]);
-    let (_, body) = create(&s, json!({"amount": 5000, "user_identifier": "09120000001"})).await;
+    let (_, body) = create(
+        &s,
+        json!({"amount": 5000, "user_identifier": "09120000001"}),
+    )
+    .await;
     let id = body["transaction_id"].as_str().unwrap().to_string();
     let url = body["payment_url"].as_str().unwrap().to_string();
     let back = pay(&s, &url, "pay").await;
     assert_eq!(back.status(), StatusCode::SEE_OTHER);
     wait_status(&s, &id, "completed").await;
-    let id_get = url.rsplit("gateway-").next().unwrap().trim_end_matches("-get").to_string();
+    let id_get = url
+        .rsplit("gateway-")
+        .next()
+        .unwrap()
+        .trim_end_matches("-get")
+        .to_string();
     let trans_id = {
         let stats = sandbox_stats(&s).await;
-        stats["verifies_by_trans"].as_object().unwrap().keys().next().unwrap().clone()
+        stats["verifies_by_trans"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .next()
+            .unwrap()
+            .clone()
     };
     // The same callback again, as GET, POST form and POST JSON, concurrently.
     let mut calls = Vec::new();
@@ -148,29 +260,65 @@ async fn repeated_and_unknown_callbacks_change_nothing() {
         calls.push(tokio::spawn(async move {
             let c = client();
             match i % 3 {
-                0 => c.get(format!("{url}?trans_id={t}&id_get={g}")).send().await.unwrap().status(),
-                1 => c.post(&url).form(&[("trans_id", t.as_str()), ("id_get", g.as_str())]).send().await.unwrap().status(),
-                _ => c.post(&url).json(&json!({"trans_id": t, "id_get": g})).send().await.unwrap().status(),
+                0 => c
+                    .get(format!("{url}?trans_id={t}&id_get={g}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status(),
+                1 => c
+                    .post(&url)
+                    .form(&[("trans_id", t.as_str()), ("id_get", g.as_str())])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status(),
+                _ => c
+                    .post(&url)
+                    .json(&json!({"trans_id": t, "id_get": g}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status(),
             }
         }));
     }
     for c in calls {
         let code = c.await.unwrap();
-        assert!(code == StatusCode::SEE_OTHER || code == StatusCode::OK, "{code}");
+        assert!(
+            code == StatusCode::SEE_OTHER || code == StatusCode::OK,
+            "{code}"
+        );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stats = sandbox_stats(&s).await;
-    assert_eq!(stats["verifies_by_trans"][&trans_id], 1, "verified once: {stats}");
+    assert_eq!(
+        stats["verifies_by_trans"][&trans_id], 1,
+        "verified once: {stats}"
+    );
     assert_eq!(status_of(&s, &id).await["status"], "completed");
 
     // A callback for an id_get we never issued is recorded and refused.
-    let r = client().get(s.url("/crazyminer/payment/callback/?trans_id=1&id_get=424242")).send().await.unwrap();
+    let r = client()
+        .get(s.url("/crazyminer/payment/callback/?trans_id=1&id_get=424242"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "unknown_payment");
     // Malformed callbacks are 400s.
-    for q in ["", "?trans_id=abc&id_get=1", "?id_get=1", "?trans_id=1&id_get=%00"] {
-        let r = client().get(s.url(&format!("/crazyminer/payment/callback/{q}"))).send().await.unwrap();
+    for q in [
+        "",
+        "?trans_id=abc&id_get=1",
+        "?id_get=1",
+        "?trans_id=1&id_get=%00",
+    ] {
+        let r = client()
+            .get(s.url(&format!("/crazyminer/payment/callback/{q}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{q}");
     }
 }
@@ -178,12 +326,23 @@ async fn repeated_and_unknown_callbacks_change_nothing() {
 #[tokio::test]
 async fn cancelled_payment_fails_and_unknown_user_is_refused() {
     let s = Server::serve(&[]);
-    let (_, body) = create(&s, json!({"amount": 20000, "user_identifier": "09120000002"})).await;
+    let (_, body) = create(
+        &s,
+        json!({"amount": 20000, "user_identifier": "09120000002"}),
+    )
+    .await;
     let id = body["transaction_id"].as_str().unwrap().to_string();
     pay(&s, body["payment_url"].as_str().unwrap(), "cancel").await;
     let failed = wait_status(&s, &id, "failed").await;
     assert_eq!(failed["status_display"], "ناموفق");
-    let v1: Value = client().get(s.url(&format!("/v1/payments/{id}"))).send().await.unwrap().json().await.unwrap();
+    let v1: Value = client()
+        .get(s.url(&format!("/v1/payments/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v1["status_reason"], "not_paid");
 
     let (code, body) = create(&s, json!({"amount": 20000, "user_identifier": "nobody"})).await;
@@ -196,27 +355,111 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let s = Server::serve(&[]);
     let post = |body: String, ct: &'static str| {
         let url = s.url(CREATE);
-        async move { client().post(url).header("content-type", ct).body(body).send().await.unwrap() }
+        async move {
+            client()
+                .post(url)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
     };
     let json = "application/json";
     let cases: Vec<(String, &str, u16, &str)> = vec![
         ("{".into(), json, 400, "invalid_json"),
         ("[1,2]".into(), json, 400, "invalid_json"),
-        (r#"{"amount":100000,"user_identifier":"09123456789"}"#.into(), "text/plain", 415, "unsupported_media_type"),
-        (r#"{"user_identifier":"09123456789"}"#.into(), json, 400, "invalid_field"),
-        (r#"{"amount":"lots","user_identifier":"09123456789"}"#.into(), json, 400, "invalid_field"),
-        (r#"{"amount":1000.5,"user_identifier":"09123456789"}"#.into(), json, 400, "invalid_field"),
-        (r#"{"amount":true,"user_identifier":"09123456789"}"#.into(), json, 400, "invalid_field"),
-        (r#"{"amount":0,"user_identifier":"09123456789"}"#.into(), json, 400, "invalid_field"),
-        (r#"{"amount":-5000,"user_identifier":"09123456789"}"#.into(), json, 400, "invalid_field"),
-        (r#"{"amount":999,"user_identifier":"09123456789"}"#.into(), json, 400, "amount_too_small"),
-        (r#"{"amount":100000000000000000000,"user_identifier":"09123456789"}"#.into(), json, 400, "invalid_field"),
-        (r#"{"amount":9000000000000000000,"user_identifier":"09123456789"}"#.into(), json, 400, "invalid_field"),
+        (
+            r#"{"amount":100000,"user_identifier":"09123456789"}"#.into(),
+            "text/plain",
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            r#"{"user_identifier":"09123456789"}"#.into(),
+            json,
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"amount":"lots","user_identifier":"09123456789"}"#.into(),
+            json,
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"amount":1000.5,"user_identifier":"09123456789"}"#.into(),
+            json,
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"amount":true,"user_identifier":"09123456789"}"#.into(),
+            json,
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"amount":0,"user_identifier":"09123456789"}"#.into(),
+            json,
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"amount":-5000,"user_identifier":"09123456789"}"#.into(),
+            json,
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"amount":999,"user_identifier":"09123456789"}"#.into(),
+            json,
+            400,
+            "amount_too_small",
+        ),
+        (
+            r#"{"amount":100000000000000000000,"user_identifier":"09123456789"}"#.into(),
+            json,
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"amount":9000000000000000000,"user_identifier":"09123456789"}"#.into(),
+            json,
+            400,
+            "invalid_field",
+        ),
         (r#"{"amount":100000}"#.into(), json, 400, "invalid_field"),
-        (r#"{"amount":100000,"user_identifier":42}"#.into(), json, 400, "invalid_field"),
-        (r#"{"amount":100000,"user_identifier":"../../etc/passwd"}"#.into(), json, 400, "invalid_field"),
-        (format!(r#"{{"amount":100000,"user_identifier":"09123456789","description":"{}"}}"#, "x".repeat(256)), json, 400, "invalid_field"),
-        (format!(r#"{{"amount":100000,"user_identifier":"09123456789","description":"{}"}}"#, "x".repeat(100_000)), json, 413, "payload_too_large"),
+        (
+            r#"{"amount":100000,"user_identifier":42}"#.into(),
+            json,
+            400,
+            "invalid_field",
+        ),
+        (
+            r#"{"amount":100000,"user_identifier":"../../etc/passwd"}"#.into(),
+            json,
+            400,
+            "invalid_field",
+        ),
+        (
+            format!(
+                r#"{{"amount":100000,"user_identifier":"09123456789","description":"{}"}}"#,
+                "x".repeat(256)
+            ),
+            json,
+            400,
+            "invalid_field",
+        ),
+        (
+            format!(
+                r#"{{"amount":100000,"user_identifier":"09123456789","description":"{}"}}"#,
+                "x".repeat(100_000)
+            ),
+            json,
+            413,
+            "payload_too_large",
+        ),
     ];
     for (body, ct, want, code) in cases {
         let r = post(body.clone(), ct).await;
@@ -224,24 +467,59 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         let e: Value = r.json().await.unwrap_or(Value::Null);
         assert_eq!(got, want, "{} -> {e}", &body[..body.len().min(80)]);
         assert_eq!(e["error"]["code"], code, "{}", &body[..body.len().min(80)]);
-        assert!(e["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
-    let r = client().get(s.url("/crazyminer/payment/status/not-a-uuid/")).send().await.unwrap();
+    let r = client()
+        .get(s.url("/crazyminer/payment/status/not-a-uuid/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = client().get(s.url(&format!("/crazyminer/payment/status/{}/", uuid::Uuid::new_v4()))).send().await.unwrap();
+    let r = client()
+        .get(s.url(&format!(
+            "/crazyminer/payment/status/{}/",
+            uuid::Uuid::new_v4()
+        )))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "not_found");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
     let r = client().get(s.url("/no/such/route")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "not_found");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
     let r = client().delete(s.url(CREATE)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "method_not_allowed");
-    let r = client().get(s.url("/crazyminer/payment/list/?page=0")).bearer_auth(&s.admin_key).send().await.unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "method_not_allowed"
+    );
+    let r = client()
+        .get(s.url("/crazyminer/payment/list/?page=0"))
+        .bearer_auth(&s.admin_key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     // Nothing was written by any of that.
-    let list: Value = client().get(s.url("/crazyminer/payment/list/")).bearer_auth(&s.admin_key).send().await.unwrap().json().await.unwrap();
+    let list: Value = client()
+        .get(s.url("/crazyminer/payment/list/"))
+        .bearer_auth(&s.admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["count"], 0, "{list}");
 }
 
@@ -249,7 +527,12 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 async fn v1_answers_at_once_or_waits_when_asked_and_is_idempotent() {
     let s = Server::serve(&[("PAYGATE_SANDBOX_MEDOGRAM_LATENCY_MS", "300")]);
     let body = json!({"amount": 150000, "user_identifier": "09123456780", "description": "v1"});
-    let r = client().post(s.url("/v1/payments")).json(&body).send().await.unwrap();
+    let r = client()
+        .post(s.url("/v1/payments"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     let v: Value = r.json().await.unwrap();
@@ -257,22 +540,47 @@ async fn v1_answers_at_once_or_waits_when_asked_and_is_idempotent() {
     assert!(v["payment_url"].is_null());
     assert_eq!(loc, format!("/v1/payments/{}", v["id"].as_str().unwrap()));
 
-    let r = client().post(s.url("/v1/payments")).header("prefer", "wait=10").header("accept-language", "ru").json(&body).send().await.unwrap();
+    let r = client()
+        .post(s.url("/v1/payments"))
+        .header("prefer", "wait=10")
+        .header("accept-language", "ru")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(r.headers()["preference-applied"], "wait=10");
     let v: Value = r.json().await.unwrap();
     assert!(v["payment_url"].is_string(), "{v}");
     assert_eq!(v["status_display"], "В обработке");
 
-    let first: Value = client().post(s.url("/v1/payments")).header("idempotency-key", "order-77").json(&body).send().await.unwrap().json().await.unwrap();
-    let r = client().post(s.url("/v1/payments")).header("idempotency-key", "order-77").json(&body).send().await.unwrap();
+    let first: Value = client()
+        .post(s.url("/v1/payments"))
+        .header("idempotency-key", "order-77")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = client()
+        .post(s.url("/v1/payments"))
+        .header("idempotency-key", "order-77")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let again: Value = r.json().await.unwrap();
     assert_eq!(first["id"], again["id"]);
 
     // Seed route with a short wait answers 202 with the seed's body and a Location.
     drop(s);
-    let s = Server::serve(&[("PAYGATE_SANDBOX_MEDOGRAM_LATENCY_MS", "1500"), ("PAYGATE_SEED_WAIT_MS", "100")]);
+    let s = Server::serve(&[
+        ("PAYGATE_SANDBOX_MEDOGRAM_LATENCY_MS", "1500"),
+        ("PAYGATE_SEED_WAIT_MS", "100"),
+    ]);
     let (code, v) = create(&s, body.clone()).await;
     assert_eq!(code, StatusCode::ACCEPTED, "{v}");
     assert!(v["payment_url"].is_null());
@@ -281,28 +589,66 @@ async fn v1_answers_at_once_or_waits_when_asked_and_is_idempotent() {
 
 #[tokio::test]
 async fn gateway_outages_are_retried_and_exhaustion_fails_with_a_reason() {
-    let s = Server::serve(&[("PAYGATE_SEED_WAIT_MS", "100"), ("PAYGATE_RETRY_ATTEMPTS", "100")]);
-    set_sandbox(&s, json!({"api_key": "sandbox-medogram-api-key", "error_rate": 1.0})).await;
-    let (code, v) = create(&s, json!({"amount": 100000, "user_identifier": "09123456789"})).await;
+    let s = Server::serve(&[
+        ("PAYGATE_SEED_WAIT_MS", "100"),
+        ("PAYGATE_RETRY_ATTEMPTS", "100"),
+    ]);
+    set_sandbox(
+        &s,
+        json!({"api_key": "sandbox-medogram-api-key", "error_rate": 1.0}),
+    )
+    .await;
+    let (code, v) = create(
+        &s,
+        json!({"amount": 100000, "user_identifier": "09123456789"}),
+    )
+    .await;
     assert_eq!(code, StatusCode::ACCEPTED, "{v}");
     let id = v["transaction_id"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(status_of(&s, &id).await["status"], "pending");
-    set_sandbox(&s, json!({"api_key": "sandbox-medogram-api-key", "error_rate": 0.0})).await;
+    set_sandbox(
+        &s,
+        json!({"api_key": "sandbox-medogram-api-key", "error_rate": 0.0}),
+    )
+    .await;
     wait_status(&s, &id, "processing").await;
     drop(s);
 
     let s = Server::serve(&[("PAYGATE_RETRY_ATTEMPTS", "3")]);
-    set_sandbox(&s, json!({"api_key": "sandbox-medogram-api-key", "error_rate": 1.0})).await;
+    set_sandbox(
+        &s,
+        json!({"api_key": "sandbox-medogram-api-key", "error_rate": 1.0}),
+    )
+    .await;
     // Three quick attempts fail within the seed route's wait: it says why.
-    let (code, v) = create(&s, json!({"amount": 100000, "user_identifier": "09123456789"})).await;
+    let (code, v) = create(
+        &s,
+        json!({"amount": 100000, "user_identifier": "09123456789"}),
+    )
+    .await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["error"]["reason"], "user_server_unavailable");
     let id = v["error"]["transaction_id"].as_str().unwrap().to_string();
     wait_status(&s, &id, "failed").await;
-    let v1: Value = client().get(s.url(&format!("/v1/payments/{id}"))).send().await.unwrap().json().await.unwrap();
+    let v1: Value = client()
+        .get(s.url(&format!("/v1/payments/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v1["status_reason"], "user_server_unavailable");
-    let dead: Value = client().get(s.url("/v1/admin/jobs?status=dead")).bearer_auth(&s.admin_key).send().await.unwrap().json().await.unwrap();
+    let dead: Value = client()
+        .get(s.url("/v1/admin/jobs?status=dead"))
+        .bearer_auth(&s.admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let jobs = dead["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 1, "{dead}");
     assert_eq!(jobs[0]["attempts"], 3);
@@ -312,8 +658,15 @@ async fn gateway_outages_are_retried_and_exhaustion_fails_with_a_reason() {
 #[tokio::test]
 async fn a_crash_leaves_work_that_is_finished_after_restart() {
     // The gateway is slow, so the invoice job is in flight when we kill -9.
-    let mut s = Server::serve(&[("PAYGATE_SANDBOX_MEDOGRAM_LATENCY_MS", "1500"), ("PAYGATE_SEED_WAIT_MS", "0")]);
-    let (code, v) = create(&s, json!({"amount": 100000, "user_identifier": "09123456789"})).await;
+    let mut s = Server::serve(&[
+        ("PAYGATE_SANDBOX_MEDOGRAM_LATENCY_MS", "1500"),
+        ("PAYGATE_SEED_WAIT_MS", "0"),
+    ]);
+    let (code, v) = create(
+        &s,
+        json!({"amount": 100000, "user_identifier": "09123456789"}),
+    )
+    .await;
     assert_eq!(code, StatusCode::ACCEPTED);
     let id = v["transaction_id"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -329,15 +682,43 @@ async fn a_crash_leaves_work_that_is_finished_after_restart() {
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let s = Server::serve(&[]);
-    let h: Value = client().get(s.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    let h: Value = client()
+        .get(s.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(h["status"], "ok");
-    let r: Value = client().get(s.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    let r: Value = client()
+        .get(s.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["checks"]["database"], "ok");
     assert_eq!(r["checks"]["queue"], "ok");
-    let (_, v) = create(&s, json!({"amount": 100000, "user_identifier": "09123456789"})).await;
+    let (_, v) = create(
+        &s,
+        json!({"amount": 100000, "user_identifier": "09123456789"}),
+    )
+    .await;
     assert!(v["payment_url"].is_string());
-    let m = client().get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(m.contains(r#"paygate_payments_created_total{provider="medogram"} 1"#), "{m}");
+    let m = client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains(r#"paygate_payments_created_total{provider="medogram"} 1"#),
+        "{m}"
+    );
     assert!(m.contains(r#"paygate_http_requests_total{route="/crazyminer/payment/create/",method="POST",status="201"} 1"#), "{m}");
     assert!(m.contains("paygate_jobs_total"));
     assert!(!m.contains("09123456789"));

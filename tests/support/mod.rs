@@ -102,7 +102,11 @@ impl Server {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("paygate exited early ({status}): {}", self.logs());
             }
-            assert!(Instant::now() < deadline, "paygate did not start: {}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "paygate did not start: {}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -118,7 +122,10 @@ impl Server {
     /// SIGTERM and the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = c.try_wait() {
@@ -131,7 +138,11 @@ impl Server {
 
     pub fn logs(&self) -> String {
         let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
-        format!("stdout:\n{}\nstderr:\n{}", read("stdout.log"), read("stderr.log"))
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            read("stdout.log"),
+            read("stderr.log")
+        )
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -73,10 +73,7 @@ async fn execute(engine: &Engine, claim: &ClaimedJob) -> (Option<Payment>, Step)
         Err(e) => {
             return (
                 None,
-                Step::Retry {
-                    error: format!("loading the payment failed: {e}"),
-                    retry_after: None,
-                },
+                Step::retry(format!("loading the payment failed: {e}")),
             )
         }
     };
@@ -86,6 +83,7 @@ async fn execute(engine: &Engine, claim: &ClaimedJob) -> (Option<Payment>, Step)
         JobKind::VerifyPayment => {
             jobs::verify_payment::run(engine, &payment, claim.payload.clone()).await
         }
+        JobKind::UpdateOrder => jobs::update_order::run(engine, &payment).await,
     };
     (Some(payment), step)
 }
@@ -103,6 +101,7 @@ fn exhausted_reason(kind: JobKind) -> &'static str {
         JobKind::FetchUser => "user_server_unavailable",
         JobKind::CreateInvoice => "gateway_unavailable",
         JobKind::VerifyPayment => "verification_unavailable",
+        JobKind::UpdateOrder => "order_update_unavailable",
     }
 }
 
@@ -132,20 +131,21 @@ fn to_finish(
 ) -> JobFinish {
     let mut finish = JobFinish::default();
     match step {
-        Step::Done {
-            change,
-            events,
-            next,
-        } => {
-            finish.change = change;
-            finish.events = events;
-            finish.next_jobs = next;
+        Step::Done(effects) => {
+            finish.change = effects.change;
+            finish.order_status = effects.order_status;
+            finish.events = effects.events;
+            finish.next_jobs = effects.next;
             finish.result = JobResult::Succeeded;
         }
-        Step::Retry { error, retry_after } => {
+        Step::Retry {
+            error,
+            retry_after,
+            exhausted_reason: reason,
+        } => {
             let policy = engine.retry.for_kind(claim.kind);
             if policy.exhausted(claim.attempt) {
-                let reason = exhausted_reason(claim.kind);
+                let reason = reason.unwrap_or_else(|| exhausted_reason(claim.kind));
                 failing(payment, reason, &error, &mut finish);
                 finish.result = JobResult::Dead { error };
             } else {
@@ -159,6 +159,12 @@ fn to_finish(
         Step::Fail { reason, error } => {
             failing(payment, &reason, &error, &mut finish);
             finish.result = JobResult::Failed { error };
+        }
+    }
+    // A shop order follows its payment once the payment settles.
+    if let (Some(p), Some(status)) = (payment, finish.change.as_ref().and_then(|c| c.new_status)) {
+        if status.is_terminal() && p.order_id.is_some() {
+            finish.next_jobs.push(jobs::update_order::job(engine, p));
         }
     }
     finish

@@ -14,19 +14,23 @@ pub enum JobKind {
     CreateInvoice,
     /// Ask the gateway whether the payer really paid, after a callback or webhook.
     VerifyPayment,
+    /// Move the shop order to the status its settled payment implies.
+    UpdateOrder,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [
+    pub const ALL: [JobKind; 4] = [
         JobKind::FetchUser,
         JobKind::CreateInvoice,
         JobKind::VerifyPayment,
+        JobKind::UpdateOrder,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::FetchUser => "fetch_user",
             JobKind::CreateInvoice => "create_invoice",
             JobKind::VerifyPayment => "verify_payment",
+            JobKind::UpdateOrder => "update_order",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -119,6 +123,7 @@ pub struct RetryPolicies {
     pub fetch_user: RetryPolicy,
     pub create_invoice: RetryPolicy,
     pub verify_payment: RetryPolicy,
+    pub update_order: RetryPolicy,
 }
 
 impl Default for RetryPolicies {
@@ -137,6 +142,7 @@ impl Default for RetryPolicies {
                 base: Duration::from_secs(1),
                 cap: Duration::from_secs(300),
             },
+            update_order: quick,
         }
     }
 }
@@ -147,6 +153,7 @@ impl RetryPolicies {
             JobKind::FetchUser => self.fetch_user,
             JobKind::CreateInvoice => self.create_invoice,
             JobKind::VerifyPayment => self.verify_payment,
+            JobKind::UpdateOrder => self.update_order,
         }
     }
     pub fn for_kind_mut(&mut self, kind: JobKind) -> &mut RetryPolicy {
@@ -154,6 +161,7 @@ impl RetryPolicies {
             JobKind::FetchUser => &mut self.fetch_user,
             JobKind::CreateInvoice => &mut self.create_invoice,
             JobKind::VerifyPayment => &mut self.verify_payment,
+            JobKind::UpdateOrder => &mut self.update_order,
         }
     }
 }

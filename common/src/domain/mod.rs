@@ -4,12 +4,14 @@
 pub mod event;
 pub mod job;
 pub mod money;
+pub mod order;
 pub mod payment;
 pub mod status;
 
 pub use event::{EventKind, NewEvent, PaymentEvent};
 pub use job::{JobKind, JobMessage, JobStatus, RetryPolicies, RetryPolicy};
 pub use money::{Amount, Currency, MoneyError};
+pub use order::{Order, OrderStatus, PaymentType, ProductName};
 pub use payment::{
     Description, FieldError, Payment, PaymentChange, PaymentId, Provider, UserIdentifier,
 };

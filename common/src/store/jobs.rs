@@ -6,7 +6,9 @@
 use super::payments::{apply_change, insert_event};
 use super::rows;
 use super::{now_ms, Dialect, Store, StoreError, StoreResult};
-use crate::domain::{JobKind, JobMessage, JobStatus, NewEvent, PaymentChange, PaymentId};
+use crate::domain::{
+    JobKind, JobMessage, JobStatus, NewEvent, OrderStatus, PaymentChange, PaymentId,
+};
 use sqlx::any::{Any, AnyRow};
 use sqlx::{Row, Transaction};
 use uuid::Uuid;
@@ -63,6 +65,8 @@ pub struct ClaimedJob {
 #[derive(Debug, Default)]
 pub struct JobFinish {
     pub change: Option<PaymentChange>,
+    /// A shop order that moves with this attempt: (order id, new status).
+    pub order_status: Option<(i64, OrderStatus)>,
     pub events: Vec<NewEvent>,
     pub next_jobs: Vec<NewJob>,
     pub result: JobResult,
@@ -253,6 +257,9 @@ impl Store {
         }
         if let Some(change) = &finish.change {
             apply_change(&mut tx, change, now).await?;
+        }
+        if let Some((order_id, status)) = finish.order_status {
+            super::orders::apply_order_status(&mut tx, order_id, status, now).await?;
         }
         for e in &finish.events {
             insert_event(&mut tx, e, now).await?;

@@ -7,12 +7,14 @@
 mod api_keys;
 mod inbound;
 mod jobs;
+mod orders;
 mod payments;
 mod rows;
 
 pub use api_keys::{ApiKey, NewApiKey};
 pub use inbound::{InboundOutcome, NewInbound};
 pub use jobs::{ClaimedJob, JobFinish, JobRecord, JobResult, NewJob};
+pub use orders::NewOrder;
 pub use payments::{CreateOutcome, NewPayment, PaymentFilter};
 
 use sqlx::any::AnyPoolOptions;

@@ -63,24 +63,9 @@ impl Store {
         }
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO payments (id, provider, merchant_ref, amount_minor, currency, description, \
-             status, idempotency_key, order_id, created_at, updated_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $9, 0)",
-        )
-        .bind(new.id.to_string())
-        .bind(new.provider.as_str())
-        .bind(&new.merchant_ref)
-        .bind(new.amount.minor())
-        .bind(new.currency.code())
-        .bind(new.description.as_str())
-        .bind(new.idempotency_key.clone())
-        .bind(new.order_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        if let Err(e) = inserted {
-            if is_unique_violation(&e) {
+        match insert_payment(&mut tx, new, now).await {
+            Ok(()) => {}
+            Err(StoreError::Database(e)) if is_unique_violation(&e) => {
                 // Lost a race with the same idempotency key.
                 tx.rollback().await?;
                 if let Some(key) = &new.idempotency_key {
@@ -88,8 +73,9 @@ impl Store {
                         return Ok(CreateOutcome::Existing(existing));
                     }
                 }
+                return Err(e.into());
             }
-            return Err(e.into());
+            Err(e) => return Err(e),
         }
         insert_event(&mut tx, &event, now).await?;
         let messages = insert_job(&mut tx, &first_job, now)
@@ -114,7 +100,7 @@ impl Store {
         row.as_ref().map(rows::payment).transpose()
     }
 
-    async fn payment_by_idempotency_key(&self, key: &str) -> StoreResult<Option<Payment>> {
+    pub async fn payment_by_idempotency_key(&self, key: &str) -> StoreResult<Option<Payment>> {
         let sql = concat!(
             "SELECT ",
             payment_columns!(),
@@ -244,6 +230,30 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+pub(crate) async fn insert_payment(
+    tx: &mut Transaction<'_, Any>,
+    new: &NewPayment,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO payments (id, provider, merchant_ref, amount_minor, currency, description, \
+         status, idempotency_key, order_id, created_at, updated_at, version) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $9, 0)",
+    )
+    .bind(new.id.to_string())
+    .bind(new.provider.as_str())
+    .bind(&new.merchant_ref)
+    .bind(new.amount.minor())
+    .bind(new.currency.code())
+    .bind(new.description.as_str())
+    .bind(new.idempotency_key.clone())
+    .bind(new.order_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 pub(crate) async fn insert_event(

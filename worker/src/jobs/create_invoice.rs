@@ -1,6 +1,6 @@
 //! `create_invoice`: ask the payment's gateway for an invoice and a payment URL.
 
-use super::Step;
+use super::{Effects, Step};
 use crate::Engine;
 use paygate_common::domain::{EventKind, NewEvent, Payment, PaymentStatus};
 use paygate_common::gateways::{InvoiceRequest, Payer};
@@ -56,7 +56,8 @@ pub async fn run(engine: &Engine, payment: &Payment) -> Step {
             }
         }
     };
-    Step::Done {
+    Step::Done(Effects {
+        order_status: None,
         change: Some(change),
         events: vec![
             NewEvent::new(payment.id, EventKind::Invoice, "gateway invoice created")
@@ -64,5 +65,5 @@ pub async fn run(engine: &Engine, payment: &Payment) -> Step {
             NewEvent::new(payment.id, EventKind::StatusChange, "pending → processing"),
         ],
         next: Vec::new(),
-    }
+    })
 }

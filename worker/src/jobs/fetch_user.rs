@@ -1,7 +1,7 @@
 //! `fetch_user`: GET the payer's profile from the main server, encrypt it,
 //! store it, and queue the invoice.
 
-use super::Step;
+use super::{Effects, Step};
 use crate::Engine;
 use paygate_common::domain::{EventKind, JobKind, NewEvent, Payment, PaymentStatus};
 use paygate_common::store::NewJob;
@@ -22,11 +22,12 @@ pub async fn run(engine: &Engine, payment: &Payment) -> Step {
     }
     if payment.encrypted_user_data.is_some() {
         // A previous attempt stored the profile; only the follow-up may be missing.
-        return Step::Done {
+        return Step::Done(Effects {
+            order_status: None,
             change: None,
             events: Vec::new(),
             next: vec![next_job(engine, payment)],
-        };
+        });
     }
     let profile = match engine.users.fetch(&payment.merchant_ref).await {
         Ok(Some(profile)) => profile,
@@ -45,7 +46,8 @@ pub async fn run(engine: &Engine, payment: &Payment) -> Step {
         .map(|o| o.keys().cloned().collect())
         .unwrap_or_default();
     let encrypted = engine.cipher.encrypt(profile.to_string().as_bytes());
-    Step::Done {
+    Step::Done(Effects {
+        order_status: None,
         change: Some(payment.change().encrypted_user_data(encrypted)),
         events: vec![NewEvent::new(
             payment.id,
@@ -54,5 +56,5 @@ pub async fn run(engine: &Engine, payment: &Payment) -> Step {
         )
         .detail(serde_json::json!({ "fields": fields }))],
         next: vec![next_job(engine, payment)],
-    }
+    })
 }

@@ -3,9 +3,10 @@
 
 pub mod create_invoice;
 pub mod fetch_user;
+pub mod update_order;
 pub mod verify_payment;
 
-use paygate_common::domain::{NewEvent, PaymentChange};
+use paygate_common::domain::{NewEvent, OrderStatus, PaymentChange};
 use paygate_common::gateways::GatewayError;
 use paygate_common::store::NewJob;
 use std::time::Duration;
@@ -14,26 +15,36 @@ use std::time::Duration;
 #[derive(Debug)]
 pub enum Step {
     /// Finished: record these changes (possibly none: the work was already done).
-    Done {
-        change: Option<PaymentChange>,
-        events: Vec<NewEvent>,
-        next: Vec<NewJob>,
-    },
-    /// A transient failure: try again after back-off.
+    Done(Effects),
+    /// A transient failure: try again after back-off. When attempts run out,
+    /// the payment fails with `exhausted_reason` (or the kind's default).
     Retry {
         error: String,
         retry_after: Option<Duration>,
+        exhausted_reason: Option<&'static str>,
     },
     /// Retrying cannot help: the payment fails with `reason`.
     Fail { reason: String, error: String },
 }
 
+/// What a finished attempt changes, recorded in one transaction.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub change: Option<PaymentChange>,
+    pub order_status: Option<(i64, OrderStatus)>,
+    pub events: Vec<NewEvent>,
+    pub next: Vec<NewJob>,
+}
+
 impl Step {
     pub fn nothing() -> Step {
-        Step::Done {
-            change: None,
-            events: Vec::new(),
-            next: Vec::new(),
+        Step::Done(Effects::default())
+    }
+    pub fn retry(error: impl Into<String>) -> Step {
+        Step::Retry {
+            error: error.into(),
+            retry_after: None,
+            exhausted_reason: None,
         }
     }
 }
@@ -47,6 +58,7 @@ impl From<GatewayError> for Step {
             } => Step::Retry {
                 error: message,
                 retry_after,
+                exhausted_reason: None,
             },
             GatewayError::Permanent { reason, message } => Step::Fail {
                 reason,

@@ -2,7 +2,7 @@
 //! server whether the money moved, and settle the payment. The callback itself
 //! proves nothing.
 
-use super::Step;
+use super::{Effects, Step};
 use crate::Engine;
 use paygate_common::domain::{EventKind, NewEvent, Payment, PaymentStatus};
 use paygate_common::gateways::{Verification, VerifyRequest};
@@ -42,7 +42,8 @@ pub fn decide(payment: &Payment, payload: &VerifyPayload, answer: Verification) 
             if let Some(t) = tracking {
                 change = change.tracking_code(t);
             }
-            Step::Done {
+            Step::Done(Effects {
+        order_status: None,
                 change: Some(change),
                 events: vec![
                     NewEvent::new(id, EventKind::Verification, "gateway confirmed the payment")
@@ -50,12 +51,13 @@ pub fn decide(payment: &Payment, payload: &VerifyPayload, answer: Verification) 
                     NewEvent::new(id, EventKind::StatusChange, "processing → completed"),
                 ],
                 next: Vec::new(),
-            }
+            })
         }
         Verification::NotPaid { reason } => fail(payment, &reason, serde_json::Value::Null),
         Verification::Pending => Step::Retry {
             error: "the gateway has not confirmed the payment yet".into(),
             retry_after: None,
+            exhausted_reason: Some("confirmation_timeout"),
         },
     }
 }
@@ -64,7 +66,8 @@ fn fail(payment: &Payment, reason: &str, detail: serde_json::Value) -> Step {
     let Ok(change) = payment.change().status(PaymentStatus::Failed, Some(reason)) else {
         return Step::nothing();
     };
-    Step::Done {
+    Step::Done(Effects {
+        order_status: None,
         change: Some(change),
         events: vec![
             NewEvent::new(
@@ -80,7 +83,7 @@ fn fail(payment: &Payment, reason: &str, detail: serde_json::Value) -> Step {
             ),
         ],
         next: Vec::new(),
-    }
+    })
 }
 
 pub async fn run(engine: &Engine, payment: &Payment, payload: serde_json::Value) -> Step {
@@ -89,10 +92,7 @@ pub async fn run(engine: &Engine, payment: &Payment, payload: serde_json::Value)
         return Step::nothing();
     }
     if payment.status != PaymentStatus::Processing {
-        return Step::Retry {
-            error: "the payment has no invoice yet".into(),
-            retry_after: None,
-        };
+        return Step::retry("the payment has no invoice yet");
     }
     let payload: VerifyPayload = serde_json::from_value(payload).unwrap_or_default();
     let (Some(gateway), Some(gateway_ref)) = (

@@ -1,0 +1,170 @@
+//! A shop order (the Atmos seed's `Order`) and its own small state machine.
+//! An order is paid by exactly one payment; its status follows that payment.
+
+use super::money::Amount;
+use super::payment::{FieldError, PaymentId, Provider};
+use super::status::PaymentStatus;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderStatus {
+    Pending,
+    Paid,
+    Failed,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 4] = [
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        OrderStatus::Failed,
+        OrderStatus::Cancelled,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Failed => "failed",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+    /// Only a pending order moves, and only once.
+    pub fn can_become(self, to: OrderStatus) -> bool {
+        self == OrderStatus::Pending && to != OrderStatus::Pending
+    }
+    /// The order status a settled payment implies (`None` while it is unsettled).
+    pub fn for_payment(status: PaymentStatus) -> Option<OrderStatus> {
+        match status {
+            PaymentStatus::Completed => Some(OrderStatus::Paid),
+            PaymentStatus::Failed => Some(OrderStatus::Failed),
+            PaymentStatus::Cancelled => Some(OrderStatus::Cancelled),
+            PaymentStatus::Pending | PaymentStatus::Processing => None,
+        }
+    }
+}
+
+/// The seed's `payment_type` choices. Only configured ones can take orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentType {
+    Atmos,
+    Payme,
+    Click,
+}
+
+impl PaymentType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "atmos" => Some(PaymentType::Atmos),
+            "payme" => Some(PaymentType::Payme),
+            "click" => Some(PaymentType::Click),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentType::Atmos => "atmos",
+            PaymentType::Payme => "payme",
+            PaymentType::Click => "click",
+        }
+    }
+    /// The gateway that serves this payment type, if paygate has one.
+    pub fn provider(self) -> Option<Provider> {
+        match self {
+            PaymentType::Atmos => Some(Provider::Atmos),
+            PaymentType::Payme | PaymentType::Click => None,
+        }
+    }
+}
+
+/// What is being bought, as shown to the payer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProductName(String);
+
+impl ProductName {
+    pub const MAX_LEN: usize = 255;
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        let field = "product_name";
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(FieldError::Required { field });
+        }
+        if s.chars().count() > Self::MAX_LEN {
+            return Err(FieldError::TooLong {
+                field,
+                max: Self::MAX_LEN,
+            });
+        }
+        if s.chars().any(char::is_control) {
+            return Err(FieldError::BadCharacters { field });
+        }
+        Ok(ProductName(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: i64,
+    pub product_name: ProductName,
+    /// In tiyin.
+    pub amount: Amount,
+    pub payment_type: PaymentType,
+    pub status: OrderStatus,
+    pub payment_id: Option<PaymentId>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_move_once_from_pending() {
+        for to in OrderStatus::ALL {
+            assert_eq!(
+                OrderStatus::Pending.can_become(to),
+                to != OrderStatus::Pending
+            );
+            for from in [
+                OrderStatus::Paid,
+                OrderStatus::Failed,
+                OrderStatus::Cancelled,
+            ] {
+                assert!(!from.can_become(to));
+            }
+        }
+        assert_eq!(
+            OrderStatus::for_payment(PaymentStatus::Completed),
+            Some(OrderStatus::Paid)
+        );
+        assert_eq!(OrderStatus::for_payment(PaymentStatus::Processing), None);
+    }
+
+    #[test]
+    fn payment_types() {
+        assert_eq!(
+            PaymentType::parse("atmos").and_then(|p| p.provider()),
+            Some(Provider::Atmos)
+        );
+        assert_eq!(PaymentType::parse("payme").and_then(|p| p.provider()), None);
+        assert_eq!(PaymentType::parse("paypal"), None);
+    }
+
+    #[test]
+    fn product_names() {
+        assert!(ProductName::parse("Test Product").is_ok());
+        assert!(ProductName::parse("  ").is_err());
+        assert!(ProductName::parse(&"x".repeat(256)).is_err());
+    }
+}

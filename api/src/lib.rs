@@ -9,7 +9,7 @@ pub mod payments;
 pub mod routes;
 pub mod state;
 
-pub use state::{ApiSettings, AppState};
+pub use state::{ApiSettings, AppState, AtmosWebhookSettings};
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -23,6 +23,8 @@ pub fn router(state: AppState, extra: Option<Router>) -> Router {
     let api = Router::new()
         .merge(routes::crazyminer::router())
         .merge(routes::v1::router())
+        .merge(routes::shop::router())
+        .merge(routes::atmos::router())
         .merge(routes::health::router())
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -47,3 +47,39 @@ pub fn result_page(p: &Payment) -> String {
         raw = p.status.as_str()
     )
 }
+
+/// The payer's page after the Atmos checkout: the order and its status, polled.
+pub fn order_page(o: &paygate_common::domain::Order) -> String {
+    let id = o.id;
+    let name = escape(o.product_name.as_str());
+    let amount = escape(
+        &o.amount
+            .to_decimal_string(paygate_common::domain::Currency::Uzs),
+    );
+    format!(
+        r#"<!doctype html>
+<html lang="uz"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Buyurtma #{id}</title>
+<style>body{{font-family:sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}}
+.status{{font-size:1.5rem;font-weight:bold}}</style></head>
+<body>
+<h1>Buyurtma #{id}</h1>
+<p>{name}: {amount} so'm</p>
+<p>Holat: <span class="status" id="status" data-status="{raw}">{raw}</span></p>
+<script>
+(function () {{
+  function poll() {{
+    fetch("/api/orders/{id}").then(function (r) {{ return r.json(); }}).then(function (d) {{
+      var el = document.getElementById("status");
+      el.textContent = d.status; el.setAttribute("data-status", d.status);
+      if (d.status === "pending") setTimeout(poll, 1000);
+    }}).catch(function () {{ setTimeout(poll, 2000); }});
+  }}
+  poll();
+}})();
+</script>
+</body></html>"#,
+        raw = o.status.as_str()
+    )
+}

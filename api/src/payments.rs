@@ -6,11 +6,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::Fields;
 use crate::state::AppState;
 use paygate_common::domain::{
-    Amount, Description, EventKind, JobKind, MoneyError, NewEvent, Payment, PaymentId, Provider,
-    UserIdentifier,
+    Amount, Description, EventKind, JobKind, MoneyError, NewEvent, Order, Payment, PaymentId,
+    PaymentType, ProductName, Provider, UserIdentifier,
 };
 use paygate_common::queue::dispatch_all;
-use paygate_common::store::{CreateOutcome, NewJob, NewPayment};
+use paygate_common::store::{CreateOutcome, NewJob, NewOrder, NewPayment};
 use std::time::{Duration, Instant};
 
 /// A validated request to pay through medogram (the CrazyMiner flow).
@@ -128,4 +128,118 @@ pub async fn load_payment(state: &AppState, raw_id: &str) -> ApiResult<Payment> 
         .payment(id)
         .await?
         .ok_or_else(|| ApiError::not_found("payment"))
+}
+
+/// A validated shop order (the Atmos seed's body).
+#[derive(Debug, Clone)]
+pub struct OrderInput {
+    pub product_name: ProductName,
+    pub amount: Amount,
+    pub payment_type: PaymentType,
+}
+
+impl OrderInput {
+    /// `product_name`, `amount` (a decimal in so'm, at most two decimals; a
+    /// string like "50.00" or a JSON number), `payment_type`.
+    pub fn parse(f: &Fields<'_>) -> ApiResult<Self> {
+        let product_name = ProductName::parse(&f.string("product_name")?)
+            .map_err(|e| ApiError::invalid_field("product_name", e.to_string()))?;
+        let amount_text = match f.0.get("amount") {
+            None | Some(serde_json::Value::Null) => {
+                return Err(ApiError::invalid_field("amount", "amount is required"))
+            }
+            Some(serde_json::Value::String(s)) => s.clone(),
+            // A JSON number's shortest text is the number the client wrote.
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(_) => {
+                return Err(ApiError::invalid_field(
+                    "amount",
+                    "amount must be a decimal such as \"50.00\"",
+                ))
+            }
+        };
+        let amount = Amount::parse_decimal(&amount_text, Provider::Atmos.currency())
+            .map_err(|e| ApiError::invalid_field("amount", e.to_string()))?;
+        let min = Provider::Atmos.min_amount();
+        if amount.minor() < min {
+            return Err(ApiError::bad_request(
+                "amount_too_small",
+                format!(
+                    "the smallest order is {} so'm",
+                    Amount::from_minor(min)
+                        .map(|a| a.to_decimal_string(Provider::Atmos.currency()))
+                        .unwrap_or_default()
+                ),
+            )
+            .with("field", "amount"));
+        }
+        let raw_type = f.string("payment_type")?;
+        let payment_type = PaymentType::parse(&raw_type).ok_or_else(|| {
+            ApiError::invalid_field(
+                "payment_type",
+                "payment_type must be one of: atmos, payme, click",
+            )
+        })?;
+        Ok(OrderInput {
+            product_name,
+            amount,
+            payment_type,
+        })
+    }
+}
+
+/// Creates the order and its payment, atomically with the first job
+/// (`create_invoice`), and dispatches it.
+pub async fn create_order(state: &AppState, input: OrderInput) -> ApiResult<(Order, Payment)> {
+    let provider = match input.payment_type.provider() {
+        Some(Provider::Atmos) if state.settings.atmos.is_some() => Provider::Atmos,
+        _ => {
+            return Err(ApiError::bad_request(
+                "payment_type_not_configured",
+                format!(
+                    "payment_type {} is not configured on this paygate",
+                    input.payment_type.as_str()
+                ),
+            )
+            .with("field", "payment_type"))
+        }
+    };
+    let id = PaymentId::new();
+    let payment = NewPayment {
+        id,
+        provider,
+        merchant_ref: String::new(),
+        amount: input.amount,
+        currency: provider.currency(),
+        description: Description::parse(input.product_name.as_str()).unwrap_or_default(),
+        idempotency_key: None,
+        order_id: None,
+    };
+    let event = NewEvent::new(id, EventKind::Request, "order payment requested").detail(
+        serde_json::json!({
+            "amount": input.amount.minor(),
+            "currency": provider.currency().code(),
+            "payment_type": input.payment_type.as_str(),
+        }),
+    );
+    let job = NewJob::now(
+        JobKind::CreateInvoice,
+        id,
+        state.settings.create_invoice_attempts,
+    )
+    .dedupe(format!("create_invoice:{id}"));
+    let order = NewOrder {
+        product_name: input.product_name,
+        amount: input.amount,
+        payment_type: input.payment_type,
+    };
+    let (order, payment, messages) = state
+        .store
+        .create_order(&order, payment, event, job)
+        .await?;
+    metrics::counter!("paygate_payments_created_total", "provider" => provider.as_str())
+        .increment(1);
+    tracing::info!(payment_id = %payment.id, order_id = order.id, "order created");
+    dispatch_all(state.queue.as_ref(), &messages).await;
+    Ok((order, payment))
 }

@@ -20,6 +20,19 @@ pub struct ApiSettings {
     pub fetch_user_attempts: u32,
     /// Retry budget of verification jobs created by callbacks.
     pub verify_attempts: u32,
+    /// Retry budget of the first job of a new order's payment.
+    pub create_invoice_attempts: u32,
+    /// `None` when Atmos is not configured.
+    pub atmos: Option<AtmosWebhookSettings>,
+}
+
+/// What the Atmos webhook needs to judge a callback.
+#[derive(Debug, Clone)]
+pub struct AtmosWebhookSettings {
+    pub store_id: String,
+    /// The callback signing key (`ATMOS_API_KEY`).
+    pub api_key: String,
+    pub algorithms: Vec<paygate_common::gateways::atmos::SignAlgorithm>,
 }
 
 #[derive(Clone)]

@@ -16,6 +16,15 @@ fn sandbox(cfg: &Config) -> anyhow::Result<Sandbox> {
     if std::env::var("PAYGATE_SANDBOX_MEDOGRAM_API_KEY").is_err() {
         sc.medogram.api_key = cfg.medogram.api_key.clone();
     }
+    // ...and call this paygate's Atmos webhook with the key it checks.
+    if let Some(a) = &cfg.atmos {
+        if sc.atmos.callback_url.is_none() {
+            sc.atmos.callback_url = Some(format!("{}/atmos/webhook/", cfg.public_url));
+        }
+        if std::env::var("PAYGATE_SANDBOX_ATMOS_API_KEY").is_err() {
+            sc.atmos.api_key = a.api_key.clone();
+        }
+    }
     Ok(Sandbox::new(sc))
 }
 
@@ -45,7 +54,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     println!("paygate serve listening on http://{local}");
     println!("database: {}", cfg.database_url);
     if cfg.sandbox {
-        println!("gateway simulators: http://{local}/sandbox/medogram (medogram)");
+        println!("gateway simulators: http://{local}/sandbox/medogram (medogram), http://{local}/sandbox/atmos (Atmos)");
     }
     wiring::first_start_admin_key(&store).await?;
 

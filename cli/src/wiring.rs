@@ -2,15 +2,16 @@
 //! in one place, so every subcommand and every test assembles them the same way.
 
 use anyhow::Context;
-use paygate_api::{ApiSettings, AppState};
+use paygate_api::{ApiSettings, AppState, AtmosWebhookSettings};
 use paygate_common::config::Config;
 use paygate_common::crypto::Cipher;
+use paygate_common::gateways::atmos::{AtmosConfig, AtmosGateway, SignAlgorithm};
 use paygate_common::gateways::medogram::{MedogramConfig, MedogramGateway};
 use paygate_common::gateways::GatewayRegistry;
 use paygate_common::queue::JobQueue;
 use paygate_common::store::{Store, StoreOptions};
 use paygate_common::userdir::{UserDirectory, UserDirectoryConfig};
-use paygate_worker::Engine;
+use paygate_worker::{Engine, ReturnUrls};
 use std::sync::Arc;
 
 pub async fn connect_store(cfg: &Config) -> anyhow::Result<Store> {
@@ -48,13 +49,27 @@ pub async fn create_api_key(cfg: &Config, name: &str, admin: bool) -> anyhow::Re
 }
 
 pub fn gateways(cfg: &Config) -> GatewayRegistry {
-    GatewayRegistry::default().with(Arc::new(MedogramGateway::new(MedogramConfig {
-        base_url: cfg.medogram.gateway_url.clone(),
-        api_key: cfg.medogram.api_key.clone(),
-        test_mode: cfg.medogram.test_mode,
-        page_suffix_get: cfg.medogram.page_suffix_get,
-        timeout: cfg.gateway_timeout,
-    })))
+    let mut registry =
+        GatewayRegistry::default().with(Arc::new(MedogramGateway::new(MedogramConfig {
+            base_url: cfg.medogram.gateway_url.clone(),
+            api_key: cfg.medogram.api_key.clone(),
+            test_mode: cfg.medogram.test_mode,
+            page_suffix_get: cfg.medogram.page_suffix_get,
+            timeout: cfg.gateway_timeout,
+        })));
+    if let Some(a) = &cfg.atmos {
+        registry = registry.with(Arc::new(AtmosGateway::new(AtmosConfig {
+            api_base: a.api_base.clone(),
+            checkout_base: a.checkout_base.clone(),
+            consumer_key: a.consumer_key.clone(),
+            consumer_secret: a.consumer_secret.clone(),
+            store_id: a.store_id.clone(),
+            terminal_id: a.terminal_id.clone(),
+            lang: a.lang.clone(),
+            timeout: cfg.gateway_timeout,
+        })));
+    }
+    registry
 }
 
 pub fn engine(
@@ -78,7 +93,10 @@ pub fn engine(
         cipher,
         gateways: gateways(cfg),
         users,
-        crazyminer_callback_url: cfg.crazyminer_callback_url(),
+        return_urls: ReturnUrls {
+            medogram: cfg.crazyminer_callback_url(),
+            atmos_template: cfg.atmos_return_url_template(),
+        },
         retry: cfg.retry,
         job_lease: cfg.job_lease,
         worker_id: cfg.worker_id.clone(),
@@ -97,6 +115,16 @@ pub fn api_state(cfg: &Config, store: Store, queue: Arc<dyn JobQueue>) -> AppSta
             max_body_bytes: cfg.max_body_bytes,
             fetch_user_attempts: cfg.retry.fetch_user.max_attempts,
             verify_attempts: cfg.retry.verify_payment.max_attempts,
+            create_invoice_attempts: cfg.retry.create_invoice.max_attempts,
+            atmos: cfg.atmos.as_ref().map(|a| AtmosWebhookSettings {
+                store_id: a.store_id.clone(),
+                api_key: a.api_key.clone(),
+                algorithms: a
+                    .sign_algorithms
+                    .iter()
+                    .filter_map(|s| SignAlgorithm::parse(s))
+                    .collect(),
+            }),
         }),
         metrics: paygate_common::telemetry::metrics(),
     }

@@ -53,6 +53,31 @@ pub struct MedogramSettings {
     pub user_auth_prefix: String,
 }
 
+/// Atmos (Uzbekistan) settings; the seed's variable names.
+#[derive(Debug, Clone)]
+pub struct AtmosSettings {
+    /// `ATMOS_API_BASE`; the seed hard-coded https://partner.atmos.uz.
+    pub api_base: String,
+    /// `ATMOS_CHECKOUT_BASE`; by default the test or production checkout by `ATMOS_TEST_MODE`.
+    pub checkout_base: String,
+    pub consumer_key: String,
+    pub consumer_secret: String,
+    pub store_id: String,
+    pub terminal_id: Option<String>,
+    /// `ATMOS_API_KEY`: the key Atmos signs its callbacks with.
+    pub api_key: String,
+    pub test_mode: bool,
+    /// `ATMOS_SIGN_ALGORITHMS`: which hashes a callback `sign` may use (md5 by
+    /// default; the sources disagree, see shared/gateways.md §1.8).
+    pub sign_algorithms: Vec<String>,
+    pub lang: String,
+    /// `ATMOS_REDIRECT_URL`: where the payer returns after the checkout
+    /// (`?order_id=` is added). Unset: the built-in order result page.
+    pub redirect_url: Option<String>,
+    /// Payments still processing this long are re-checked by the reconciler.
+    pub reconcile_after: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub mode: Mode,
@@ -69,6 +94,8 @@ pub struct Config {
     /// Mount the gateway simulators on this server (`paygate serve` default).
     pub sandbox: bool,
     pub medogram: MedogramSettings,
+    /// `None` when Atmos is not configured (orders with payment_type atmos are refused).
+    pub atmos: Option<AtmosSettings>,
     pub payment_redirect_url: Option<String>,
     /// How long seed routes wait for the worker before answering 202.
     pub seed_wait: Duration,
@@ -143,6 +170,74 @@ fn default_worker_id() -> String {
     // Unique per process: apalis-redis recovers orphaned jobs per worker name.
     let suffix: u32 = rand::random();
     format!("{host}-{}-{suffix:08x}", std::process::id())
+}
+
+fn load_atmos(
+    env: &Env<'_>,
+    sandbox: bool,
+    public_url: &str,
+) -> Result<Option<AtmosSettings>, ConfigError> {
+    let key = env.text("ATMOS_CONSUMER_KEY");
+    if key.is_none() && !sandbox {
+        return Ok(None);
+    }
+    // With the built-in simulator, every credential defaults to the simulator's.
+    let sandbox_base = format!("{public_url}/sandbox/atmos");
+    let required = |var: &'static str, sandbox_default: &str| -> Result<String, ConfigError> {
+        match env.text(var) {
+            Some(v) => Ok(v),
+            None if key.is_none() => Ok(sandbox_default.to_string()),
+            None => Err(err(var, "required when ATMOS_CONSUMER_KEY is set")),
+        }
+    };
+    let test_mode = env.flag("ATMOS_TEST_MODE", true)?;
+    let using_sandbox = key.is_none();
+    let api_base = match env.url("ATMOS_API_BASE")? {
+        Some(u) => u,
+        None if using_sandbox => sandbox_base.clone(),
+        None => "https://partner.atmos.uz".into(),
+    };
+    let checkout_base = match env.url("ATMOS_CHECKOUT_BASE")? {
+        Some(u) => u,
+        None if using_sandbox => sandbox_base.clone(),
+        None if test_mode => "https://test-checkout.pays.uz".into(),
+        None => "https://checkout.pays.uz".into(),
+    };
+    let store_id = required("ATMOS_STORE_ID", "8157")?;
+    if !store_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err("ATMOS_STORE_ID", "must be digits"));
+    }
+    let sign_algorithms: Vec<String> = env
+        .text("ATMOS_SIGN_ALGORITHMS")
+        .unwrap_or_else(|| "md5".into())
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if sign_algorithms.is_empty()
+        || sign_algorithms
+            .iter()
+            .any(|a| !["md5", "sha256", "sha1"].contains(&a.as_str()))
+    {
+        return Err(err(
+            "ATMOS_SIGN_ALGORITHMS",
+            "a comma-separated list of md5, sha256, sha1",
+        ));
+    }
+    Ok(Some(AtmosSettings {
+        api_base,
+        checkout_base,
+        consumer_key: key.clone().unwrap_or_else(|| "sandbox-consumer-key".into()),
+        consumer_secret: required("ATMOS_CONSUMER_SECRET", "sandbox-consumer-secret")?,
+        store_id,
+        terminal_id: env.text("ATMOS_TERMINAL_ID"),
+        api_key: required("ATMOS_API_KEY", "sandbox-atmos-api-key")?,
+        test_mode,
+        sign_algorithms,
+        lang: env.text("ATMOS_LANG").unwrap_or_else(|| "ru".into()),
+        redirect_url: env.url("ATMOS_REDIRECT_URL")?,
+        reconcile_after: env.millis("PAYGATE_ATMOS_RECONCILE_AFTER_MS", 600_000)?,
+    }))
 }
 
 impl Config {
@@ -250,6 +345,7 @@ impl Config {
             return Err(err("PAYGATE_USER_PATH", "must contain {identifier}"));
         }
         let payment_redirect_url = env.url("PAYMENT_REDIRECT_URL")?;
+        let atmos = load_atmos(env, sandbox, &public_url)?;
 
         let mut retry = RetryPolicies::default();
         let base = env.text("PAYGATE_RETRY_BASE_MS");
@@ -318,6 +414,7 @@ impl Config {
             secret_key_fallbacks,
             sandbox,
             medogram,
+            atmos,
             payment_redirect_url,
             seed_wait,
             max_wait,
@@ -336,9 +433,20 @@ impl Config {
         })
     }
 
-    /// Where gateways send the payer back after paying.
+    /// Where medogram sends the payer back after paying.
     pub fn crazyminer_callback_url(&self) -> String {
         format!("{}/crazyminer/payment/callback/", self.public_url)
+    }
+
+    /// Where the Atmos checkout sends the payer back (`{order_id}` is filled in).
+    pub fn atmos_return_url_template(&self) -> String {
+        match self.atmos.as_ref().and_then(|a| a.redirect_url.clone()) {
+            Some(url) => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}order_id={{order_id}}")
+            }
+            None => format!("{}/api/orders/{{order_id}}/result/", self.public_url),
+        }
     }
 }
 
@@ -407,6 +515,44 @@ mod tests {
             let e = load(Mode::Serve, &[(var, val)]).unwrap_err();
             assert_eq!(e.var, var, "{var}={val}");
         }
+    }
+
+    #[test]
+    fn atmos_is_configured_by_the_seeds_variables() {
+        let c = load(Mode::Serve, &[]).unwrap();
+        let a = c.atmos.unwrap();
+        assert_eq!(a.api_base, "http://127.0.0.1:8080/sandbox/atmos");
+        assert_eq!(a.sign_algorithms, vec!["md5"]);
+        let c = load(
+            Mode::Serve,
+            &[
+                ("PAYGATE_SANDBOX", "false"),
+                ("PAYMENT_GATEWAY_URL", "https://g.example"),
+                ("PAYMENT_API_KEY", "k"),
+            ],
+        )
+        .unwrap();
+        assert!(c.atmos.is_none());
+        let e = load(Mode::Serve, &[("ATMOS_CONSUMER_KEY", "ck")]).unwrap_err();
+        assert_eq!(e.var, "ATMOS_STORE_ID");
+        let c = load(
+            Mode::Serve,
+            &[
+                ("ATMOS_CONSUMER_KEY", "ck"),
+                ("ATMOS_CONSUMER_SECRET", "cs"),
+                ("ATMOS_STORE_ID", "1234"),
+                ("ATMOS_API_KEY", "ak"),
+                ("ATMOS_TEST_MODE", "false"),
+                ("ATMOS_SIGN_ALGORITHMS", "md5,sha256"),
+            ],
+        )
+        .unwrap();
+        let a = c.atmos.unwrap();
+        assert_eq!(a.api_base, "https://partner.atmos.uz");
+        assert_eq!(a.checkout_base, "https://checkout.pays.uz");
+        assert_eq!(a.sign_algorithms, vec!["md5", "sha256"]);
+        let e = load(Mode::Serve, &[("ATMOS_SIGN_ALGORITHMS", "crc32")]).unwrap_err();
+        assert_eq!(e.var, "ATMOS_SIGN_ALGORITHMS");
     }
 
     #[test]

@@ -8,4 +8,4 @@ pub mod pool;
 pub mod runner;
 pub mod sweeper;
 
-pub use engine::Engine;
+pub use engine::{Engine, ReturnUrls};

@@ -144,7 +144,8 @@ fn to_finish(
             exhausted_reason: reason,
         } => {
             let policy = engine.retry.for_kind(claim.kind);
-            if policy.exhausted(claim.attempt) {
+            // The row's budget, not the policy's: a redriven job has a larger one.
+            if claim.attempt >= claim.max_attempts {
                 let reason = reason.unwrap_or_else(|| exhausted_reason(claim.kind));
                 failing(payment, reason, &error, &mut finish);
                 finish.result = JobResult::Dead { error };

@@ -1,5 +1,7 @@
 //! HTTP routes, one module per resource.
 
+pub mod atmos;
 pub mod crazyminer;
 pub mod health;
+pub mod shop;
 pub mod v1;

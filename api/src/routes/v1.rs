@@ -54,7 +54,7 @@ pub fn resource(p: &Payment, lang: Lang) -> Value {
     })
 }
 
-fn lang(headers: &HeaderMap) -> Lang {
+pub fn lang(headers: &HeaderMap) -> Lang {
     headers
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())
@@ -63,7 +63,7 @@ fn lang(headers: &HeaderMap) -> Lang {
 }
 
 /// `Prefer: wait=N` in seconds, bounded by configuration.
-fn preferred_wait(headers: &HeaderMap, max: Duration) -> Option<Duration> {
+pub fn preferred_wait(headers: &HeaderMap, max: Duration) -> Option<Duration> {
     headers
         .get_all("prefer")
         .iter()

@@ -2,6 +2,7 @@
 //! protocol and maps it onto these provider-neutral types; the worker decides
 //! what the answers mean for a payment.
 
+pub mod atmos;
 pub mod http;
 pub mod medogram;
 

@@ -4,6 +4,7 @@
 //! matching apalis backend; nothing else knows which one runs.
 
 pub mod embedded;
+pub mod redis;
 
 use crate::domain::JobMessage;
 use async_trait::async_trait;

@@ -75,6 +75,23 @@ impl Store {
         Ok(InboundOutcome::Recorded(messages))
     }
 
+    /// The recorded outcome of an earlier message with this dedupe key.
+    pub async fn inbound_outcome(
+        &self,
+        provider: Provider,
+        dedupe_key: &str,
+    ) -> StoreResult<Option<String>> {
+        use sqlx::Row;
+        let row = sqlx::query(
+            "SELECT outcome FROM inbound_messages WHERE provider = $1 AND dedupe_key = $2",
+        )
+        .bind(provider.as_str())
+        .bind(dedupe_key)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| r.try_get("outcome")).transpose()?)
+    }
+
     /// How many messages were stored for a provider (tests, operators).
     pub async fn inbound_count(
         &self,

@@ -179,7 +179,7 @@ impl Store {
         let now = now_ms();
         let row = sqlx::query(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $1, \
-             locked_by = $2, updated_at = $3 \
+             locked_by = $2, updated_at = $3, dispatched_at = NULL \
              WHERE id = $4 AND ((status = 'queued' AND run_at <= $3) \
                 OR (status = 'running' AND lease_until < $3)) \
              RETURNING id, kind, payment_id, payload, attempts, max_attempts, created_at",
@@ -354,12 +354,14 @@ impl Store {
             .collect()
     }
 
-    /// Puts a dead or failed job back in the queue with fresh attempts.
+    /// Puts a dead or failed job back in the queue with a fresh budget of
+    /// attempts. `attempts` keeps counting up (it is the fencing token: a claim
+    /// from before the redrive must never pass again); the budget grows instead.
     pub async fn redrive_job(&self, id: Uuid) -> StoreResult<Option<JobMessage>> {
         let now = now_ms();
         let row = sqlx::query(
-            "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $1, dispatched_at = $1, \
-             finished_at = NULL, updated_at = $1 \
+            "UPDATE jobs SET status = 'queued', max_attempts = attempts + max_attempts, \
+             run_at = $1, dispatched_at = $1, finished_at = NULL, updated_at = $1 \
              WHERE id = $2 AND status IN ('dead', 'failed') RETURNING id, kind",
         )
         .bind(now)

@@ -37,7 +37,7 @@ pub async fn run(engine: &Engine, payment: &Payment) -> Step {
         amount: payment.amount,
         description: payment.description.as_str().to_string(),
         payer,
-        callback_url: engine.crazyminer_callback_url.clone(),
+        callback_url: engine.return_urls.for_payment(payment),
         account: payment.merchant_ref.clone(),
     };
     let invoice = match gateway.create_invoice(&request).await {

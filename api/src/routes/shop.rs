@@ -1,0 +1,166 @@
+//! The shop seed's order routes (`/api/orders/...`) and their `/v1` twins.
+//! An order is paid through its payment; the order's status follows it.
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Fields, JsonObject};
+use crate::payments::{create_order, wait_for_payment_url, OrderInput};
+use crate::routes::v1::{lang, preferred_wait, resource};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use paygate_common::domain::{Lang, Order, Payment, PaymentStatus};
+use serde_json::{json, Value};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/orders/create", post(create_seed))
+        .route("/api/orders/{id}", get(show))
+        .route("/api/orders/{id}/result/", get(result_page))
+        .route("/v1/orders", post(create_v1))
+        .route("/v1/orders/{id}", get(show))
+}
+
+fn parse_order_id(raw: &str) -> ApiResult<i64> {
+    match raw.trim_end_matches('/').parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(ApiError::bad_request(
+            "invalid_id",
+            "the order id must be a positive integer",
+        )),
+    }
+}
+
+async fn load(state: &AppState, raw: &str) -> ApiResult<(Order, Option<Payment>)> {
+    let id = parse_order_id(raw)?;
+    let order = state
+        .store
+        .order(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    let payment = match order.payment_id {
+        Some(pid) => state.store.payment(pid).await?,
+        None => None,
+    };
+    Ok((order, payment))
+}
+
+fn amount_text(o: &Order) -> String {
+    o.amount
+        .to_decimal_string(paygate_common::domain::Currency::Uzs)
+}
+
+/// The seed's body for a created order.
+fn seed_body(o: &Order, p: &Payment) -> Value {
+    json!({
+        "order_id": o.id,
+        "payment_url": p.payment_url,
+        "payment_type": o.payment_type.as_str(),
+        "amount": amount_text(o),
+        "status": o.status.as_str(),
+    })
+}
+
+fn order_resource(o: &Order, p: Option<&Payment>, lang: Lang) -> Value {
+    json!({
+        "order_id": o.id,
+        "product_name": o.product_name.as_str(),
+        "amount": amount_text(o),
+        "amount_tiyin": o.amount.minor(),
+        "payment_type": o.payment_type.as_str(),
+        "status": o.status.as_str(),
+        "payment_url": p.and_then(|p| p.payment_url.clone()),
+        "payment": p.map(|p| resource(p, lang)),
+        "created_at": o.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "updated_at": o.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })
+}
+
+fn failed_to_start(p: &Payment, order_id: i64) -> ApiError {
+    let reason = p.status_reason.clone().unwrap_or_else(|| "failed".into());
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "payment_failed",
+        format!("the payment could not be started: {reason}"),
+    )
+    .with("reason", reason)
+    .with("order_id", order_id)
+}
+
+/// Seed contract: wait (bounded) for the payment link, then `201`; `202` with
+/// `payment_url: null` and a `Location` if the bound passes.
+async fn create_seed(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
+    let input = OrderInput::parse(&Fields(&body))?;
+    let (order, payment) = create_order(&state, input).await?;
+    let payment = wait_for_payment_url(&state, payment, state.settings.seed_wait).await?;
+    if matches!(
+        payment.status,
+        PaymentStatus::Failed | PaymentStatus::Cancelled
+    ) {
+        return Err(failed_to_start(&payment, order.id));
+    }
+    let code = if payment.payment_url.is_some() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        code,
+        [(header::LOCATION, format!("/api/orders/{}", order.id))],
+        Json(seed_body(&order, &payment)),
+    )
+        .into_response())
+}
+
+/// `/v1`: `202` at once unless `Prefer: wait=N`.
+async fn create_v1(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
+    let input = OrderInput::parse(&Fields(&body))?;
+    let (order, payment) = create_order(&state, input).await?;
+    let wait = preferred_wait(&headers, state.settings.max_wait);
+    let payment = match wait {
+        Some(bound) => wait_for_payment_url(&state, payment, bound).await?,
+        None => payment,
+    };
+    let ready = payment.payment_url.is_some() || payment.status.is_terminal();
+    let code = if wait.is_some() && ready {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        code,
+        [(header::LOCATION, format!("/v1/orders/{}", order.id))],
+        Json(order_resource(&order, Some(&payment), lang(&headers))),
+    )
+        .into_response())
+}
+
+async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (order, payment) = load(&state, &id).await?;
+    Ok(Json(order_resource(
+        &order,
+        payment.as_ref(),
+        lang(&headers),
+    )))
+}
+
+async fn result_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Html<String>> {
+    let (order, _) = load(&state, &id).await?;
+    Ok(Html(crate::pages::order_page(&order)))
+}

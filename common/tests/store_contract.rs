@@ -1,0 +1,1521 @@
+//! The store contract: one set of test bodies, run against SQLite and PostgreSQL.
+//!
+//! Every contract is an `async fn(Store)` in [`contracts`]; the
+//! `contract_tests!` macro at the bottom instantiates it twice, as
+//! `sqlite_<name>` (a fresh database file in its own temp dir) and
+//! `postgres_<name>` (a fresh `paygate_test_<hex>` database created on the
+//! server named by `PAYGATE_TEST_POSTGRES_URL`, dropped afterwards even when the
+//! body panics). PostgreSQL is required: if it cannot be reached the postgres
+//! tests fail, they never skip.
+
+use futures::FutureExt;
+use paygate_common::store::{Store, StoreOptions};
+use sqlx::Connection;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn store_options() -> StoreOptions {
+    StoreOptions {
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(10),
+    }
+}
+
+/// A temp directory removed on drop (also while unwinding).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "paygate-store-contract-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).expect("create the temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `body` against a fresh, migrated SQLite database file.
+async fn run_sqlite<F, Fut>(body: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}", dir.0.join("paygate.db").display());
+    let mut opened: Option<Store> = None;
+    let outcome = AssertUnwindSafe(async {
+        let store = Store::connect(&url, &store_options())
+            .await
+            .unwrap_or_else(|e| panic!("open SQLite at {url}: {e}"));
+        opened = Some(store.clone());
+        store.migrate().await.expect("migrate SQLite");
+        body(store).await;
+    })
+    .catch_unwind()
+    .await;
+    if let Some(store) = opened {
+        store.close().await;
+    }
+    drop(dir);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn postgres_base_url() -> String {
+    std::env::var("PAYGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into())
+}
+
+async fn postgres_admin(base: &str) -> sqlx::PgConnection {
+    match tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(base)).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => panic!(
+            "PostgreSQL is required for the contract tests: cannot connect to {base}: {e} \
+             (set PAYGATE_TEST_POSTGRES_URL to a server where this user may CREATE DATABASE)"
+        ),
+        Err(_) => panic!(
+            "PostgreSQL is required for the contract tests: connecting to {base} timed out \
+             (set PAYGATE_TEST_POSTGRES_URL to a reachable server)"
+        ),
+    }
+}
+
+/// Runs `body` against a fresh, migrated PostgreSQL database, then drops it
+/// whatever the body did.
+async fn run_postgres<F, Fut>(body: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let base = postgres_base_url();
+    let mut admin = postgres_admin(&base).await;
+    let name = format!("paygate_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL is required for the contract tests: CREATE DATABASE {name}: {e}")
+        });
+    let mut url = url::Url::parse(&base).expect("PAYGATE_TEST_POSTGRES_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    let url = url.to_string();
+
+    let mut opened: Option<Store> = None;
+    let outcome = AssertUnwindSafe(async {
+        let store = Store::connect(&url, &store_options())
+            .await
+            .unwrap_or_else(|e| panic!("open PostgreSQL database {name}: {e}"));
+        opened = Some(store.clone());
+        store.migrate().await.expect("migrate PostgreSQL");
+        body(store).await;
+    })
+    .catch_unwind()
+    .await;
+    if let Some(store) = opened {
+        store.close().await;
+    }
+    let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await;
+    let _ = admin.close().await;
+    match (outcome, dropped) {
+        (Err(panic), dropped) => {
+            if let Err(e) = dropped {
+                eprintln!("could not drop test database {name}: {e}");
+            }
+            std::panic::resume_unwind(panic)
+        }
+        (Ok(()), Err(e)) => panic!("could not drop test database {name}: {e}"),
+        (Ok(()), Ok(_)) => {}
+    }
+}
+
+/// The test bodies, each written once for both databases.
+mod contracts {
+    use paygate_common::domain::{
+        Amount, Currency, Description, EventKind, JobKind, JobMessage, JobStatus, NewEvent,
+        Payment, PaymentChange, PaymentId, PaymentStatus, Provider,
+    };
+    use paygate_common::store::{
+        ClaimedJob, CreateOutcome, InboundOutcome, JobFinish, JobRecord, JobResult, NewInbound,
+        NewJob, NewPayment, PaymentFilter, Store, StoreError,
+    };
+    use serde_json::json;
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+    use uuid::Uuid;
+
+    const PERSIAN: &str = "خرید اشتراک ماهانه\u{200c}ی کرایزی‌ماینر — ۱۲۳";
+    const LONG_LEASE: i64 = 60_000;
+
+    fn now_ms() -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+
+    async fn sleep_ms(ms: u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    fn new_payment(provider: Provider, merchant_ref: &str, minor: i64) -> NewPayment {
+        NewPayment {
+            id: PaymentId::new(),
+            provider,
+            merchant_ref: merchant_ref.to_string(),
+            amount: Amount::from_minor(minor).unwrap(),
+            currency: provider.currency(),
+            description: Description::parse(PERSIAN).unwrap(),
+            idempotency_key: None,
+            order_id: None,
+        }
+    }
+
+    fn request_event(id: PaymentId) -> NewEvent {
+        NewEvent::new(id, EventKind::Request, "payment requested")
+            .detail(json!({"source": "contract"}))
+    }
+
+    fn invoice_job(id: PaymentId) -> NewJob {
+        NewJob::now(JobKind::CreateInvoice, id, 5)
+    }
+
+    /// Creates a payment with its request event and a due invoice job.
+    async fn create_with(store: &Store, new: NewPayment) -> (Payment, Uuid) {
+        let job = invoice_job(new.id);
+        let job_id = job.id;
+        match store
+            .create_payment(&new, request_event(new.id), job)
+            .await
+            .expect("create_payment")
+        {
+            CreateOutcome::Created(p, messages) => {
+                assert_eq!(
+                    messages,
+                    vec![JobMessage {
+                        job_id,
+                        kind: JobKind::CreateInvoice
+                    }]
+                );
+                (p, job_id)
+            }
+            CreateOutcome::Existing(p) => panic!("expected a new payment, got existing {p:?}"),
+        }
+    }
+
+    async fn create(store: &Store, provider: Provider, merchant_ref: &str) -> (Payment, Uuid) {
+        create_with(store, new_payment(provider, merchant_ref, 150_000)).await
+    }
+
+    async fn claim(store: &Store, job_id: Uuid, worker: &str, lease_ms: i64) -> ClaimedJob {
+        store
+            .claim_job(job_id, worker, lease_ms)
+            .await
+            .expect("claim_job")
+            .unwrap_or_else(|| panic!("job {job_id} should be claimable by {worker}"))
+    }
+
+    async fn payment(store: &Store, id: PaymentId) -> Payment {
+        store
+            .payment(id)
+            .await
+            .expect("payment")
+            .expect("payment exists")
+    }
+
+    async fn job(store: &Store, id: Uuid) -> JobRecord {
+        store.job(id).await.expect("job").expect("job exists")
+    }
+
+    async fn job_total(store: &Store) -> i64 {
+        store
+            .job_counts()
+            .await
+            .expect("job_counts")
+            .iter()
+            .map(|(_, _, n)| n)
+            .sum()
+    }
+
+    async fn payment_total(store: &Store) -> i64 {
+        store
+            .list_payments(&PaymentFilter {
+                limit: 500,
+                ..PaymentFilter::default()
+            })
+            .await
+            .expect("list_payments")
+            .0
+    }
+
+    async fn event_count(store: &Store, id: PaymentId) -> usize {
+        store.events(id).await.expect("events").len()
+    }
+
+    fn to_processing(p: &Payment, gateway_ref: &str) -> PaymentChange {
+        p.change()
+            .status(PaymentStatus::Processing, None)
+            .unwrap()
+            .payment_url(format!("https://pay.example/{gateway_ref}"))
+            .gateway_ref(gateway_ref.to_string())
+    }
+
+    fn ids(messages: &[JobMessage]) -> BTreeSet<Uuid> {
+        messages.iter().map(|m| m.job_id).collect()
+    }
+
+    /// 1. The payment, its request event and its first job are written together.
+    pub async fn create_payment_is_atomic(store: Store) {
+        let mut new = new_payment(Provider::Atmos, "09123456789", 123_456_789_012_345);
+        new.idempotency_key = Some("idem-create-1".into());
+        new.order_id = Some(42);
+        let first = invoice_job(new.id).payload(json!({"step": 1}));
+        let first_id = first.id;
+        let outcome = store
+            .create_payment(&new, request_event(new.id), first)
+            .await
+            .expect("create_payment");
+        let CreateOutcome::Created(created, messages) = outcome else {
+            panic!("expected Created, got {outcome:?}");
+        };
+        assert_eq!(
+            messages,
+            vec![JobMessage {
+                job_id: first_id,
+                kind: JobKind::CreateInvoice
+            }]
+        );
+
+        let read = payment(&store, new.id).await;
+        assert_eq!(read, created);
+        assert_eq!(read.id, new.id);
+        assert_eq!(read.provider, Provider::Atmos);
+        assert_eq!(read.merchant_ref, "09123456789");
+        assert_eq!(read.amount.minor(), 123_456_789_012_345);
+        assert_eq!(read.currency, Currency::Uzs);
+        assert_eq!(read.description.as_str(), PERSIAN);
+        assert_eq!(read.status, PaymentStatus::Pending);
+        assert_eq!(read.status_reason, None);
+        assert_eq!(read.payment_url, None);
+        assert_eq!(read.gateway_ref, None);
+        assert_eq!(read.gateway_trans_id, None);
+        assert_eq!(read.tracking_code, None);
+        assert_eq!(read.encrypted_user_data, None);
+        assert_eq!(read.idempotency_key.as_deref(), Some("idem-create-1"));
+        assert_eq!(read.order_id, Some(42));
+        assert_eq!(read.created_at, read.updated_at);
+        assert_eq!(read.completed_at, None);
+        assert_eq!(read.version, 0);
+        let age = now_ms() - read.created_at.timestamp_millis();
+        assert!((0..60_000).contains(&age), "created_at is now-ish: {age}");
+
+        let events = store.events(new.id).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::Request);
+        assert_eq!(events[0].payment_id, new.id);
+        assert_eq!(events[0].message, "payment requested");
+
+        let rec = job(&store, first_id).await;
+        assert_eq!(rec.kind, JobKind::CreateInvoice);
+        assert_eq!(rec.status, JobStatus::Queued);
+        assert_eq!(rec.payment_id, Some(new.id.to_string()));
+        assert_eq!(rec.attempts, 0);
+        assert_eq!(rec.max_attempts, 5);
+        assert_eq!(
+            store.job_counts().await.unwrap(),
+            vec![(JobKind::CreateInvoice, JobStatus::Queued, 1)]
+        );
+
+        // All or nothing: an event that cannot be stored (it names a payment
+        // that does not exist) takes the payment and the job down with it.
+        let orphan = new_payment(Provider::Medogram, "u-2", 5_000);
+        let bad_event = NewEvent::new(PaymentId::new(), EventKind::Request, "orphan");
+        let orphan_job = invoice_job(orphan.id);
+        let orphan_job_id = orphan_job.id;
+        let err = store
+            .create_payment(&orphan, bad_event, orphan_job)
+            .await
+            .expect_err("an event for an unknown payment must fail the whole create");
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        assert!(store.payment(orphan.id).await.unwrap().is_none());
+        assert!(store.job(orphan_job_id).await.unwrap().is_none());
+
+        // ... and so does a job that cannot be stored (its id is taken).
+        let clash = new_payment(Provider::Medogram, "u-3", 5_000);
+        let mut clash_job = invoice_job(clash.id);
+        clash_job.id = first_id;
+        let err = store
+            .create_payment(&clash, request_event(clash.id), clash_job)
+            .await
+            .expect_err("a job id collision must fail the whole create");
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        assert!(store.payment(clash.id).await.unwrap().is_none());
+        assert_eq!(event_count(&store, clash.id).await, 0);
+        assert_eq!(payment_total(&store).await, 1);
+        assert_eq!(job_total(&store).await, 1);
+        assert_eq!(
+            job(&store, first_id).await.payment_id,
+            Some(new.id.to_string())
+        );
+    }
+
+    /// 2. The same idempotency key gives back the first payment.
+    pub async fn idempotency_key_returns_the_first_payment(store: Store) {
+        let mut first = new_payment(Provider::Medogram, "u-1", 10_000);
+        first.idempotency_key = Some("idem-1".into());
+        let (created, _) = create_with(&store, first.clone()).await;
+
+        let mut again = new_payment(Provider::Medogram, "u-1", 99_000);
+        again.idempotency_key = Some("idem-1".into());
+        let outcome = store
+            .create_payment(&again, request_event(again.id), invoice_job(again.id))
+            .await
+            .expect("second create");
+        match outcome {
+            CreateOutcome::Existing(p) => assert_eq!(p, created),
+            other => panic!("expected Existing, got {other:?}"),
+        }
+        assert!(store.payment(again.id).await.unwrap().is_none());
+        assert_eq!(payment_total(&store).await, 1);
+        assert_eq!(job_total(&store).await, 1);
+        assert_eq!(event_count(&store, first.id).await, 1);
+
+        // Two racing creates with one key: one wins, the other gets its payment.
+        let mut a = new_payment(Provider::Atmos, "u-2", 20_000);
+        a.idempotency_key = Some("idem-race".into());
+        let mut b = new_payment(Provider::Atmos, "u-2", 20_000);
+        b.idempotency_key = Some("idem-race".into());
+        let (ra, rb) = tokio::join!(
+            store.create_payment(&a, request_event(a.id), invoice_job(a.id)),
+            store.create_payment(&b, request_event(b.id), invoice_job(b.id)),
+        );
+        let (ra, rb) = (ra.expect("racer a"), rb.expect("racer b"));
+        let (winner, loser) = match (ra, rb) {
+            (CreateOutcome::Created(w, _), CreateOutcome::Existing(l))
+            | (CreateOutcome::Existing(l), CreateOutcome::Created(w, _)) => (w, l),
+            other => panic!("expected one Created and one Existing, got {other:?}"),
+        };
+        assert_eq!(winner, loser);
+        assert_eq!(payment_total(&store).await, 2);
+        assert_eq!(job_total(&store).await, 2);
+    }
+
+    /// 3. Claims are exclusive while leased; a lost lease fences the old worker.
+    pub async fn claim_job_is_fenced_by_its_lease(store: Store) {
+        let (p, job_id) = create(&store, Provider::Medogram, "u-1").await;
+
+        let first = claim(&store, job_id, "worker-a", 1).await;
+        assert_eq!(first.attempt, 1);
+        assert_eq!(first.id, job_id);
+        assert_eq!(first.kind, JobKind::CreateInvoice);
+        assert_eq!(first.payment_id, Some(p.id));
+        assert_eq!(first.max_attempts, 5);
+        assert_eq!(first.worker, "worker-a");
+        let rec = job(&store, job_id).await;
+        assert_eq!((rec.status, rec.attempts), (JobStatus::Running, 1));
+
+        // A job that is not due yet cannot be claimed.
+        let later = new_payment(Provider::Medogram, "u-2", 5_000);
+        let mut later_job = invoice_job(later.id);
+        later_job.run_at_ms = now_ms() + 60_000;
+        let later_job_id = later_job.id;
+        match store
+            .create_payment(&later, request_event(later.id), later_job)
+            .await
+            .unwrap()
+        {
+            CreateOutcome::Created(_, messages) => {
+                assert!(messages.is_empty(), "a future job is not dispatched now")
+            }
+            other => panic!("expected Created, got {other:?}"),
+        }
+        assert!(store
+            .claim_job(later_job_id, "worker-a", LONG_LEASE)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(job(&store, later_job_id).await.status, JobStatus::Queued);
+        assert_eq!(job(&store, later_job_id).await.attempts, 0);
+
+        // A live lease: a duplicate delivery gets nothing.
+        let live = create(&store, Provider::Medogram, "u-3").await.1;
+        claim(&store, live, "worker-a", LONG_LEASE).await;
+        assert!(store
+            .claim_job(live, "worker-b", LONG_LEASE)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .claim_job(live, "worker-a", LONG_LEASE)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(job(&store, live).await.attempts, 1);
+
+        // The 1 ms lease of the first claim expires; another worker takes over.
+        sleep_ms(20).await;
+        let second = claim(&store, job_id, "worker-b", LONG_LEASE).await;
+        assert_eq!(second.attempt, 2);
+        assert!(store
+            .claim_job(job_id, "worker-c", LONG_LEASE)
+            .await
+            .unwrap()
+            .is_none());
+
+        // The first worker comes back: everything it tries is refused.
+        let stale_next = NewJob::now(JobKind::VerifyPayment, p.id, 5);
+        let stale_next_id = stale_next.id;
+        let finish = JobFinish {
+            change: Some(to_processing(&p, "G-stale")),
+            events: vec![NewEvent::new(p.id, EventKind::Invoice, "stale invoice")],
+            next_jobs: vec![stale_next],
+            ..JobFinish::default()
+        };
+        let err = store
+            .finish_job(&first, &finish)
+            .await
+            .expect_err("the first worker lost its lease");
+        assert!(matches!(err, StoreError::LeaseLost), "{err:?}");
+        let after = payment(&store, p.id).await;
+        assert_eq!(after, p, "a lost lease changes nothing");
+        assert_eq!(after.version, 0);
+        assert_eq!(event_count(&store, p.id).await, 1);
+        assert!(store.job(stale_next_id).await.unwrap().is_none());
+        let rec = job(&store, job_id).await;
+        assert_eq!((rec.status, rec.attempts), (JobStatus::Running, 2));
+
+        // The current holder can finish.
+        let messages = store
+            .finish_job(
+                &second,
+                &JobFinish {
+                    change: Some(to_processing(&p, "G-1")),
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .expect("the current holder finishes");
+        assert!(messages.is_empty());
+        assert_eq!(job(&store, job_id).await.status, JobStatus::Succeeded);
+        assert_eq!(payment(&store, p.id).await.version, 1);
+        // A finished job cannot be claimed again.
+        assert!(store
+            .claim_job(job_id, "worker-a", LONG_LEASE)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    /// A redrive must not let a claim from before it pass the fence again
+    /// (redrive keeps `attempts`, the fencing token, counting up).
+    pub async fn redrive_keeps_old_claims_fenced(store: Store) {
+        let (p, job_id) = create(&store, Provider::Medogram, "u-1").await;
+        let stale = claim(&store, job_id, "worker-a", 1).await;
+        sleep_ms(20).await;
+        let other = claim(&store, job_id, "worker-b", LONG_LEASE).await;
+        store
+            .finish_job(
+                &other,
+                &JobFinish {
+                    result: JobResult::Dead {
+                        error: "out of attempts".into(),
+                    },
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(store.redrive_job(job_id).await.unwrap().is_some());
+        // The same worker process picks the redriven job up again.
+        let fresh = claim(&store, job_id, "worker-a", LONG_LEASE).await;
+        assert_eq!((stale.attempt, fresh.attempt), (1, 3));
+        // The attempt from before the redrive finishes late: it must be refused.
+        let late = store
+            .finish_job(
+                &stale,
+                &JobFinish {
+                    change: Some(to_processing(&p, "G-stale")),
+                    ..JobFinish::default()
+                },
+            )
+            .await;
+        assert!(
+            matches!(late, Err(StoreError::LeaseLost)),
+            "a claim from before the redrive passed the fence: {late:?}; payment now {:?}",
+            payment(&store, p.id).await.status
+        );
+    }
+
+    /// 4. finish_job commits the change, events, next jobs and result together.
+    pub async fn finish_job_is_all_or_nothing(store: Store) {
+        let (p, job_id) = create(&store, Provider::Medogram, "u-1").await;
+        let claimed = claim(&store, job_id, "worker-a", LONG_LEASE).await;
+
+        let verify = NewJob::now(JobKind::VerifyPayment, p.id, 12).payload(json!({"n": 1}));
+        let verify_id = verify.id;
+        let fetch = NewJob::now(JobKind::FetchUser, p.id, 8);
+        let fetch_id = fetch.id;
+        let mut not_due = NewJob::now(JobKind::VerifyPayment, p.id, 12);
+        not_due.run_at_ms = now_ms() + 60_000;
+        let not_due_id = not_due.id;
+        let messages = store
+            .finish_job(
+                &claimed,
+                &JobFinish {
+                    change: Some(to_processing(&p, "G-100")),
+                    events: vec![
+                        NewEvent::new(p.id, EventKind::Invoice, "invoice created"),
+                        NewEvent::new(p.id, EventKind::StatusChange, "pending → processing"),
+                    ],
+                    next_jobs: vec![verify, fetch, not_due],
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .expect("finish_job");
+        assert_eq!(
+            messages,
+            vec![
+                JobMessage {
+                    job_id: verify_id,
+                    kind: JobKind::VerifyPayment
+                },
+                JobMessage {
+                    job_id: fetch_id,
+                    kind: JobKind::FetchUser
+                },
+            ],
+            "due next jobs are returned, in order; a future one is not"
+        );
+
+        let after = payment(&store, p.id).await;
+        assert_eq!(after.status, PaymentStatus::Processing);
+        assert_eq!(
+            after.payment_url.as_deref(),
+            Some("https://pay.example/G-100")
+        );
+        assert_eq!(after.gateway_ref.as_deref(), Some("G-100"));
+        assert_eq!(after.version, 1);
+        assert_eq!(after.amount, p.amount);
+        assert_eq!(after.created_at, p.created_at);
+        assert!(after.updated_at >= p.updated_at);
+        assert_eq!(after.completed_at, None);
+        let kinds: Vec<EventKind> = store
+            .events(p.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EventKind::Request,
+                EventKind::Invoice,
+                EventKind::StatusChange
+            ]
+        );
+        let rec = job(&store, job_id).await;
+        assert_eq!(rec.status, JobStatus::Succeeded);
+        assert_eq!(rec.last_error, None);
+        for (id, max) in [(verify_id, 12), (fetch_id, 8), (not_due_id, 12)] {
+            let r = job(&store, id).await;
+            assert_eq!(
+                (r.status, r.attempts, r.max_attempts),
+                (JobStatus::Queued, 0, max)
+            );
+            assert_eq!(r.payment_id, Some(p.id.to_string()));
+        }
+        let verify_claim = claim(&store, verify_id, "worker-b", LONG_LEASE).await;
+        assert_eq!(verify_claim.payload, json!({"n": 1}));
+
+        // A stale change: nothing of the attempt is written, the job stays running.
+        let stale = to_processing(&p, "G-200"); // built from version 0
+        let orphan_next = NewJob::now(JobKind::FetchUser, p.id, 8);
+        let orphan_next_id = orphan_next.id;
+        let err = store
+            .finish_job(
+                &verify_claim,
+                &JobFinish {
+                    change: Some(stale),
+                    events: vec![NewEvent::new(p.id, EventKind::Verification, "stale")],
+                    next_jobs: vec![orphan_next],
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .expect_err("a stale expected_version must conflict");
+        assert!(matches!(err, StoreError::Conflict), "{err:?}");
+        assert_eq!(payment(&store, p.id).await, after);
+        assert_eq!(event_count(&store, p.id).await, 3);
+        assert!(store.job(orphan_next_id).await.unwrap().is_none());
+        let rec = job(&store, verify_id).await;
+        assert_eq!((rec.status, rec.attempts), (JobStatus::Running, 1));
+
+        // The claim is still good: the worker reloads and finishes properly.
+        let done = after
+            .change()
+            .status(PaymentStatus::Completed, None)
+            .unwrap()
+            .gateway_trans_id("T-1".into())
+            .tracking_code("TRK-1".into());
+        store
+            .finish_job(
+                &verify_claim,
+                &JobFinish {
+                    change: Some(done),
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .expect("finish with a fresh change");
+        let done = payment(&store, p.id).await;
+        assert_eq!(done.status, PaymentStatus::Completed);
+        assert_eq!(done.version, 2);
+        assert!(done.completed_at.is_some());
+        assert_eq!(done.gateway_ref.as_deref(), Some("G-100"), "kept");
+        assert_eq!(done.gateway_trans_id.as_deref(), Some("T-1"));
+        assert_eq!(done.tracking_code.as_deref(), Some("TRK-1"));
+    }
+
+    /// 5. Status changes apply only to the row they were built from; gateway refs are unique.
+    pub async fn state_machine_is_enforced_by_the_store(store: Store) {
+        let (p, j1) = create(&store, Provider::Medogram, "u-1").await;
+        let c1 = claim(&store, j1, "w", LONG_LEASE).await;
+        let verify = NewJob::now(JobKind::VerifyPayment, p.id, 12);
+        let verify_id = verify.id;
+        let late = NewJob::now(JobKind::VerifyPayment, p.id, 12);
+        let late_id = late.id;
+        store
+            .finish_job(
+                &c1,
+                &JobFinish {
+                    change: Some(to_processing(&p, "G-1")),
+                    next_jobs: vec![verify, late],
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .unwrap();
+        let processing = payment(&store, p.id).await;
+        assert_eq!(processing.status, PaymentStatus::Processing);
+
+        // Another writer completes it.
+        let c2 = claim(&store, verify_id, "w", LONG_LEASE).await;
+        store
+            .finish_job(
+                &c2,
+                &JobFinish {
+                    change: Some(
+                        processing
+                            .change()
+                            .status(PaymentStatus::Completed, None)
+                            .unwrap()
+                            .tracking_code("TRK".into()),
+                    ),
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .unwrap();
+        let completed = payment(&store, p.id).await;
+        assert_eq!(completed.status, PaymentStatus::Completed);
+        assert_eq!(completed.version, 2);
+
+        // A late message decides from the old "processing" snapshot: refused.
+        let c3 = claim(&store, late_id, "w", LONG_LEASE).await;
+        let from_stale = processing
+            .change()
+            .status(PaymentStatus::Failed, Some("late failure"))
+            .unwrap();
+        let err = store
+            .finish_job(
+                &c3,
+                &JobFinish {
+                    change: Some(from_stale),
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .expect_err("stale snapshot");
+        assert!(matches!(err, StoreError::Conflict), "{err:?}");
+        // Even with the current version, the status must match what the row holds.
+        let forged = PaymentChange {
+            expected_version: completed.version,
+            ..processing
+                .change()
+                .status(PaymentStatus::Failed, Some("forged"))
+                .unwrap()
+        };
+        let err = store
+            .finish_job(
+                &c3,
+                &JobFinish {
+                    change: Some(forged),
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .expect_err("expected status differs from the row");
+        assert!(matches!(err, StoreError::Conflict), "{err:?}");
+        assert_eq!(payment(&store, p.id).await, completed);
+        assert_eq!(job(&store, late_id).await.status, JobStatus::Running);
+
+        // Lookup by the gateway's id.
+        let found = store
+            .payment_by_gateway_ref(Provider::Medogram, "G-1")
+            .await
+            .unwrap()
+            .expect("found by gateway ref");
+        assert_eq!(found, completed);
+        assert!(store
+            .payment_by_gateway_ref(Provider::Atmos, "G-1")
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .payment_by_gateway_ref(Provider::Medogram, "G-404")
+            .await
+            .unwrap()
+            .is_none());
+
+        // A second payment of the same gateway cannot take the same ref.
+        let (q, jq) = create(&store, Provider::Medogram, "u-2").await;
+        let cq = claim(&store, jq, "w", LONG_LEASE).await;
+        let err = store
+            .finish_job(
+                &cq,
+                &JobFinish {
+                    change: Some(to_processing(&q, "G-1")),
+                    events: vec![NewEvent::new(q.id, EventKind::Invoice, "dup ref")],
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .expect_err("duplicate (provider, gateway_ref)");
+        assert!(matches!(err, StoreError::Conflict), "{err:?}");
+        assert_eq!(payment(&store, q.id).await, q);
+        assert_eq!(event_count(&store, q.id).await, 1);
+        assert_eq!(job(&store, jq).await.status, JobStatus::Running);
+        // The same worker retries with the ref the gateway really gave it.
+        store
+            .finish_job(
+                &cq,
+                &JobFinish {
+                    change: Some(to_processing(&q, "G-2")),
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .expect("a distinct ref is fine");
+        // Another gateway may use the same ref.
+        let (r, jr) = create(&store, Provider::Atmos, "u-3").await;
+        let cr = claim(&store, jr, "w", LONG_LEASE).await;
+        store
+            .finish_job(
+                &cr,
+                &JobFinish {
+                    change: Some(to_processing(&r, "G-1")),
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .expect("gateway refs are unique per provider");
+        assert_eq!(
+            store
+                .payment_by_gateway_ref(Provider::Atmos, "G-1")
+                .await
+                .unwrap()
+                .map(|x| x.id),
+            Some(r.id)
+        );
+    }
+
+    /// 6. Retries wait for their time; dead jobs can be redriven.
+    pub async fn retry_dead_and_redrive(store: Store) {
+        let (p, job_id) = create(&store, Provider::Medogram, "u-1").await;
+        let c1 = claim(&store, job_id, "w", LONG_LEASE).await;
+        let retry_at = now_ms() + 800;
+        let messages = store
+            .finish_job(
+                &c1,
+                &JobFinish {
+                    result: JobResult::Retry {
+                        run_at_ms: retry_at,
+                        error: "gateway timeout".into(),
+                    },
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(messages.is_empty());
+        let rec = job(&store, job_id).await;
+        assert_eq!(rec.status, JobStatus::Queued);
+        assert_eq!(rec.run_at_ms, retry_at);
+        assert_eq!(rec.attempts, 1);
+        assert_eq!(rec.last_error.as_deref(), Some("gateway timeout"));
+        assert!(store
+            .claim_job(job_id, "w", LONG_LEASE)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(!ids(&store.take_due_for_dispatch(0, 100).await.unwrap()).contains(&job_id));
+
+        let wait = retry_at + 30 - now_ms();
+        sleep_ms(wait.max(0) as u64).await;
+        assert_eq!(
+            store.take_due_for_dispatch(0, 100).await.unwrap(),
+            vec![JobMessage {
+                job_id,
+                kind: JobKind::CreateInvoice
+            }]
+        );
+        let c2 = claim(&store, job_id, "w", LONG_LEASE).await;
+        assert_eq!(c2.attempt, 2);
+
+        store
+            .finish_job(
+                &c2,
+                &JobFinish {
+                    result: JobResult::Dead {
+                        error: "out of attempts".into(),
+                    },
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .unwrap();
+        let rec = job(&store, job_id).await;
+        assert_eq!(rec.status, JobStatus::Dead);
+        assert_eq!(rec.last_error.as_deref(), Some("out of attempts"));
+        let dead = store
+            .list_jobs(Some(JobStatus::Dead), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].id, job_id);
+        assert_eq!(
+            store
+                .list_jobs(Some(JobStatus::Dead), Some(p.id), 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(store
+            .list_jobs(Some(JobStatus::Dead), Some(PaymentId::new()), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .list_jobs(Some(JobStatus::Queued), None, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.list_jobs(None, None, 10).await.unwrap().len(), 1);
+        assert!(store
+            .claim_job(job_id, "w", LONG_LEASE)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .take_due_for_dispatch(0, 100)
+            .await
+            .unwrap()
+            .is_empty());
+
+        let redriven = store.redrive_job(job_id).await.unwrap();
+        assert_eq!(
+            redriven,
+            Some(JobMessage {
+                job_id,
+                kind: JobKind::CreateInvoice
+            })
+        );
+        let rec = job(&store, job_id).await;
+        // Attempts keep counting (they fence stale claims); the budget grows instead.
+        assert_eq!(rec.status, JobStatus::Queued);
+        assert!(rec.max_attempts > rec.attempts, "{rec:?}");
+        assert!(store
+            .list_jobs(Some(JobStatus::Dead), None, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // Redriving a job that is not dead or failed does nothing.
+        assert_eq!(store.redrive_job(job_id).await.unwrap(), None);
+        let c3 = claim(&store, job_id, "w", LONG_LEASE).await;
+        assert_eq!(i64::from(c3.attempt), rec.attempts + 1);
+        store.finish_job(&c3, &JobFinish::default()).await.unwrap();
+        assert_eq!(job(&store, job_id).await.status, JobStatus::Succeeded);
+        assert_eq!(store.redrive_job(job_id).await.unwrap(), None);
+        assert_eq!(job(&store, job_id).await.status, JobStatus::Succeeded);
+        assert_eq!(store.redrive_job(Uuid::now_v7()).await.unwrap(), None);
+
+        // Failed jobs can be redriven too.
+        let (_, failed_id) = create(&store, Provider::Atmos, "u-2").await;
+        let cf = claim(&store, failed_id, "w", LONG_LEASE).await;
+        store
+            .finish_job(
+                &cf,
+                &JobFinish {
+                    result: JobResult::Failed {
+                        error: "refused".into(),
+                    },
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(job(&store, failed_id).await.status, JobStatus::Failed);
+        assert!(store.redrive_job(failed_id).await.unwrap().is_some());
+        assert_eq!(job(&store, failed_id).await.status, JobStatus::Queued);
+    }
+
+    /// 7. The sweeper's view: due, not recently dispatched, never finished.
+    pub async fn take_due_for_dispatch_contract(store: Store) {
+        // Long enough that no call below is a whole window after the one before.
+        const WINDOW: i64 = 300;
+        let queued_old = create(&store, Provider::Medogram, "queued_old").await.1;
+        let queued_null = create(&store, Provider::Medogram, "queued_null").await.1;
+        let queued_future = create(&store, Provider::Medogram, "queued_future").await.1;
+        let running_expired = create(&store, Provider::Medogram, "running_expired")
+            .await
+            .1;
+        let running_live = create(&store, Provider::Medogram, "running_live").await.1;
+        let succeeded = create(&store, Provider::Medogram, "succeeded").await.1;
+        let failed = create(&store, Provider::Medogram, "failed").await.1;
+        let dead = create(&store, Provider::Medogram, "dead").await.1;
+        // Every new due job counts as dispatched at insert.
+        assert!(store
+            .take_due_for_dispatch(60_000, 100)
+            .await
+            .unwrap()
+            .is_empty());
+
+        claim(&store, running_expired, "w", 1).await;
+        claim(&store, running_live, "w", LONG_LEASE).await;
+        for (id, result) in [
+            (
+                queued_null,
+                JobResult::Retry {
+                    run_at_ms: now_ms() - 1,
+                    error: "retry now".into(),
+                },
+            ),
+            (
+                queued_future,
+                JobResult::Retry {
+                    run_at_ms: now_ms() + 60_000,
+                    error: "retry later".into(),
+                },
+            ),
+            (succeeded, JobResult::Succeeded),
+            (failed, JobResult::Failed { error: "no".into() }),
+            (dead, JobResult::Dead { error: "no".into() }),
+        ] {
+            let c = claim(&store, id, "w", LONG_LEASE).await;
+            store
+                .finish_job(
+                    &c,
+                    &JobFinish {
+                        result,
+                        ..JobFinish::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        sleep_ms(WINDOW as u64 + 50).await;
+
+        // Never dispatched since its retry was scheduled, or claimed and its lease
+        // ran out (a claim clears the dispatch mark): returned whatever the window.
+        let got = store.take_due_for_dispatch(60_000, 100).await.unwrap();
+        let expected: BTreeSet<Uuid> = [queued_null, running_expired].into();
+        assert_eq!(ids(&got), expected);
+        assert!(store
+            .take_due_for_dispatch(60_000, 100)
+            .await
+            .unwrap()
+            .is_empty());
+
+        // Dispatched more than WINDOW ago and not claimed.
+        let expected: BTreeSet<Uuid> = [queued_old].into();
+        let got = store.take_due_for_dispatch(WINDOW, 100).await.unwrap();
+        assert_eq!(ids(&got), expected);
+        assert_eq!(got.len(), 1, "each job once: {got:?}");
+        assert!(got.iter().all(|m| m.kind == JobKind::CreateInvoice));
+        // Once per window.
+        assert!(store
+            .take_due_for_dispatch(WINDOW, 100)
+            .await
+            .unwrap()
+            .is_empty());
+
+        // The next window returns them again (and respects the limit).
+        sleep_ms(WINDOW as u64 + 50).await;
+        let first = store.take_due_for_dispatch(WINDOW, 1).await.unwrap();
+        assert_eq!(first.len(), 1);
+        let rest = store.take_due_for_dispatch(WINDOW, 100).await.unwrap();
+        let mut all = ids(&first);
+        all.extend(ids(&rest));
+        assert_eq!(
+            all,
+            [queued_old, queued_null, running_expired].into(),
+            "first {first:?} rest {rest:?}"
+        );
+        assert_eq!(first.len() + rest.len(), 3);
+
+        // Finished, future and live-leased jobs are never returned.
+        sleep_ms(5).await;
+        let got = ids(&store.take_due_for_dispatch(0, 1000).await.unwrap());
+        for never in [queued_future, running_live, succeeded, failed, dead] {
+            assert!(!got.contains(&never), "{never} must not be dispatched");
+        }
+        for (id, status) in [
+            (succeeded, JobStatus::Succeeded),
+            (failed, JobStatus::Failed),
+            (dead, JobStatus::Dead),
+            (running_live, JobStatus::Running),
+            (queued_future, JobStatus::Queued),
+        ] {
+            assert_eq!(job(&store, id).await.status, status);
+        }
+    }
+
+    fn inbound(provider: Provider, key: &str, payment: Option<PaymentId>) -> NewInbound {
+        NewInbound {
+            provider,
+            dedupe_key: key.to_string(),
+            payment_id: payment,
+            method: "GET".into(),
+            query: "trans_id=1&id_get=2".into(),
+            headers: json!({"user-agent": "gateway"}),
+            body: String::new(),
+            outcome: "accepted".into(),
+        }
+    }
+
+    /// 8. Dedupe keys make repeated work and repeated messages harmless.
+    pub async fn dedupe_of_jobs_and_inbound_messages(store: Store) {
+        let (p, job_id) = create(&store, Provider::Medogram, "u-1").await;
+        let c = claim(&store, job_id, "w", LONG_LEASE).await;
+        let a = NewJob::now(JobKind::VerifyPayment, p.id, 12).dedupe("verify:T1");
+        let b = NewJob::now(JobKind::VerifyPayment, p.id, 12).dedupe("verify:T1");
+        let (a_id, b_id) = (a.id, b.id);
+        let messages = store
+            .finish_job(
+                &c,
+                &JobFinish {
+                    next_jobs: vec![a, b],
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            messages,
+            vec![JobMessage {
+                job_id: a_id,
+                kind: JobKind::VerifyPayment
+            }]
+        );
+        assert!(store.job(a_id).await.unwrap().is_some());
+        assert!(store.job(b_id).await.unwrap().is_none());
+        assert_eq!(job_total(&store).await, 2);
+
+        // An inbound message with its follow-up work.
+        let events = [NewEvent::new(
+            p.id,
+            EventKind::Callback,
+            "callback received",
+        )];
+        let again = NewJob::now(JobKind::VerifyPayment, p.id, 12).dedupe("verify:T1");
+        let again_id = again.id;
+        let fresh = NewJob::now(JobKind::VerifyPayment, p.id, 12).dedupe("verify:T2");
+        let fresh_id = fresh.id;
+        let first = store
+            .record_inbound(
+                &inbound(Provider::Medogram, "T2:G-1", Some(p.id)),
+                &events,
+                &[again, fresh],
+            )
+            .await
+            .unwrap();
+        match first {
+            InboundOutcome::Recorded(m) => assert_eq!(
+                m,
+                vec![JobMessage {
+                    job_id: fresh_id,
+                    kind: JobKind::VerifyPayment
+                }],
+                "the job deduplicated against an earlier transaction is not returned"
+            ),
+            InboundOutcome::Duplicate => panic!("the first message is not a duplicate"),
+        }
+        assert!(store.job(again_id).await.unwrap().is_none());
+        assert_eq!(job_total(&store).await, 3);
+        assert_eq!(event_count(&store, p.id).await, 2);
+
+        // The same gateway event again: nothing is written.
+        let repeat_job = NewJob::now(JobKind::VerifyPayment, p.id, 12).dedupe("verify:T3");
+        let repeat_job_id = repeat_job.id;
+        let mut repeat = inbound(Provider::Medogram, "T2:G-1", Some(p.id));
+        repeat.outcome = "other".into();
+        let second = store
+            .record_inbound(
+                &repeat,
+                &[NewEvent::new(p.id, EventKind::Callback, "again")],
+                &[repeat_job],
+            )
+            .await
+            .unwrap();
+        assert!(matches!(second, InboundOutcome::Duplicate), "{second:?}");
+        assert!(store.job(repeat_job_id).await.unwrap().is_none());
+        assert_eq!(job_total(&store).await, 3);
+        assert_eq!(event_count(&store, p.id).await, 2);
+        assert_eq!(
+            store.inbound_count(Provider::Medogram, None).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .inbound_count(Provider::Medogram, Some("accepted"))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .inbound_count(Provider::Medogram, Some("other"))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.inbound_count(Provider::Atmos, None).await.unwrap(), 0);
+
+        // Dedupe keys are per provider; a message need not name a payment.
+        let other = store
+            .record_inbound(&inbound(Provider::Atmos, "T2:G-1", None), &[], &[])
+            .await
+            .unwrap();
+        assert!(
+            matches!(other, InboundOutcome::Recorded(ref m) if m.is_empty()),
+            "{other:?}"
+        );
+        assert_eq!(store.inbound_count(Provider::Atmos, None).await.unwrap(), 1);
+        assert_eq!(
+            store.inbound_count(Provider::Medogram, None).await.unwrap(),
+            1
+        );
+    }
+
+    /// 9. Listing: filters, newest first, total count, pagination.
+    pub async fn list_payments_filters_and_paginates(store: Store) {
+        let specs = [
+            (Provider::Medogram, "user-a"),
+            (Provider::Atmos, "user-b"),
+            (Provider::Medogram, "user-a"),
+            (Provider::Medogram, "user-c"),
+            (Provider::Atmos, "user-a"),
+        ];
+        let mut ps = Vec::new();
+        let mut jobs = Vec::new();
+        for (provider, r) in specs {
+            // Distinct creation milliseconds, so "newest first" is well defined.
+            if let Some(prev) = ps.last().map(|p: &Payment| p.created_at.timestamp_millis()) {
+                while now_ms() <= prev {
+                    sleep_ms(2).await;
+                }
+            }
+            let (p, j) = create(&store, provider, r).await;
+            ps.push(p);
+            jobs.push(j);
+        }
+        for i in [2, 4] {
+            let c = claim(&store, jobs[i], "w", LONG_LEASE).await;
+            store
+                .finish_job(
+                    &c,
+                    &JobFinish {
+                        change: Some(to_processing(&ps[i], &format!("G-{i}"))),
+                        ..JobFinish::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let id = |i: usize| ps[i].id;
+        let at = |i: usize| ps[i].created_at.timestamp_millis();
+        let list = |f: PaymentFilter| {
+            let store = store.clone();
+            async move {
+                let (total, items) = store.list_payments(&f).await.expect("list_payments");
+                (total, items.iter().map(|p| p.id).collect::<Vec<_>>())
+            }
+        };
+        let all = || PaymentFilter {
+            limit: 100,
+            ..PaymentFilter::default()
+        };
+
+        assert_eq!(
+            list(all()).await,
+            (5, vec![id(4), id(3), id(2), id(1), id(0)])
+        );
+        let (_, items) = store.list_payments(&all()).await.unwrap();
+        assert_eq!(items[0].status, PaymentStatus::Processing);
+        assert_eq!(items[0].gateway_ref.as_deref(), Some("G-4"));
+        assert_eq!(items[4], ps[0]);
+
+        let by_status = PaymentFilter {
+            status: Some(PaymentStatus::Processing),
+            ..all()
+        };
+        assert_eq!(list(by_status).await, (2, vec![id(4), id(2)]));
+        let by_provider = PaymentFilter {
+            provider: Some(Provider::Medogram),
+            ..all()
+        };
+        assert_eq!(list(by_provider).await, (3, vec![id(3), id(2), id(0)]));
+        let by_ref = PaymentFilter {
+            merchant_ref: Some("user-a".into()),
+            ..all()
+        };
+        assert_eq!(list(by_ref).await, (3, vec![id(4), id(2), id(0)]));
+        let combined = PaymentFilter {
+            provider: Some(Provider::Medogram),
+            status: Some(PaymentStatus::Pending),
+            merchant_ref: Some("user-a".into()),
+            ..all()
+        };
+        assert_eq!(list(combined).await, (1, vec![id(0)]));
+
+        // Created range: from inclusive, to exclusive.
+        let range = PaymentFilter {
+            created_from_ms: Some(at(1)),
+            created_to_ms: Some(at(3)),
+            ..all()
+        };
+        assert_eq!(list(range.clone()).await, (2, vec![id(2), id(1)]));
+        let from_only = PaymentFilter {
+            created_from_ms: Some(at(3)),
+            ..all()
+        };
+        assert_eq!(list(from_only).await, (2, vec![id(4), id(3)]));
+        let to_only = PaymentFilter {
+            created_to_ms: Some(at(1)),
+            ..all()
+        };
+        assert_eq!(list(to_only).await, (1, vec![id(0)]));
+        let range_and_text = PaymentFilter {
+            provider: Some(Provider::Atmos),
+            ..range.clone()
+        };
+        assert_eq!(list(range_and_text).await, (1, vec![id(1)]));
+        let everything = PaymentFilter {
+            provider: Some(Provider::Medogram),
+            status: Some(PaymentStatus::Processing),
+            merchant_ref: Some("user-a".into()),
+            ..range
+        };
+        assert_eq!(list(everything).await, (1, vec![id(2)]));
+        let nothing = PaymentFilter {
+            merchant_ref: Some("nobody".into()),
+            ..all()
+        };
+        assert_eq!(list(nothing).await, (0, vec![]));
+
+        // Pagination keeps the total.
+        let page = |limit: i64, offset: i64| PaymentFilter {
+            limit,
+            offset,
+            ..PaymentFilter::default()
+        };
+        assert_eq!(list(page(2, 0)).await, (5, vec![id(4), id(3)]));
+        assert_eq!(list(page(2, 2)).await, (5, vec![id(2), id(1)]));
+        assert_eq!(list(page(2, 4)).await, (5, vec![id(0)]));
+        assert_eq!(list(page(2, 10)).await, (5, vec![]));
+        let page_filtered = PaymentFilter {
+            merchant_ref: Some("user-a".into()),
+            created_from_ms: Some(at(0)),
+            ..page(1, 1)
+        };
+        assert_eq!(list(page_filtered).await, (3, vec![id(2)]));
+    }
+
+    /// 10. API keys: shown once, stored hashed, verified by value.
+    pub async fn api_keys_round_trip(store: Store) {
+        assert_eq!(store.api_key_count().await.unwrap(), 0);
+        let admin = store.create_api_key("ops", true).await.unwrap();
+        let shop = store.create_api_key("فروشگاه", false).await.unwrap();
+        for k in [&admin, &shop] {
+            assert!(k.plaintext.starts_with("pgk_"), "{}", k.plaintext);
+            assert!(k.plaintext.len() > 20);
+            assert_eq!(k.key.prefix, k.plaintext[..8]);
+        }
+        assert_ne!(admin.plaintext, shop.plaintext);
+        assert_ne!(admin.key.id, shop.key.id);
+
+        let found = store
+            .verify_api_key(&admin.plaintext)
+            .await
+            .unwrap()
+            .expect("admin key verifies");
+        assert_eq!(found.id, admin.key.id);
+        assert_eq!(found.name, "ops");
+        assert_eq!(found.prefix, admin.key.prefix);
+        assert!(found.is_admin);
+        let found = store
+            .verify_api_key(&shop.plaintext)
+            .await
+            .unwrap()
+            .expect("shop key verifies");
+        assert_eq!(found.id, shop.key.id);
+        assert_eq!(found.name, "فروشگاه");
+        assert!(!found.is_admin);
+
+        let mut wrong = admin.plaintext.clone();
+        let last = wrong.pop().unwrap();
+        wrong.push(if last == 'a' { 'b' } else { 'a' });
+        for bad in [
+            wrong.as_str(),
+            "pgk_not-a-key",
+            "",
+            admin.key.prefix.as_str(),
+        ] {
+            assert!(
+                store.verify_api_key(bad).await.unwrap().is_none(),
+                "{bad:?} must not verify"
+            );
+        }
+        assert_eq!(store.api_key_count().await.unwrap(), 2);
+    }
+
+    /// 11. Events come back in insertion order with their JSON detail intact.
+    pub async fn events_keep_order_and_detail(store: Store) {
+        let (p, _) = create(&store, Provider::Medogram, "u-1").await;
+        let (q, _) = create(&store, Provider::Atmos, "u-2").await;
+        let rich = json!({
+            "amount": 123_456_789_012_345_i64,
+            "big": 9_007_199_254_740_993_u64,
+            "negative": -42,
+            "ratio": 1.5,
+            "ok": true,
+            "missing": null,
+            "text": "پرداخت \"موفق\" بود\nline 2 \\ 🎉",
+            "list": [1, "two", {"three": [3]}],
+            "nested": {"deeper": {"deepest": "x"}}
+        });
+        let e1 = NewEvent {
+            detail: rich.clone(),
+            ..NewEvent::new(p.id, EventKind::Callback, "بازگشت از درگاه")
+        };
+        let e2 = NewEvent::new(p.id, EventKind::Webhook, "webhook")
+            .detail(json!({"card": "6037991234567890", "status": "paid"}));
+        assert_eq!(
+            e2.detail,
+            json!({"card": "[redacted]", "status": "paid"}),
+            "redacted before it is stored"
+        );
+        let e3 = NewEvent::new(p.id, EventKind::Error, "no detail");
+        store
+            .append_events(&[e1.clone(), e2.clone(), e3.clone()])
+            .await
+            .unwrap();
+        let other =
+            NewEvent::new(q.id, EventKind::Verification, "other payment").detail(json!(["q"]));
+        store
+            .append_events(std::slice::from_ref(&other))
+            .await
+            .unwrap();
+        let e4 = NewEvent::new(p.id, EventKind::Verification, "verified")
+            .detail(json!({"tracking": "TRK-9"}));
+        store
+            .append_events(std::slice::from_ref(&e4))
+            .await
+            .unwrap();
+        store.append_events(&[]).await.unwrap();
+
+        let events = store.events(p.id).await.unwrap();
+        let expected = [request_event(p.id), e1, e2, e3, e4];
+        assert_eq!(events.len(), expected.len(), "{events:?}");
+        for (got, want) in events.iter().zip(&expected) {
+            assert_eq!(got.payment_id, p.id);
+            assert_eq!(got.kind, want.kind);
+            assert_eq!(got.message, want.message);
+            assert_eq!(got.detail, want.detail);
+        }
+        assert_eq!(
+            events[1].detail["big"].as_u64(),
+            Some(9_007_199_254_740_993)
+        );
+        assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+        assert!(events
+            .windows(2)
+            .all(|w| w[0].created_at <= w[1].created_at));
+
+        let q_events = store.events(q.id).await.unwrap();
+        assert_eq!(q_events.len(), 2);
+        assert_eq!(q_events[1].kind, EventKind::Verification);
+        assert_eq!(q_events[1].detail, json!(["q"]));
+        assert!(store.events(PaymentId::new()).await.unwrap().is_empty());
+    }
+}
+
+macro_rules! contract_tests {
+    ($($(#[$meta:meta])* $contract:ident => $sqlite:ident, $postgres:ident;)*) => {
+        $(
+            #[tokio::test]
+            $(#[$meta])*
+            async fn $sqlite() {
+                run_sqlite(contracts::$contract).await;
+            }
+
+            #[tokio::test]
+            $(#[$meta])*
+            async fn $postgres() {
+                run_postgres(contracts::$contract).await;
+            }
+        )*
+    };
+}
+
+contract_tests! {
+    create_payment_is_atomic =>
+        sqlite_create_payment_is_atomic, postgres_create_payment_is_atomic;
+    idempotency_key_returns_the_first_payment =>
+        sqlite_idempotency_key_returns_the_first_payment,
+        postgres_idempotency_key_returns_the_first_payment;
+    claim_job_is_fenced_by_its_lease =>
+        sqlite_claim_job_is_fenced_by_its_lease, postgres_claim_job_is_fenced_by_its_lease;
+    finish_job_is_all_or_nothing =>
+        sqlite_finish_job_is_all_or_nothing, postgres_finish_job_is_all_or_nothing;
+    state_machine_is_enforced_by_the_store =>
+        sqlite_state_machine_is_enforced_by_the_store,
+        postgres_state_machine_is_enforced_by_the_store;
+    retry_dead_and_redrive => sqlite_retry_dead_and_redrive, postgres_retry_dead_and_redrive;
+    take_due_for_dispatch_contract =>
+        sqlite_take_due_for_dispatch_contract, postgres_take_due_for_dispatch_contract;
+    dedupe_of_jobs_and_inbound_messages =>
+        sqlite_dedupe_of_jobs_and_inbound_messages,
+        postgres_dedupe_of_jobs_and_inbound_messages;
+    list_payments_filters_and_paginates =>
+        sqlite_list_payments_filters_and_paginates, postgres_list_payments_filters_and_paginates;
+    redrive_keeps_old_claims_fenced =>
+        sqlite_redrive_keeps_old_claims_fenced, postgres_redrive_keeps_old_claims_fenced;
+    api_keys_round_trip => sqlite_api_keys_round_trip, postgres_api_keys_round_trip;
+    events_keep_order_and_detail =>
+        sqlite_events_keep_order_and_detail, postgres_events_keep_order_and_detail;
+}

@@ -1,5 +1,6 @@
 //! `paygate`: one binary, one subcommand per process kind.
 
+mod scaled;
 mod secret;
 mod serve;
 mod shutdown;
@@ -24,6 +25,10 @@ struct Cli {
 enum Command {
     /// API + worker pool + gateway simulators in one process (the default).
     Serve,
+    /// HTTP API only (scaled mode: PostgreSQL + Redis); run as many as you like.
+    Api,
+    /// Worker pool only (scaled mode); run as many as you like.
+    Worker,
     /// Gateway simulators only (medogram, Atmos), on PAYGATE_LISTEN.
     Sandbox,
     /// Apply database migrations and exit.
@@ -72,6 +77,14 @@ fn main() -> ExitCode {
         let result = match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => match config(Mode::Serve) {
                 Ok(cfg) => serve::serve(cfg).await,
+                Err(code) => return code,
+            },
+            Command::Api => match config(Mode::Api) {
+                Ok(cfg) => scaled::api(cfg).await,
+                Err(code) => return code,
+            },
+            Command::Worker => match config(Mode::Worker) {
+                Ok(cfg) => scaled::worker(cfg).await,
                 Err(code) => return code,
             },
             Command::Sandbox => match config(Mode::Admin) {

@@ -69,8 +69,19 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         engine.clone(),
         cfg.sweep_interval,
         cfg.redispatch_after,
-        stop_rx,
+        stop_rx.clone(),
     ));
+    let reconciler = cfg.atmos.as_ref().map(|a| {
+        tokio::spawn(paygate_worker::reconciler::run(
+            engine.clone(),
+            (a.reconcile_after / 4).clamp(
+                std::time::Duration::from_millis(200),
+                std::time::Duration::from_secs(60),
+            ),
+            a.reconcile_after,
+            stop_rx.clone(),
+        ))
+    });
 
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown::signal())
@@ -82,6 +93,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if tokio::time::timeout(grace, async {
         let _ = worker.await;
         let _ = sweeper.await;
+        if let Some(r) = reconciler {
+            let _ = r.await;
+        }
     })
     .await
     .is_err()

@@ -306,7 +306,7 @@ impl Config {
         let gateway_url = match env.url("PAYMENT_GATEWAY_URL")? {
             Some(u) => u,
             None if sandbox => format!("{public_url}/sandbox/medogram"),
-            None if mode == Mode::Admin => String::new(),
+            None if mode == Mode::Admin || mode == Mode::Api => String::new(),
             None => {
                 return Err(err(
                     "PAYMENT_GATEWAY_URL",
@@ -316,7 +316,9 @@ impl Config {
         };
         let api_key = match env.text("PAYMENT_API_KEY") {
             Some(k) => k,
-            None if sandbox || mode == Mode::Admin => "sandbox-medogram-api-key".into(),
+            None if sandbox || mode == Mode::Admin || mode == Mode::Api => {
+                "sandbox-medogram-api-key".into()
+            }
             None => {
                 return Err(err(
                     "PAYMENT_API_KEY",

@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod jobs;
 pub mod pool;
+pub mod reconciler;
 pub mod runner;
 pub mod sweeper;
 

@@ -354,6 +354,48 @@ impl Store {
             .collect()
     }
 
+    /// Inserts jobs outside of any other change (the reconciler's checks).
+    pub async fn enqueue_jobs(&self, jobs: &[NewJob]) -> StoreResult<Vec<JobMessage>> {
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        let mut messages = Vec::new();
+        for job in jobs {
+            if let Some(m) = insert_job(&mut tx, job, now).await? {
+                messages.push(m);
+            }
+        }
+        tx.commit().await?;
+        Ok(messages)
+    }
+
+    /// Payments of `provider` still processing since before `stale_before_ms`
+    /// with no verification queued or running: their callback may be lost.
+    pub async fn reconcile_candidates(
+        &self,
+        provider: crate::domain::Provider,
+        stale_before_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<PaymentId>> {
+        let rows = sqlx::query(
+            "SELECT p.id FROM payments p WHERE p.provider = $1 AND p.status = 'processing' \
+             AND p.updated_at < $2 AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.payment_id = p.id \
+               AND j.kind = 'verify_payment' AND j.status IN ('queued', 'running')) \
+             ORDER BY p.updated_at LIMIT $3",
+        )
+        .bind(provider.as_str())
+        .bind(stale_before_ms)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                PaymentId::parse(&id)
+                    .ok_or_else(|| StoreError::Corrupt(format!("payment id {id:?}")))
+            })
+            .collect()
+    }
+
     /// Puts a dead or failed job back in the queue with a fresh budget of
     /// attempts. `attempts` keeps counting up (it is the fencing token: a claim
     /// from before the redrive must never pass again); the budget grows instead.

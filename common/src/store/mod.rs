@@ -146,6 +146,30 @@ impl Store {
         Ok(())
     }
 
+    /// True when every migration this build knows has been applied (scaled
+    /// processes wait for `paygate migrate` instead of racing it).
+    pub async fn schema_ready(&self) -> StoreResult<bool> {
+        use sqlx::Row;
+        let migrator = match self.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let rows = match sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(rows) => rows,
+            // No migrations table yet: nothing applied.
+            Err(sqlx::Error::Database(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let applied: std::collections::HashSet<i64> = rows
+            .iter()
+            .filter_map(|r| r.try_get::<i64, _>("version").ok())
+            .collect();
+        Ok(migrator.iter().all(|m| applied.contains(&m.version)))
+    }
+
     /// Readiness probe: a round trip to the database.
     pub async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

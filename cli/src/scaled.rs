@@ -1,0 +1,234 @@
+//! Scaled mode: `paygate api` and `paygate worker`, any number of each, sharing
+//! PostgreSQL and Redis. Each starts in any order and waits for what it needs
+//! (with a log line, not a crash loop).
+
+use crate::{secret, shutdown, wiring};
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use paygate_common::config::Config;
+use paygate_common::queue::redis::{RedisQueue, RedisQueueConfig};
+use paygate_common::queue::JobQueue;
+use paygate_common::store::Store;
+use paygate_common::telemetry;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Connects to the database, waiting (and saying so) until it answers and its
+/// schema is migrated.
+async fn wait_for_store(cfg: &Config) -> anyhow::Result<Store> {
+    let started = Instant::now();
+    let mut last_log = Instant::now() - Duration::from_secs(60);
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let problem = match wiring::connect_store(cfg).await {
+            Ok(store) => match store.schema_ready().await {
+                Ok(true) => return Ok(store),
+                Ok(false) => "the schema is not migrated yet (run `paygate migrate`)".to_string(),
+                Err(e) => e.to_string(),
+            },
+            Err(e) => format!("{e:#}"),
+        };
+        if last_log.elapsed() >= Duration::from_secs(5) {
+            tracing::warn!(waited_s = started.elapsed().as_secs(), problem = %problem, "waiting for the database (DATABASE_URL)");
+            last_log = Instant::now();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown::signal() => anyhow::bail!("stopped while waiting for the database"),
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn redis_config(cfg: &Config) -> anyhow::Result<RedisQueueConfig> {
+    let url = cfg
+        .redis_url
+        .clone()
+        .context("REDIS_URL is required for `paygate api` and `paygate worker`")?;
+    Ok(RedisQueueConfig::new(url))
+}
+
+/// Connects to Redis, waiting (and saying so) until it answers.
+async fn wait_for_redis(cfg: &Config) -> anyhow::Result<RedisQueue> {
+    let rc = redis_config(cfg)?;
+    let started = Instant::now();
+    let mut last_log = Instant::now() - Duration::from_secs(60);
+    loop {
+        match RedisQueue::connect(rc.clone()).await {
+            Ok(q) => return Ok(q),
+            Err(e) => {
+                if last_log.elapsed() >= Duration::from_secs(5) {
+                    tracing::warn!(waited_s = started.elapsed().as_secs(), problem = %e, "waiting for Redis (REDIS_URL)");
+                    last_log = Instant::now();
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown::signal() => anyhow::bail!("stopped while waiting for Redis"),
+        }
+    }
+}
+
+pub async fn api(cfg: Config) -> anyhow::Result<()> {
+    telemetry::init_logging(cfg.log_format);
+    let store = wait_for_store(&cfg).await?;
+    // The API starts even while Redis is down: requests are still made durable
+    // in the database, /readyz says the queue is unavailable, and the workers'
+    // sweepers dispatch the jobs once Redis is back.
+    let queue: Arc<dyn JobQueue> = Arc::new(
+        RedisQueue::connect_lazy(redis_config(&cfg)?).map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let state = wiring::api_state(&cfg, store.clone(), queue);
+    let app = paygate_api::router(state, None);
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding PAYGATE_LISTEN={}", cfg.listen))?;
+    println!("paygate api listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown::signal())
+        .await
+        .context("HTTP server")?;
+    store.close().await;
+    tracing::info!("api stopped");
+    Ok(())
+}
+
+#[derive(Clone)]
+struct WorkerProbe {
+    store: Store,
+    queue: RedisQueue,
+}
+
+/// `/healthz`, `/readyz` and `/metrics` of a worker process.
+fn probe_router(probe: WorkerProbe) -> Router {
+    async fn healthz() -> Json<serde_json::Value> {
+        Json(serde_json::json!({ "status": "ok" }))
+    }
+    async fn readyz(State(p): State<WorkerProbe>) -> impl IntoResponse {
+        let database = p.store.ping().await.is_ok();
+        let queue = p.queue.ping().await.is_ok();
+        let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+        let code = if database && queue {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        (
+            code,
+            Json(serde_json::json!({
+                "status": word(database && queue),
+                "checks": { "database": word(database), "queue": word(queue) },
+            })),
+        )
+    }
+    async fn metrics() -> impl IntoResponse {
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            telemetry::metrics().render(),
+        )
+    }
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(probe)
+}
+
+pub async fn worker(cfg: Config) -> anyhow::Result<()> {
+    telemetry::init_logging(cfg.log_format);
+    let _ = telemetry::metrics();
+    let secret = secret::resolve(cfg.secret_key.clone(), &cfg.database_url)?;
+    let store = wait_for_store(&cfg).await?;
+    let queue = wait_for_redis(&cfg).await?;
+    let engine = Arc::new(wiring::engine(
+        &cfg,
+        store.clone(),
+        Arc::new(queue.clone()),
+        &secret,
+    )?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    if let Some(addr) = cfg.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding PAYGATE_METRICS_LISTEN={addr}"))?;
+        println!(
+            "paygate worker {} metrics on http://{}",
+            cfg.worker_id,
+            listener.local_addr()?
+        );
+        let app = probe_router(WorkerProbe {
+            store: store.clone(),
+            queue: queue.clone(),
+        });
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+        });
+    }
+    println!(
+        "paygate worker {} started (concurrency {})",
+        cfg.worker_id, cfg.worker_concurrency
+    );
+
+    let pool = {
+        let engine = engine.clone();
+        let queue = queue.clone();
+        let stop = stop_rx.clone();
+        let concurrency = cfg.worker_concurrency;
+        tokio::spawn(async move {
+            paygate_worker::pool::run_redis(engine, &queue, concurrency, stop).await
+        })
+    };
+    let sweeper = tokio::spawn(paygate_worker::sweeper::run(
+        engine.clone(),
+        cfg.sweep_interval,
+        cfg.redispatch_after,
+        stop_rx.clone(),
+    ));
+    let reconciler = cfg.atmos.as_ref().map(|a| {
+        tokio::spawn(paygate_worker::reconciler::run(
+            engine.clone(),
+            (a.reconcile_after / 4).clamp(Duration::from_millis(200), Duration::from_secs(60)),
+            a.reconcile_after,
+            stop_rx.clone(),
+        ))
+    });
+
+    shutdown::signal().await;
+    // Stop taking jobs; in-flight ones finish within the grace period, and
+    // whatever does not is taken over by another worker when its lease expires.
+    let _ = stop_tx.send(true);
+    let grace = cfg.shutdown_grace;
+    if tokio::time::timeout(grace, async {
+        let _ = pool.await;
+        let _ = sweeper.await;
+        if let Some(r) = reconciler {
+            let _ = r.await;
+        }
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "jobs still running after the grace period; their leases will expire"
+        );
+    }
+    store.close().await;
+    tracing::info!("worker stopped");
+    Ok(())
+}

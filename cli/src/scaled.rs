@@ -50,7 +50,9 @@ fn redis_config(cfg: &Config) -> anyhow::Result<RedisQueueConfig> {
         .redis_url
         .clone()
         .context("REDIS_URL is required for `paygate api` and `paygate worker`")?;
-    Ok(RedisQueueConfig::new(url))
+    let mut rc = RedisQueueConfig::new(url);
+    rc.queue = cfg.redis_queue.clone();
+    Ok(rc)
 }
 
 /// Connects to Redis, waiting (and saying so) until it answers.
@@ -199,6 +201,20 @@ pub async fn worker(cfg: Config) -> anyhow::Result<()> {
         cfg.redispatch_after,
         stop_rx.clone(),
     ));
+    let depth_queue = queue.clone();
+    let redis_depth: Arc<
+        dyn Fn() -> futures::future::BoxFuture<'static, Option<u64>> + Send + Sync,
+    > = Arc::new(move || {
+        let q = depth_queue.clone();
+        Box::pin(async move { q.depth().await.ok() })
+    });
+    let sampler = tokio::spawn(paygate_worker::sampler::run(
+        engine.clone(),
+        cfg.sample_interval,
+        cfg.redispatch_after,
+        Some(redis_depth),
+        stop_rx.clone(),
+    ));
     let reconciler = cfg.atmos.as_ref().map(|a| {
         tokio::spawn(paygate_worker::reconciler::run(
             engine.clone(),
@@ -216,6 +232,7 @@ pub async fn worker(cfg: Config) -> anyhow::Result<()> {
     if tokio::time::timeout(grace, async {
         let _ = pool.await;
         let _ = sweeper.await;
+        let _ = sampler.await;
         if let Some(r) = reconciler {
             let _ = r.await;
         }

@@ -51,12 +51,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding PAYGATE_LISTEN={}", cfg.listen))?;
     let local = listener.local_addr()?;
+    wiring::first_start_admin_key(&store).await?;
     println!("paygate serve listening on http://{local}");
     println!("database: {}", cfg.database_url);
     if cfg.sandbox {
         println!("gateway simulators: http://{local}/sandbox/medogram (medogram), http://{local}/sandbox/atmos (Atmos)");
     }
-    wiring::first_start_admin_key(&store).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = tokio::spawn(paygate_worker::pool::run_embedded(
@@ -69,6 +69,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         engine.clone(),
         cfg.sweep_interval,
         cfg.redispatch_after,
+        stop_rx.clone(),
+    ));
+    let sampler = tokio::spawn(paygate_worker::sampler::run(
+        engine.clone(),
+        cfg.sample_interval,
+        cfg.redispatch_after,
+        None,
         stop_rx.clone(),
     ));
     let reconciler = cfg.atmos.as_ref().map(|a| {
@@ -93,6 +100,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if tokio::time::timeout(grace, async {
         let _ = worker.await;
         let _ = sweeper.await;
+        let _ = sampler.await;
         if let Some(r) = reconciler {
             let _ = r.await;
         }

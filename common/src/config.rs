@@ -89,6 +89,9 @@ pub struct Config {
     pub database_url: String,
     pub db_max_connections: u32,
     pub redis_url: Option<String>,
+    /// Name of the Redis queue (`PAYGATE_REDIS_QUEUE`); deployments sharing a
+    /// Redis keep apart by name.
+    pub redis_queue: String,
     pub secret_key: Option<String>,
     pub secret_key_fallbacks: Vec<String>,
     /// Mount the gateway simulators on this server (`paygate serve` default).
@@ -106,6 +109,8 @@ pub struct Config {
     pub job_lease: Duration,
     pub sweep_interval: Duration,
     pub redispatch_after: Duration,
+    /// How often the queue gauges are sampled (by one process at a time).
+    pub sample_interval: Duration,
     pub gateway_timeout: Duration,
     pub retry: RetryPolicies,
     pub shutdown_grace: Duration,
@@ -412,6 +417,9 @@ impl Config {
             database_url,
             db_max_connections: env.parse("PAYGATE_DB_MAX_CONNECTIONS", 16)?,
             redis_url,
+            redis_queue: env
+                .text("PAYGATE_REDIS_QUEUE")
+                .unwrap_or_else(|| "paygate:jobs".into()),
             secret_key,
             secret_key_fallbacks,
             sandbox,
@@ -427,6 +435,7 @@ impl Config {
             job_lease,
             sweep_interval: env.millis("PAYGATE_SWEEP_INTERVAL_MS", 500)?,
             redispatch_after: env.millis("PAYGATE_REDISPATCH_AFTER_MS", 30_000)?,
+            sample_interval: env.millis("PAYGATE_SAMPLE_INTERVAL_MS", 5_000)?,
             gateway_timeout,
             retry,
             shutdown_grace: env.millis("PAYGATE_SHUTDOWN_GRACE_MS", 20_000)?,

@@ -185,3 +185,122 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Any `paygate` subcommand as a child process, killed when dropped.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    ready: String,
+}
+
+impl Proc {
+    /// Starts `paygate <args>` and waits until its stdout shows `ready`.
+    pub fn spawn(
+        name: &str,
+        args: &[&str],
+        env: &[(String, String)],
+        dir: &std::path::Path,
+        ready: &str,
+    ) -> Proc {
+        let mut p = Proc {
+            name: name.to_string(),
+            child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env.to_vec(),
+            log: dir.join(format!("{name}.log")),
+            ready: ready.to_string(),
+        };
+        p.start();
+        p
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::File::create(&self.log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_paygate"))
+            .args(&self.args)
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start paygate");
+        self.child = Some(child);
+        if self.ready.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if text.contains(&self.ready) {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("{} exited early ({status}):\n{text}", self.name);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not start:\n{text}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not stop on SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        TempDir(temp_dir())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod pool;
 pub mod reconciler;
 pub mod runner;
+pub mod sampler;
 pub mod sweeper;
 
 pub use engine::{Engine, ReturnUrls};

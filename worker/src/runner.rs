@@ -51,7 +51,26 @@ async fn run_claimed(engine: &Engine, claim: ClaimedJob) {
     metrics::counter!("paygate_jobs_total", "kind" => kind, "outcome" => "started").increment(1);
     metrics::gauge!("paygate_jobs_in_flight").increment(1.0);
     let started = Instant::now();
-    let (payment, step) = execute(engine, &claim).await;
+    // Heartbeat: a handler may make several slow calls in a row; keep the lease
+    // alive while it works so no other worker starts the same job meanwhile.
+    let (payment, step) = {
+        let work = execute(engine, &claim);
+        tokio::pin!(work);
+        let beat = engine.job_lease / 3;
+        loop {
+            tokio::select! {
+                out = &mut work => break out,
+                _ = tokio::time::sleep(beat) => {
+                    let lease_ms = engine.job_lease.as_millis() as i64;
+                    match engine.store.renew_lease(&claim, lease_ms).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!("job lease lost while running"),
+                        Err(e) => tracing::warn!(error = %e, "could not renew the job lease"),
+                    }
+                }
+            }
+        }
+    };
     metrics::histogram!("paygate_job_duration_seconds", "kind" => kind)
         .record(started.elapsed().as_secs_f64());
     record(engine, &claim, payment.as_ref(), step).await;

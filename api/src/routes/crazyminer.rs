@@ -336,13 +336,16 @@ async fn callback(
     let fields = callback_fields(&map)?;
     let body_text = String::from_utf8_lossy(&body).into_owned();
     let dedupe_key = format!("{}:{}", fields.id_get, fields.trans_id);
-    let payment = state
-        .store
-        .payment_by_gateway_ref(Provider::Medogram, &fields.id_get)
-        .await?;
+    let payment = find_payment(&state, &fields).await?;
+    // Only an accepted callback takes the event's dedupe key: a refused or
+    // unknown one must not block a later, legitimate delivery of the same event.
     let inbound = |payment_id, outcome: &str| NewInbound {
         provider: Provider::Medogram,
-        dedupe_key: dedupe_key.clone(),
+        dedupe_key: if outcome == "accepted" {
+            dedupe_key.clone()
+        } else {
+            format!("{outcome}:{}", uuid::Uuid::now_v7())
+        },
         payment_id,
         method: method.to_string(),
         query: raw_query.clone(),
@@ -356,6 +359,7 @@ async fn callback(
             .record_inbound(&inbound(None, "unknown"), &[], &[])
             .await?;
         metrics::counter!("paygate_callbacks_total", "provider" => "medogram", "outcome" => "unknown").increment(1);
+        tracing::info!(id_get = %fields.id_get, "callback for an unknown invoice refused");
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_payment",
@@ -415,6 +419,34 @@ async fn callback(
         );
     }
     Ok(Redirect::to(&payer_destination(&state, &payment)).into_response())
+}
+
+/// The payment a callback is about: by `id_get` once the invoice job recorded
+/// it; otherwise by `factorId` (our payment id) while that job is still
+/// committing, since a fast gateway can call back before our commit lands.
+async fn find_payment(state: &AppState, f: &CallbackFields) -> ApiResult<Option<Payment>> {
+    if let Some(p) = state
+        .store
+        .payment_by_gateway_ref(Provider::Medogram, &f.id_get)
+        .await?
+    {
+        return Ok(Some(p));
+    }
+    let Some(id) = f
+        .factor_id
+        .as_deref()
+        .and_then(paygate_common::domain::PaymentId::parse)
+    else {
+        return Ok(None);
+    };
+    // Between the two reads the invoice may have been recorded: then it must be this one.
+    Ok(state.store.payment(id).await?.filter(|p| {
+        p.provider == Provider::Medogram
+            && match &p.gateway_ref {
+                None => p.status == PaymentStatus::Pending,
+                Some(g) => g == &f.id_get,
+            }
+    }))
 }
 
 /// Where the payer's browser goes after the callback.

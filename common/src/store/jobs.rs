@@ -210,6 +210,23 @@ impl Store {
         }))
     }
 
+    /// Extends this worker's lease on a running job (a heartbeat while a slow
+    /// handler works). False when the claim is no longer ours.
+    pub async fn renew_lease(&self, claim: &ClaimedJob, lease_ms: i64) -> StoreResult<bool> {
+        let now = now_ms();
+        let r = sqlx::query(
+            "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND status = 'running' \
+             AND locked_by = $3 AND attempts = $4",
+        )
+        .bind(now + lease_ms)
+        .bind(claim.id.to_string())
+        .bind(&claim.worker)
+        .bind(i64::from(claim.attempt))
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// Ends an attempt: applies the payment change, appends events, inserts the
     /// follow-up jobs and records the job's result, all in one transaction that
     /// commits only if this worker still holds the claim.

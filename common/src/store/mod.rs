@@ -10,12 +10,14 @@ mod jobs;
 mod orders;
 mod payments;
 mod rows;
+mod stats;
 
 pub use api_keys::{ApiKey, NewApiKey};
 pub use inbound::{InboundOutcome, NewInbound};
 pub use jobs::{ClaimedJob, JobFinish, JobRecord, JobResult, NewJob};
 pub use orders::NewOrder;
 pub use payments::{CreateOutcome, NewPayment, PaymentFilter};
+pub use stats::QueueStats;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;

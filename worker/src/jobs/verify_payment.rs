@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct VerifyPayload {
     pub trans_id: Option<String>,
+    /// The invoice the callback named (medogram `id_get`), when it named one.
+    pub id_get: Option<String>,
     pub tracking_code: Option<String>,
 }
 
@@ -95,6 +97,20 @@ pub async fn run(engine: &Engine, payment: &Payment, payload: serde_json::Value)
         return Step::retry("the payment has no invoice yet");
     }
     let payload: VerifyPayload = serde_json::from_value(payload).unwrap_or_default();
+    if let (Some(named), Some(ours)) = (&payload.id_get, &payment.gateway_ref) {
+        if named != ours {
+            // A callback for an invoice this payment does not have: not ours to judge.
+            return Step::Done(Effects {
+                events: vec![NewEvent::new(
+                    payment.id,
+                    EventKind::Verification,
+                    "callback ignored: it names another invoice",
+                )
+                .detail(serde_json::json!({ "callback_id_get": named, "gateway_ref": ours }))],
+                ..Effects::default()
+            });
+        }
+    }
     let (Some(gateway), Some(gateway_ref)) = (
         engine.gateways.get(payment.provider),
         payment.gateway_ref.clone(),

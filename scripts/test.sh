@@ -40,8 +40,23 @@ ensure_redis() {
   exit 1
 }
 
+# Real tools for the deployment checks (tests/ops.rs runs scripts/check-deploy.sh):
+# promtool from Debian's prometheus package, PyYAML from PyPI. Best effort: when
+# they cannot be installed, check-deploy.sh says which checks it skipped.
+ensure_check_tools() {
+  if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "test.sh: installing promtool (Debian package prometheus)" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) \
+      >/tmp/paygate-test-apt.log 2>&1 || echo "test.sh: could not install promtool (see /tmp/paygate-test-apt.log)" >&2
+  fi
+  if ! python3 -c 'import yaml' >/dev/null 2>&1; then
+    python3 -m pip install --quiet pyyaml >/dev/null 2>&1 || echo "test.sh: could not install PyYAML" >&2
+  fi
+}
+
 ensure_postgres
 ensure_redis
+ensure_check_tools
 
 # One build shared by every test binary; whole-process tests run that build's binary.
 cargo build --workspace --all-targets --locked

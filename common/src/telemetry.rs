@@ -31,11 +31,169 @@ pub fn metrics() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
                 .unwrap_or_else(|_| PrometheusBuilder::new());
-            match builder.install_recorder() {
+            let handle = match builder.install_recorder() {
                 Ok(handle) => handle,
                 // Another recorder is installed (tests): render an empty one.
-                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-            }
+                Err(_) => return PrometheusBuilder::new().build_recorder().handle(),
+            };
+            register();
+            handle
         })
         .clone()
+}
+
+/// Describes every metric and creates the series dashboards and alerts use,
+/// at zero, so a scrape shows them before the first event (an alert on a
+/// series that does not exist yet can never fire).
+fn register() {
+    use crate::domain::{JobKind, PaymentStatus, Provider};
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+    describe_counter!(
+        "paygate_http_requests_total",
+        "HTTP requests by route template, method and status"
+    );
+    describe_histogram!(
+        "paygate_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by route template"
+    );
+    describe_counter!(
+        "paygate_jobs_total",
+        "Job attempts by kind and outcome (started, succeeded, retried, failed, dead)"
+    );
+    describe_histogram!(
+        "paygate_job_duration_seconds",
+        Unit::Seconds,
+        "Time a job attempt ran, by kind"
+    );
+    describe_histogram!(
+        "paygate_job_queue_wait_seconds",
+        Unit::Seconds,
+        "Time from a job's creation to its first start, by kind"
+    );
+    describe_gauge!("paygate_jobs_in_flight", "Jobs running in this process");
+    describe_gauge!(
+        "paygate_queue_depth",
+        "Ledger jobs queued and due, by kind (sampled by one process)"
+    );
+    describe_gauge!(
+        "paygate_queue_oldest_ready_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest due queued job (sampled by one process)"
+    );
+    describe_gauge!(
+        "paygate_dead_letters",
+        "Jobs that ran out of attempts (sampled by one process)"
+    );
+    describe_gauge!(
+        "paygate_jobs_dispatch_overdue",
+        "Due jobs dispatched longer ago than the redispatch window and not yet claimed"
+    );
+    describe_gauge!(
+        "paygate_redis_queue_depth",
+        "Messages waiting in the Redis queue (scaled mode)"
+    );
+    describe_counter!(
+        "paygate_job_dispatch_failures_total",
+        "Job messages that could not be pushed to the queue (the sweeper resends them)"
+    );
+    describe_counter!(
+        "paygate_job_messages_skipped_total",
+        "Duplicate or premature job messages skipped at claim time"
+    );
+    describe_counter!(
+        "paygate_job_messages_unreadable_total",
+        "Queue messages this release could not decode"
+    );
+    describe_counter!(
+        "paygate_queue_worker_failures_total",
+        "Times the queue consumer lost its backend and reconnected"
+    );
+    describe_counter!(
+        "paygate_sweeper_dispatched_total",
+        "Jobs re-dispatched by the sweeper"
+    );
+    describe_counter!(
+        "paygate_reconciler_checks_total",
+        "Verifications queued by the reconciler for payments whose callback may be lost"
+    );
+    describe_counter!(
+        "paygate_gateway_calls_total",
+        "Outbound gateway calls by provider, operation and outcome"
+    );
+    describe_histogram!(
+        "paygate_gateway_call_duration_seconds",
+        Unit::Seconds,
+        "Outbound gateway call latency by provider and operation"
+    );
+    describe_counter!(
+        "paygate_gateway_token_refreshes_total",
+        "OAuth tokens fetched from a gateway"
+    );
+    describe_counter!(
+        "paygate_payments_created_total",
+        "Payments created, by provider"
+    );
+    describe_counter!(
+        "paygate_payments_total",
+        "Payment status changes, by provider and new status"
+    );
+    describe_counter!(
+        "paygate_callbacks_total",
+        "medogram callbacks by outcome (accepted, duplicate, unknown, refused)"
+    );
+    describe_counter!("paygate_webhooks_total", "Atmos webhooks by outcome (accepted, duplicate, bad_signature, refused, unknown, invalid, error)");
+
+    for kind in JobKind::ALL {
+        let k = kind.as_str();
+        for outcome in ["started", "succeeded", "retried", "failed", "dead"] {
+            metrics::counter!("paygate_jobs_total", "kind" => k, "outcome" => outcome).increment(0);
+        }
+        metrics::counter!("paygate_job_dispatch_failures_total", "kind" => k).increment(0);
+        metrics::counter!("paygate_job_messages_skipped_total", "kind" => k).increment(0);
+    }
+    for provider in Provider::ALL {
+        let p = provider.as_str();
+        metrics::counter!("paygate_payments_created_total", "provider" => p).increment(0);
+        for status in PaymentStatus::ALL {
+            if status != PaymentStatus::Pending {
+                metrics::counter!("paygate_payments_total", "provider" => p, "status" => status.as_str()).increment(0);
+            }
+        }
+    }
+    let operations: [(&str, &[&str]); 3] = [
+        ("medogram", &["create_invoice", "verify"]),
+        ("atmos", &["token", "create_invoice", "verify", "reverse"]),
+        ("main_server", &["fetch_user"]),
+    ];
+    for (provider, ops) in operations {
+        for op in ops {
+            for outcome in ["ok", "retryable_error", "permanent_error"] {
+                metrics::counter!("paygate_gateway_calls_total", "provider" => provider, "operation" => *op, "outcome" => outcome).increment(0);
+            }
+        }
+    }
+    metrics::counter!("paygate_gateway_token_refreshes_total", "provider" => "atmos").increment(0);
+    for outcome in ["accepted", "duplicate", "unknown", "refused"] {
+        metrics::counter!("paygate_callbacks_total", "provider" => "medogram", "outcome" => outcome).increment(0);
+    }
+    for outcome in [
+        "accepted",
+        "duplicate",
+        "bad_signature",
+        "refused",
+        "unknown",
+        "invalid",
+        "error",
+    ] {
+        metrics::counter!("paygate_webhooks_total", "provider" => "atmos", "outcome" => outcome)
+            .increment(0);
+    }
+    metrics::counter!("paygate_sweeper_dispatched_total").increment(0);
+    metrics::counter!("paygate_reconciler_checks_total", "provider" => "atmos").increment(0);
+    metrics::counter!("paygate_job_messages_unreadable_total").increment(0);
+    metrics::counter!("paygate_queue_worker_failures_total").increment(0);
+    metrics::gauge!("paygate_jobs_in_flight").set(0.0);
+    metrics::gauge!("paygate_redis_queue_depth").set(0.0);
 }

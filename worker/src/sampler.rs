@@ -31,7 +31,9 @@ pub async fn run(
                     }
                 }
             }
-            Ok(false) => {}
+            // Not the sampler: report zeros, so `max()` across processes is
+            // the leader's figure and never a stale one left from an old lease.
+            Ok(false) => clear(),
             Err(e) => tracing::debug!(error = %e, "queue sampler could not take its lease"),
         }
         tokio::select! {
@@ -42,6 +44,16 @@ pub async fn run(
             return;
         }
     }
+}
+
+fn clear() {
+    for kind in JobKind::ALL {
+        metrics::gauge!("paygate_queue_depth", "kind" => kind.as_str()).set(0.0);
+    }
+    metrics::gauge!("paygate_queue_oldest_ready_age_seconds").set(0.0);
+    metrics::gauge!("paygate_dead_letters").set(0.0);
+    metrics::gauge!("paygate_jobs_dispatch_overdue").set(0.0);
+    metrics::gauge!("paygate_redis_queue_depth").set(0.0);
 }
 
 async fn sample(engine: &Engine, redispatch_after: Duration) {

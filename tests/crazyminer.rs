@@ -653,6 +653,64 @@ async fn gateway_outages_are_retried_and_exhaustion_fails_with_a_reason() {
     assert_eq!(jobs.len(), 1, "{dead}");
     assert_eq!(jobs[0]["attempts"], 3);
     assert!(jobs[0]["last_error"].as_str().unwrap().contains("503"));
+
+    // An operator redrives the dead letter once the gateway is back: it runs
+    // again with a fresh budget; the payment already failed, so it changes nothing.
+    set_sandbox(
+        &s,
+        json!({"api_key": "sandbox-medogram-api-key", "error_rate": 0.0}),
+    )
+    .await;
+    let job_id = jobs[0]["id"].as_str().unwrap().to_string();
+    let r = client()
+        .post(s.url(&format!("/v1/admin/jobs/{job_id}/redrive")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = client()
+        .post(s.url(&format!("/v1/admin/jobs/{job_id}/redrive")))
+        .bearer_auth(&s.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    eventually(
+        "the redriven job to finish",
+        Duration::from_secs(10),
+        || async {
+            let v: Value = client()
+                .get(s.url(&format!("/v1/admin/jobs?payment_id={id}")))
+                .bearer_auth(&s.admin_key)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (v["jobs"][0]["status"] == "succeeded").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(status_of(&s, &id).await["status"], "failed");
+    let r = client()
+        .post(s.url(&format!("/v1/admin/jobs/{job_id}/redrive")))
+        .bearer_auth(&s.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "job_not_redrivable"
+    );
+    let r = client()
+        .post(s.url(&format!("/v1/admin/jobs/{}/redrive", uuid::Uuid::new_v4())))
+        .bearer_auth(&s.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -175,3 +175,21 @@ impl FromRequestParts<AppState> for Admin {
         }
     }
 }
+
+/// The request headers worth keeping with a stored callback: enough to trace
+/// it, never credentials or cookies.
+pub fn kept_headers(headers: &axum::http::HeaderMap) -> Value {
+    let mut out = Map::new();
+    for name in [
+        "content-type",
+        "user-agent",
+        "x-forwarded-for",
+        "x-real-ip",
+        "x-request-id",
+    ] {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            out.insert(name.to_string(), Value::String(v.to_string()));
+        }
+    }
+    Value::Object(out)
+}

@@ -7,7 +7,7 @@ use crate::extract::Fields;
 use crate::state::AppState;
 use paygate_common::domain::{
     Amount, Description, EventKind, JobKind, MoneyError, NewEvent, Order, Payment, PaymentId,
-    PaymentType, ProductName, Provider, UserIdentifier,
+    PaymentStatus, PaymentType, ProductName, Provider, UserIdentifier,
 };
 use paygate_common::queue::dispatch_all;
 use paygate_common::store::{CreateOutcome, NewJob, NewOrder, NewPayment};
@@ -113,6 +113,22 @@ pub async fn wait_for_payment_url(
         }
     }
     Ok(payment)
+}
+
+/// The answer of a seed route whose payment failed while it waited, if it did.
+pub fn failed_to_start(p: &Payment) -> Option<ApiError> {
+    if !matches!(p.status, PaymentStatus::Failed | PaymentStatus::Cancelled) {
+        return None;
+    }
+    let reason = p.status_reason.clone().unwrap_or_else(|| "failed".into());
+    Some(
+        ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "payment_failed",
+            format!("the payment could not be started: {reason}"),
+        )
+        .with("reason", reason),
+    )
 }
 
 /// Parses a payment id from a path; anything that is not a UUID is a 400.

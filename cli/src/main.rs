@@ -1,5 +1,6 @@
 //! `paygate`: one binary, one subcommand per process kind.
 
+mod background;
 mod scaled;
 mod secret;
 mod serve;

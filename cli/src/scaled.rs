@@ -2,7 +2,7 @@
 //! PostgreSQL and Redis. Each starts in any order and waits for what it needs
 //! (with a log line, not a crash loop).
 
-use crate::{secret, shutdown, wiring};
+use crate::{background, secret, shutdown, wiring};
 use anyhow::Context;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,6 +14,7 @@ use paygate_common::queue::redis::{RedisQueue, RedisQueueConfig};
 use paygate_common::queue::JobQueue;
 use paygate_common::store::Store;
 use paygate_common::telemetry;
+use paygate_worker::sampler::DepthProbe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -157,7 +158,7 @@ pub async fn worker(cfg: Config) -> anyhow::Result<()> {
         Arc::new(queue.clone()),
         &secret,
     )?);
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (probe_stop_tx, probe_stop) = watch::channel(false);
 
     if let Some(addr) = cfg.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -172,7 +173,7 @@ pub async fn worker(cfg: Config) -> anyhow::Result<()> {
             store: store.clone(),
             queue: queue.clone(),
         });
-        let mut stop = stop_rx.clone();
+        let mut stop = probe_stop.clone();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -186,65 +187,24 @@ pub async fn worker(cfg: Config) -> anyhow::Result<()> {
         cfg.worker_id, cfg.worker_concurrency
     );
 
-    let pool = {
-        let engine = engine.clone();
-        let queue = queue.clone();
-        let stop = stop_rx.clone();
-        let concurrency = cfg.worker_concurrency;
-        tokio::spawn(async move {
-            paygate_worker::pool::run_redis(engine, &queue, concurrency, stop).await
-        })
-    };
-    let sweeper = tokio::spawn(paygate_worker::sweeper::run(
-        engine.clone(),
-        cfg.sweep_interval,
-        cfg.redispatch_after,
-        stop_rx.clone(),
-    ));
     let depth_queue = queue.clone();
-    let redis_depth: Arc<
-        dyn Fn() -> futures::future::BoxFuture<'static, Option<u64>> + Send + Sync,
-    > = Arc::new(move || {
+    let redis_depth: DepthProbe = Arc::new(move || {
         let q = depth_queue.clone();
         Box::pin(async move { q.depth().await.ok() })
     });
-    let sampler = tokio::spawn(paygate_worker::sampler::run(
-        engine.clone(),
-        cfg.sample_interval,
-        cfg.redispatch_after,
-        Some(redis_depth),
-        stop_rx.clone(),
-    ));
-    let reconciler = cfg.atmos.as_ref().map(|a| {
-        tokio::spawn(paygate_worker::reconciler::run(
-            engine.clone(),
-            (a.reconcile_after / 4).clamp(Duration::from_millis(200), Duration::from_secs(60)),
-            a.reconcile_after,
-            stop_rx.clone(),
-        ))
+    let background = background::start(engine.clone(), &cfg, Some(redis_depth), {
+        let concurrency = cfg.worker_concurrency;
+        move |stop| async move {
+            if let Err(e) = paygate_worker::pool::run_redis(engine, &queue, concurrency, stop).await
+            {
+                tracing::error!(error = %e, "the worker pool stopped");
+            }
+        }
     });
 
     shutdown::signal().await;
-    // Stop taking jobs; in-flight ones finish within the grace period, and
-    // whatever does not is taken over by another worker when its lease expires.
-    let _ = stop_tx.send(true);
-    let grace = cfg.shutdown_grace;
-    if tokio::time::timeout(grace, async {
-        let _ = pool.await;
-        let _ = sweeper.await;
-        let _ = sampler.await;
-        if let Some(r) = reconciler {
-            let _ = r.await;
-        }
-    })
-    .await
-    .is_err()
-    {
-        tracing::warn!(
-            grace_ms = grace.as_millis() as u64,
-            "jobs still running after the grace period; their leases will expire"
-        );
-    }
+    background.stop(cfg.shutdown_grace).await;
+    let _ = probe_stop_tx.send(true);
     store.close().await;
     tracing::info!("worker stopped");
     Ok(())

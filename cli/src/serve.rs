@@ -1,6 +1,6 @@
 //! `paygate serve` (everything in one process) and `paygate sandbox`.
 
-use crate::{secret, shutdown, wiring};
+use crate::{background, secret, shutdown, wiring};
 use anyhow::Context;
 use paygate_common::config::Config;
 use paygate_common::queue::embedded::EmbeddedQueue;
@@ -8,7 +8,6 @@ use paygate_common::queue::JobQueue;
 use paygate_common::telemetry;
 use paygate_sandbox::{Sandbox, SandboxConfig};
 use std::sync::Arc;
-use tokio::sync::watch;
 
 fn sandbox(cfg: &Config) -> anyhow::Result<Sandbox> {
     let mut sc = SandboxConfig::from_env().map_err(|e| anyhow::anyhow!(e))?;
@@ -58,36 +57,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         println!("gateway simulators: http://{local}/sandbox/medogram (medogram), http://{local}/sandbox/atmos (Atmos)");
     }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(paygate_worker::pool::run_embedded(
-        engine.clone(),
-        storage,
-        cfg.worker_concurrency,
-        stop_rx.clone(),
-    ));
-    let sweeper = tokio::spawn(paygate_worker::sweeper::run(
-        engine.clone(),
-        cfg.sweep_interval,
-        cfg.redispatch_after,
-        stop_rx.clone(),
-    ));
-    let sampler = tokio::spawn(paygate_worker::sampler::run(
-        engine.clone(),
-        cfg.sample_interval,
-        cfg.redispatch_after,
-        None,
-        stop_rx.clone(),
-    ));
-    let reconciler = cfg.atmos.as_ref().map(|a| {
-        tokio::spawn(paygate_worker::reconciler::run(
-            engine.clone(),
-            (a.reconcile_after / 4).clamp(
-                std::time::Duration::from_millis(200),
-                std::time::Duration::from_secs(60),
-            ),
-            a.reconcile_after,
-            stop_rx.clone(),
-        ))
+    let background = background::start(engine.clone(), &cfg, None, {
+        let engine = engine.clone();
+        let concurrency = cfg.worker_concurrency;
+        move |stop| async move {
+            if let Err(e) =
+                paygate_worker::pool::run_embedded(engine, storage, concurrency, stop).await
+            {
+                tracing::error!(error = %e, "the worker pool stopped");
+            }
+        }
     });
 
     axum::serve(listener, app)
@@ -95,22 +74,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .context("HTTP server")?;
     // HTTP has drained; now let in-flight jobs finish within the grace period.
-    let _ = stop_tx.send(true);
-    let grace = cfg.shutdown_grace;
-    if tokio::time::timeout(grace, async {
-        let _ = worker.await;
-        let _ = sweeper.await;
-        let _ = sampler.await;
-        if let Some(r) = reconciler {
-            let _ = r.await;
-        }
-    })
-    .await
-    .is_err()
-    {
-        tracing::warn!(grace_ms = grace.as_millis() as u64,
-            "jobs still running after the grace period; their leases will expire and another run will finish them");
-    }
+    background.stop(cfg.shutdown_grace).await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

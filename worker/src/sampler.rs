@@ -11,6 +11,10 @@ use tokio::sync::watch;
 
 const LEASE: &str = "queue-sampler";
 
+/// Reads the Redis queue's depth (scaled mode), for the `paygate_redis_queue_depth` gauge.
+pub type DepthProbe =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Option<u64>> + Send + Sync>;
+
 pub async fn run(
     engine: Arc<Engine>,
     interval: Duration,

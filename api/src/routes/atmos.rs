@@ -4,7 +4,7 @@
 //! accepted callback queues verification (`/merchant/pay/get` must show
 //! `confirmed` before the order is paid).
 
-use crate::extract::read_body;
+use crate::extract::{kept_headers, read_body};
 use crate::state::{AppState, AtmosWebhookSettings};
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
@@ -76,22 +76,6 @@ fn amount_minor(text: &str) -> Option<i64> {
 
 fn answer(status: u8, message: &str) -> Response {
     Json(json!({ "status": status, "message": message })).into_response()
-}
-
-fn kept_headers(headers: &HeaderMap) -> serde_json::Value {
-    let mut out = serde_json::Map::new();
-    for name in [
-        "content-type",
-        "user-agent",
-        "x-forwarded-for",
-        "x-real-ip",
-        "x-request-id",
-    ] {
-        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            out.insert(name.to_string(), json!(v));
-        }
-    }
-    serde_json::Value::Object(out)
 }
 
 async fn webhook(State(state): State<AppState>, req: Request) -> Response {

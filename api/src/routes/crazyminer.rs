@@ -3,9 +3,10 @@
 //! for payers when no `PAYMENT_REDIRECT_URL` is configured.
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{parse_object, read_body, Caller, Fields, JsonObject};
+use crate::extract::{kept_headers, parse_object, read_body, Caller, Fields, JsonObject};
 use crate::payments::{
-    create_crazyminer_payment, load_payment, wait_for_payment_url, CrazyMinerPaymentInput,
+    create_crazyminer_payment, failed_to_start, load_payment, wait_for_payment_url,
+    CrazyMinerPaymentInput,
 };
 use crate::state::AppState;
 use axum::extract::{Path, Query, RawQuery, Request, State};
@@ -87,18 +88,8 @@ async fn create(
     let input = CrazyMinerPaymentInput::parse(&Fields(&body))?;
     let (payment, _) = create_crazyminer_payment(&state, input, idempotency_key(&headers)?).await?;
     let payment = wait_for_payment_url(&state, payment, state.settings.seed_wait).await?;
-    if payment.status == PaymentStatus::Failed || payment.status == PaymentStatus::Cancelled {
-        let reason = payment
-            .status_reason
-            .clone()
-            .unwrap_or_else(|| "failed".into());
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "payment_failed",
-            format!("the payment could not be started: {reason}"),
-        )
-        .with("reason", reason)
-        .with("transaction_id", payment.id.to_string()));
+    if let Some(e) = failed_to_start(&payment) {
+        return Err(e.with("transaction_id", payment.id.to_string()));
     }
     let code = if payment.payment_url.is_some() {
         StatusCode::CREATED
@@ -276,23 +267,6 @@ fn callback_fields(map: &serde_json::Map<String, Value>) -> ApiResult<CallbackFi
         tracking_code: short("tracking_code")?,
         factor_id: short("factorId")?,
     })
-}
-
-fn kept_headers(headers: &HeaderMap) -> Value {
-    let keep = [
-        "content-type",
-        "user-agent",
-        "x-forwarded-for",
-        "x-real-ip",
-        "x-request-id",
-    ];
-    let mut out = serde_json::Map::new();
-    for name in keep {
-        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            out.insert(name.to_string(), json!(v));
-        }
-    }
-    Value::Object(out)
 }
 
 /// Receives medogram's return: a browser redirect (GET query or POST form) or

@@ -3,7 +3,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Fields, JsonObject};
-use crate::payments::{create_order, wait_for_payment_url, OrderInput};
+use crate::payments::{create_order, failed_to_start, wait_for_payment_url, OrderInput};
 use crate::routes::v1::{lang, preferred_wait, resource};
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use paygate_common::domain::{Lang, Order, Payment, PaymentStatus};
+use paygate_common::domain::{Lang, Order, Payment};
 use serde_json::{json, Value};
 
 pub fn router() -> Router<AppState> {
@@ -78,17 +78,6 @@ fn order_resource(o: &Order, p: Option<&Payment>, lang: Lang) -> Value {
     })
 }
 
-fn failed_to_start(p: &Payment, order_id: i64) -> ApiError {
-    let reason = p.status_reason.clone().unwrap_or_else(|| "failed".into());
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "payment_failed",
-        format!("the payment could not be started: {reason}"),
-    )
-    .with("reason", reason)
-    .with("order_id", order_id)
-}
-
 /// Seed contract: wait (bounded) for the payment link, then `201`; `202` with
 /// `payment_url: null` and a `Location` if the bound passes.
 async fn create_seed(
@@ -98,11 +87,8 @@ async fn create_seed(
     let input = OrderInput::parse(&Fields(&body))?;
     let (order, payment) = create_order(&state, input).await?;
     let payment = wait_for_payment_url(&state, payment, state.settings.seed_wait).await?;
-    if matches!(
-        payment.status,
-        PaymentStatus::Failed | PaymentStatus::Cancelled
-    ) {
-        return Err(failed_to_start(&payment, order.id));
+    if let Some(e) = failed_to_start(&payment) {
+        return Err(e.with("order_id", order.id));
     }
     let code = if payment.payment_url.is_some() {
         StatusCode::CREATED

@@ -1,0 +1,71 @@
+//! The worker side of a process: the job pool, the sweeper, the queue-gauge
+//! sampler and the Atmos reconciler, started together and stopped together
+//! (stop taking work, then let in-flight jobs finish within the grace period).
+
+use paygate_common::config::Config;
+use paygate_worker::sampler::DepthProbe;
+use paygate_worker::Engine;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub struct Background {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts everything; `pool` runs the job consumer until its stop flag turns true.
+pub fn start<F, Fut>(
+    engine: Arc<Engine>,
+    cfg: &Config,
+    redis_depth: Option<DepthProbe>,
+    pool: F,
+) -> Background
+where
+    F: FnOnce(watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = vec![
+        tokio::spawn(pool(stop_rx.clone())),
+        tokio::spawn(paygate_worker::sweeper::run(
+            engine.clone(),
+            cfg.sweep_interval,
+            cfg.redispatch_after,
+            stop_rx.clone(),
+        )),
+        tokio::spawn(paygate_worker::sampler::run(
+            engine.clone(),
+            cfg.sample_interval,
+            cfg.redispatch_after,
+            redis_depth,
+            stop_rx.clone(),
+        )),
+    ];
+    if let Some(a) = &cfg.atmos {
+        tasks.push(tokio::spawn(paygate_worker::reconciler::run(
+            engine,
+            (a.reconcile_after / 4).clamp(Duration::from_millis(200), Duration::from_secs(60)),
+            a.reconcile_after,
+            stop_rx,
+        )));
+    }
+    Background { stop, tasks }
+}
+
+impl Background {
+    /// Stops taking work and waits up to `grace` for in-flight jobs. Whatever
+    /// is still running then is taken over by another worker when its lease expires.
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let all = futures::future::join_all(self.tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "jobs still running after the grace period; their leases will expire and another worker will finish them"
+            );
+        }
+    }
+}

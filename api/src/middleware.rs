@@ -27,7 +27,9 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
-    let span = tracing::info_span!("http", request_id = %id, method = %method, route = %route);
+    // payment_id is filled in by handlers once they know it (see `note_payment`).
+    let span = tracing::info_span!("http", request_id = %id, method = %method, route = %route,
+        payment_id = tracing::field::Empty);
     let started = Instant::now();
     let mut resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status().as_u16();
@@ -56,4 +58,9 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// Puts the payment a request is about on the request's log lines.
+pub fn note_payment(id: impl std::fmt::Display) {
+    tracing::Span::current().record("payment_id", tracing::field::display(id));
 }

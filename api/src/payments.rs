@@ -81,6 +81,7 @@ pub async fn create_crazyminer_payment(
         .dedupe(format!("fetch_user:{id}"));
     match state.store.create_payment(&new, event, job).await? {
         CreateOutcome::Created(payment, messages) => {
+            crate::middleware::note_payment(payment.id);
             metrics::counter!("paygate_payments_created_total", "provider" => "medogram")
                 .increment(1);
             tracing::info!(payment_id = %payment.id, "payment created");
@@ -139,6 +140,7 @@ pub fn parse_payment_id(raw: &str) -> ApiResult<PaymentId> {
 
 pub async fn load_payment(state: &AppState, raw_id: &str) -> ApiResult<Payment> {
     let id = parse_payment_id(raw_id)?;
+    crate::middleware::note_payment(id);
     state
         .store
         .payment(id)
@@ -253,6 +255,7 @@ pub async fn create_order(state: &AppState, input: OrderInput) -> ApiResult<(Ord
         .store
         .create_order(&order, payment, event, job)
         .await?;
+    crate::middleware::note_payment(payment.id);
     metrics::counter!("paygate_payments_created_total", "provider" => provider.as_str())
         .increment(1);
     tracing::info!(payment_id = %payment.id, order_id = order.id, "order created");

@@ -199,6 +199,9 @@ async fn judge(
         return Ok(refuse("refused", "unknown store"));
     }
     let payment = find_payment(state, &f).await?;
+    if let Some(p) = &payment {
+        crate::middleware::note_payment(p.id);
+    }
     let Some(payment) = payment else {
         state
             .store

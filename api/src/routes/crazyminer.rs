@@ -311,6 +311,9 @@ async fn callback(
     let body_text = String::from_utf8_lossy(&body).into_owned();
     let dedupe_key = format!("{}:{}", fields.id_get, fields.trans_id);
     let payment = find_payment(&state, &fields).await?;
+    if let Some(p) = &payment {
+        crate::middleware::note_payment(p.id);
+    }
     // Only an accepted callback takes the event's dedupe key: a refused or
     // unknown one must not block a later, legitimate delivery of the same event.
     let inbound = |payment_id, outcome: &str| NewInbound {

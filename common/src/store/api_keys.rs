@@ -53,7 +53,7 @@ impl Store {
         .bind(hash(&plaintext))
         .bind(i64::from(is_admin))
         .bind(now_ms())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(NewApiKey { key, plaintext })
     }

@@ -40,7 +40,7 @@ impl Store {
         jobs: &[NewJob],
     ) -> StoreResult<InboundOutcome> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO inbound_messages (id, provider, dedupe_key, payment_id, method, query, \
              headers, body, outcome, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \

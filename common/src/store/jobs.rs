@@ -49,6 +49,11 @@ impl NewJob {
 
 /// A job this worker holds. `attempt` is the fencing token: finishing only
 /// succeeds while the ledger still shows this attempt running under our name.
+///
+/// `locked_by` is set only while a job runs (claiming sets it, every way out of
+/// `running` clears it), so `locked_by` + `attempts` identify the claim without
+/// a `status = 'running'` term; that term would let the planner walk the
+/// (status, run_at) index over every running job instead of the primary key.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
     pub id: Uuid,
@@ -188,7 +193,7 @@ impl Store {
         .bind(worker)
         .bind(now)
         .bind(job_id.to_string())
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await?;
         let Some(row) = row else { return Ok(None) };
         let payment_id: Option<String> = row.try_get::<Option<String>, _>("payment_id")?;
@@ -215,14 +220,14 @@ impl Store {
     pub async fn renew_lease(&self, claim: &ClaimedJob, lease_ms: i64) -> StoreResult<bool> {
         let now = now_ms();
         let r = sqlx::query(
-            "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND status = 'running' \
+            "UPDATE jobs SET lease_until = $1 WHERE id = $2 \
              AND locked_by = $3 AND attempts = $4",
         )
         .bind(now + lease_ms)
         .bind(claim.id.to_string())
         .bind(&claim.worker)
         .bind(i64::from(claim.attempt))
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -236,7 +241,7 @@ impl Store {
         finish: &JobFinish,
     ) -> StoreResult<Vec<JobMessage>> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         // The fencing check goes first: it is a write, so SQLite takes its
         // write lock at once, and a lost lease costs nothing further.
         let (status, run_at, error, finished) = match &finish.result {
@@ -256,7 +261,7 @@ impl Store {
             "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
              last_error = COALESCE($3, last_error), finished_at = $4, lease_until = NULL, \
              locked_by = NULL, dispatched_at = NULL, updated_at = $5 \
-             WHERE id = $6 AND status = 'running' AND locked_by = $7 AND attempts = $8",
+             WHERE id = $6 AND locked_by = $7 AND attempts = $8",
         )
         .bind(status.as_str())
         .bind(run_at)
@@ -319,7 +324,7 @@ impl Store {
             .bind(now)
             .bind(now - redispatch_after_ms)
             .bind(limit)
-            .fetch_all(self.pool())
+            .fetch_all(self.writer())
             .await?;
         rows.iter().map(message).collect()
     }
@@ -374,7 +379,7 @@ impl Store {
     /// Inserts jobs outside of any other change (the reconciler's checks).
     pub async fn enqueue_jobs(&self, jobs: &[NewJob]) -> StoreResult<Vec<JobMessage>> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let mut messages = Vec::new();
         for job in jobs {
             if let Some(m) = insert_job(&mut tx, job, now).await? {
@@ -425,7 +430,7 @@ impl Store {
         )
         .bind(now)
         .bind(id.to_string())
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await?;
         row.as_ref().map(message).transpose()
     }

@@ -77,7 +77,15 @@ impl Default for StoreOptions {
 
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Reads (and, on PostgreSQL, everything).
     pool: AnyPool,
+    /// Writes. On SQLite one connection: SQLite admits one writer at a time,
+    /// and queueing writers here (a fair async wait) is far cheaper than
+    /// letting several connections collide on the file lock, where each loser
+    /// sleeps in SQLite's busy handler for 1, 2, 5, 10… ms (the embedded
+    /// benchmark showed p50 ≈ 95 ms at 16 concurrent creates that way). On
+    /// PostgreSQL the same pool as reads.
+    writer: AnyPool,
     dialect: Dialect,
 }
 
@@ -100,15 +108,19 @@ impl Store {
     pub async fn connect(url: &str, opts: &StoreOptions) -> StoreResult<Store> {
         sqlx::any::install_default_drivers();
         let dialect = Self::dialect_of(url)?;
-        let mut pool = AnyPoolOptions::new().acquire_timeout(opts.acquire_timeout);
-        let url = match dialect {
+        let options = || AnyPoolOptions::new().acquire_timeout(opts.acquire_timeout);
+        match dialect {
             Dialect::Sqlite => {
-                // Every write transaction here starts with a write statement, so
-                // concurrent writers queue on busy_timeout instead of failing.
-                pool = pool
-                    .max_connections(opts.max_connections.clamp(1, 4))
-                    .after_connect(|conn, _| {
+                let url = if url.contains('?') {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                let sqlite = |max: u32| {
+                    options().max_connections(max).after_connect(|conn, _| {
                         Box::pin(async move {
+                            // busy_timeout still matters: other processes
+                            // (`paygate apikey create`, `migrate`) may write too.
                             for pragma in [
                                 "PRAGMA journal_mode = WAL",
                                 "PRAGMA synchronous = NORMAL",
@@ -119,20 +131,35 @@ impl Store {
                             }
                             Ok(())
                         })
-                    });
-                if url.contains('?') {
-                    url.to_string()
+                    })
+                };
+                let writer = sqlite(1).connect(&url).await?;
+                // An in-memory database exists once per connection: one pool.
+                let pool = if url.contains(":memory:") || url.contains("mode=memory") {
+                    writer.clone()
                 } else {
-                    format!("{url}?mode=rwc")
-                }
+                    sqlite(opts.max_connections.clamp(1, 4))
+                        .connect(&url)
+                        .await?
+                };
+                Ok(Store {
+                    pool,
+                    writer,
+                    dialect,
+                })
             }
             Dialect::Postgres => {
-                pool = pool.max_connections(opts.max_connections.max(1));
-                url.to_string()
+                let pool = options()
+                    .max_connections(opts.max_connections.max(1))
+                    .connect(url)
+                    .await?;
+                Ok(Store {
+                    writer: pool.clone(),
+                    pool,
+                    dialect,
+                })
             }
-        };
-        let pool = pool.connect(&url).await?;
-        Ok(Store { pool, dialect })
+        }
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -144,7 +171,7 @@ impl Store {
             Dialect::Sqlite => &SQLITE_MIGRATIONS,
             Dialect::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&self.pool).await?;
+        migrator.run(&self.writer).await?;
         Ok(())
     }
 
@@ -180,10 +207,17 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
+    /// For reads.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// For every statement that writes, and transactions that read then write.
+    pub(crate) fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 }
 

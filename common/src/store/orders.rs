@@ -56,7 +56,7 @@ impl Store {
         first_job: NewJob,
     ) -> StoreResult<(Order, Payment, Vec<JobMessage>)> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let row = sqlx::query(
             "INSERT INTO orders (product_name, amount_minor, payment_type, status, payment_id, \
              created_at, updated_at) VALUES ($1, $2, $3, 'pending', $4, $5, $5) RETURNING id",

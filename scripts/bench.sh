@@ -1,0 +1,412 @@
+#!/usr/bin/env bash
+# paygate's benchmark with its baselines, in one run on this machine:
+#   1. pgbench: the transaction a create must make durable (payment + event + job
+#      rows in paygate's own schema), at the same concurrency as paygate's create;
+#   2. redis-benchmark: LPUSH/RPUSH, the queue push;
+#   3. paygate-bench scenarios against scaled mode (PostgreSQL + Redis: migrate,
+#      sandbox with autopay, api, worker x N) and embedded mode (paygate serve);
+#   4. a summary: each paygate figure next to its baseline or target, with the ratio.
+# Own database (paygate_bench, dropped at the end), own Redis queue
+# (paygate:bench), traffic to 127.0.0.1 only, every process it starts stopped on
+# exit. About 6-7 minutes after the release build.
+#
+# Knobs (environment): BENCH_DURATION (s, default 10), BENCH_CONCURRENCY (16),
+# BENCH_WORKERS (1), BENCH_WORKER_CONCURRENCY (256), BENCH_PIPELINE_RATE (300),
+# BENCH_PIPELINE_DURATION (8), BENCH_SLOW_MS (200), BENCH_WEBHOOK_ORDERS (2000),
+# BENCH_PG_SSLMODE (default "disable": plain TCP on loopback, for pgbench and paygate
+# alike; set it empty for the libpq/sqlx default "prefer", which negotiates TLS even on
+# loopback and costs both about 30% here), BENCH_OUT (results folder,
+# default target/bench), BENCH_SKIP_BUILD=1, BENCH_ONLY=scaled|embedded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+DUR=${BENCH_DURATION:-10}
+CONC=${BENCH_CONCURRENCY:-16}
+WORKERS=${BENCH_WORKERS:-1}
+WORKER_CONC=${BENCH_WORKER_CONCURRENCY:-256}
+PIPE_RATE=${BENCH_PIPELINE_RATE:-300}
+PIPE_DUR=${BENCH_PIPELINE_DURATION:-8}
+SLOW_MS=${BENCH_SLOW_MS:-200}
+WEBHOOK_ORDERS=${BENCH_WEBHOOK_ORDERS:-2000}
+OUT=${BENCH_OUT:-$ROOT/target/bench}
+ONLY=${BENCH_ONLY:-}
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+PG_ADMIN="postgres://postgres@$PG_HOST:$PG_PORT/postgres"
+DB=paygate_bench
+SSLMODE=${BENCH_PG_SSLMODE-disable}
+PG_URL="postgres://postgres@$PG_HOST:$PG_PORT/$DB${SSLMODE:+?sslmode=$SSLMODE}"
+[ -n "$SSLMODE" ] && export PGSSLMODE=$SSLMODE
+REDIS_URL="redis://127.0.0.1:6379"
+QUEUE="paygate:bench"
+
+PAYGATE="$ROOT/target/release/paygate"
+BENCH="$ROOT/target/release/paygate-bench"
+WORK=$(mktemp -d /tmp/paygate-bench.XXXXXX)
+mkdir -p "$OUT"
+PIDS=()
+
+log() { printf '\n== %s (%s)\n' "$*" "$(date +%T)" >&2; }
+
+cleanup() {
+  local code=$?
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill -CONT "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
+  done
+  sleep 1
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+  done
+  psql "$PG_ADMIN" -qtAc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  redis-cli -h 127.0.0.1 -p 6379 --scan --pattern "$QUEUE*" 2>/dev/null |
+    xargs -r -n 100 redis-cli -h 127.0.0.1 -p 6379 del >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+  exit $code
+}
+trap cleanup EXIT INT TERM
+
+# CPU of every process named COMM over a window, in % of one core (per-pid deltas).
+cpu_of_comm() { # comm delay-s window-s
+  python3 - "$@" <<'PY'
+import os, sys, time
+def snap(comm):
+    r = {}
+    for p in os.listdir('/proc'):
+        if not p.isdigit():
+            continue
+        try:
+            if open(f'/proc/{p}/comm').read().strip() != comm:
+                continue
+            f = open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()
+            r[p] = int(f[11]) + int(f[12])
+        except OSError:
+            pass
+    return r
+comm, delay, window = sys.argv[1], float(sys.argv[2]), max(float(sys.argv[3]), 1.0)
+time.sleep(delay)
+a = snap(comm); t = time.time(); time.sleep(window); b = snap(comm); w = time.time() - t
+print(round(sum(v - a.get(p, 0) for p, v in b.items()) / os.sysconf('SC_CLK_TCK') / w * 100, 1))
+PY
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # URL [seconds]
+  local deadline=$((SECONDS + ${2:-60}))
+  until curl -fsS -o /dev/null "$1" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || { echo "bench.sh: $1 did not answer" >&2; return 1; }
+    sleep 0.2
+  done
+}
+
+# Starts a paygate subcommand in the background; its pid is in $STARTED.
+start() { # name env-file args...
+  local name=$1 envfile=$2; shift 2
+  (set -a; . "$envfile"; set +a; exec "$PAYGATE" "$@") >"$WORK/$name.log" 2>&1 &
+  STARTED=$!
+  PIDS+=("$STARTED")
+}
+
+stop_all() {
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && { kill -CONT "$pid"; kill -TERM "$pid"; } 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && { timeout 30 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; }
+  done
+  PIDS=()
+}
+
+jqr() { jq -r "$1" "$2"; }
+
+# --------------------------------------------------------------------------
+log "build (release)"
+if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
+  cargo build --release -p paygate -p paygate-bench
+fi
+pg_isready -q -h $PG_HOST -p $PG_PORT || { echo "bench.sh: PostgreSQL is required on $PG_HOST:$PG_PORT" >&2; exit 1; }
+redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "bench.sh: Redis is required on 127.0.0.1:6379" >&2; exit 1; }
+
+START_TIME=$SECONDS
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=$(git status --porcelain 2>/dev/null | grep -q . && echo "+dirty" || true)
+echo "paygate bench: $(date -u +%FT%TZ), commit $COMMIT$DIRTY, $(nproc) cores, duration ${DUR}s, concurrency $CONC, PostgreSQL sslmode ${SSLMODE:-prefer (libpq default)}" >&2
+echo "machine load before start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+psql "$PG_ADMIN" -qtAc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+psql "$PG_ADMIN" -qtAc "CREATE DATABASE $DB" >/dev/null
+redis-cli -h 127.0.0.1 -p 6379 --scan --pattern "$QUEUE*" | xargs -r -n 100 redis-cli -h 127.0.0.1 -p 6379 del >/dev/null
+
+COMMON_ENV="$WORK/common.env"
+cat >"$COMMON_ENV" <<EOF
+DATABASE_URL=$PG_URL
+REDIS_URL=$REDIS_URL
+PAYGATE_REDIS_QUEUE=$QUEUE
+SECRET_KEY=paygate-bench-secret
+PAYGATE_ENV=development
+PAYGATE_SEED_WAIT_MS=0
+PAYGATE_SAMPLE_INTERVAL_MS=500
+PAYGATE_SHUTDOWN_GRACE_MS=2000
+PAYGATE_LOG_FORMAT=text
+RUST_LOG=warn
+EOF
+(set -a; . "$COMMON_ENV"; set +a; "$PAYGATE" migrate) >/dev/null
+
+# --------------------------------------------------------------------------
+log "baseline 1: pgbench (payment + event + job in one transaction, paygate's schema)"
+cat >"$WORK/create.sql" <<'EOF'
+\set amount random(1000, 1000000)
+BEGIN;
+INSERT INTO payments (id, provider, merchant_ref, amount_minor, currency, description, status, created_at, updated_at) VALUES (gen_random_uuid()::text, 'pgbench', '09120000000', :amount, 'IRR', 'pgbench', 'pending', (extract(epoch from clock_timestamp()) * 1000)::bigint, (extract(epoch from clock_timestamp()) * 1000)::bigint) RETURNING id AS pid \gset
+INSERT INTO payment_events (payment_id, kind, message, detail, created_at) VALUES (:pid, 'request', 'payment requested', '{"amount":100000,"currency":"IRR"}', (extract(epoch from clock_timestamp()) * 1000)::bigint);
+INSERT INTO jobs (id, kind, payment_id, payload, dedupe_key, status, attempts, max_attempts, run_at, dispatched_at, created_at, updated_at) VALUES (gen_random_uuid()::text, 'fetch_user', :pid, 'null', 'fetch_user:' || :pid, 'queued', 0, 8, 0, 0, 0, 0) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, kind;
+COMMIT;
+EOF
+pgbench -n -M prepared -h $PG_HOST -p $PG_PORT -U postgres -c "$CONC" -j 2 -T "$DUR" -f "$WORK/create.sql" "$DB" >"$WORK/pgbench.txt" 2>&1 &
+PGB=$!
+cpu_of_comm postgres 1 $((DUR - 2)) >"$WORK/pgbench-pg-cpu.txt" &
+cpu_of_comm pgbench 1 $((DUR - 2)) >"$WORK/pgbench-client-cpu.txt"
+wait "$PGB" || { cat "$WORK/pgbench.txt" >&2; exit 1; }
+wait
+PG_CPU=$(cat "$WORK/pgbench-pg-cpu.txt"); PGB_CPU=$(cat "$WORK/pgbench-client-cpu.txt")
+PG_TPS=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench.txt" | head -n1)
+PG_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$WORK/pgbench.txt" | head -n1)
+echo "pgbench: $PG_TPS tps at $CONC clients (latency average $PG_LAT ms); CPU: postgres $PG_CPU%, pgbench $PGB_CPU% (100 = one core)" >&2
+
+# The same transaction at a fixed rate: latency percentiles from the per-transaction log
+# (with -R pgbench counts latency from the scheduled start, like paygate-bench's open loop).
+pgbench_at_rate() { # rate -> prints "p50 p99"
+  rm -f "$WORK"/pgblog*
+  (cd "$WORK" && pgbench -n -M prepared -h $PG_HOST -p $PG_PORT -U postgres -c "$CONC" -j 2 -T "$DUR" \
+    -R "$1" -l --log-prefix=pgblog -f "$WORK/create.sql" "$DB" >"$WORK/pgbench-rate.txt" 2>&1)
+  cat "$WORK"/pgblog* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {
+    if (NR == 0) { print "null null"; exit }
+    i50 = int(NR*0.50); if (i50 < 1) i50 = 1; i99 = int(NR*0.99); if (i99 < 1) i99 = 1;
+    printf "%.3f %.3f\n", a[i50]/1000, a[i99]/1000 }'
+}
+psql "$PG_URL" -qtAc "TRUNCATE payments, payment_events, jobs" >/dev/null
+
+# --------------------------------------------------------------------------
+log "baseline 2: redis-benchmark (LPUSH/RPUSH)"
+redis-benchmark -h 127.0.0.1 -p 6379 -c "$CONC" -n 200000 -t lpush,rpush -q 2>/dev/null | tr '\r' '\n' |
+  grep 'requests per second' >"$WORK/redis.txt" || true
+cat "$WORK/redis.txt" >&2
+REDIS_LPUSH=$(sed -n 's/^LPUSH: \([0-9.]*\) requests.*/\1/p' "$WORK/redis.txt")
+redis-cli -h 127.0.0.1 -p 6379 del mylist >/dev/null 2>&1 || true
+
+# --------------------------------------------------------------------------
+# The scenarios against one deployment. Args: mode api-url admin-key metrics-urls watch-args...
+run_scenarios() {
+  local mode=$1 api=$2 key=$3 metrics=$4 sandbox=$5 pausable=$6; shift 6
+  local watch=("$@")
+  local m=()
+  for u in $metrics; do m+=(--metrics "$u"); done
+
+  log "$mode: pipeline, gateway latency 0 ms, open loop $PIPE_RATE/s for ${PIPE_DUR}s"
+  set_latency "$sandbox" 0
+  "$BENCH" pipeline --api "$api" --label "$mode" --json "${watch[@]}" --admin-key "$key" "${m[@]}" \
+    --rate "$PIPE_RATE" --duration "$PIPE_DUR" --drain 45 >"$OUT/$mode-pipeline-0ms.json"
+  summary_line "$OUT/$mode-pipeline-0ms.json"
+
+  log "$mode: pipeline, gateway latency $SLOW_MS ms"
+  set_latency "$sandbox" "$SLOW_MS"
+  "$BENCH" pipeline --api "$api" --label "$mode" --json "${watch[@]}" --admin-key "$key" "${m[@]}" \
+    --rate "$PIPE_RATE" --duration "$PIPE_DUR" --drain 45 >"$OUT/$mode-pipeline-${SLOW_MS}ms.json"
+  summary_line "$OUT/$mode-pipeline-${SLOW_MS}ms.json"
+  set_latency "$sandbox" 0
+  "$BENCH" wait-idle --api "$api" --admin-key "$key" --max-wait 30 --json >/dev/null
+
+  log "$mode: webhook ($WEBHOOK_ORDERS orders; each transaction's first delivery once, then ${DUR}s of redeliveries; closed loop $CONC)"
+  "$BENCH" webhook --api "$api" --label "$mode" --json "${watch[@]}" --orders "$WEBHOOK_ORDERS" \
+    --setup-concurrency 32 --concurrency "$CONC" --duration "$DUR" --warmup 0 >"$OUT/$mode-webhook.json"
+  summary_line "$OUT/$mode-webhook.json"
+
+  log "$mode: create /v1/payments, closed loop $CONC"
+  "$BENCH" create --api "$api" --label "$mode" --json "${watch[@]}" --route v1 \
+    --concurrency "$CONC" --duration "$DUR" >"$OUT/$mode-create-v1.json"
+  summary_line "$OUT/$mode-create-v1.json"
+  "$BENCH" wait-idle --api "$api" --admin-key "$key" --max-wait 45 --json >"$WORK/idle.json"
+  echo "  backlog drained: $(jq -c . "$WORK/idle.json")" >&2
+
+  local half
+  half=$(jq -r '(.throughput_rps / 2 | floor)' "$OUT/$mode-create-v1.json")
+  [ "$half" -ge 1 ] || half=1
+  log "$mode: create /v1/payments, open loop at half that rate ($half/s)"
+  "$BENCH" create --api "$api" --label "$mode" --json "${watch[@]}" --route v1 \
+    --rate "$half" --duration "$DUR" >"$OUT/$mode-create-v1-open.json"
+  summary_line "$OUT/$mode-create-v1-open.json"
+  "$BENCH" wait-idle --api "$api" --admin-key "$key" --max-wait 30 --json >/dev/null
+
+  log "$mode: create seed route (PAYGATE_SEED_WAIT_MS=0, so it acknowledges at once), closed loop $CONC"
+  "$BENCH" create --api "$api" --label "$mode" --json "${watch[@]}" --route seed \
+    --concurrency "$CONC" --duration "$DUR" >"$OUT/$mode-create-seed.json"
+  summary_line "$OUT/$mode-create-seed.json"
+
+  if [ -n "$pausable" ]; then
+    # Last, because the backlog it leaves is never drained (the processes stop next).
+    log "$mode: create /v1/payments, closed loop $CONC, workers paused (SIGSTOP): the acknowledgement path alone"
+    kill -STOP ${pausable//,/ }
+    "$BENCH" create --api "$api" --label "$mode-workers-paused" --json "${watch[@]}" --route v1 \
+      --concurrency "$CONC" --duration "$DUR" >"$OUT/$mode-create-v1-paused.json"
+    summary_line "$OUT/$mode-create-v1-paused.json"
+    half=$(jq -r '(.throughput_rps / 2 | floor)' "$OUT/$mode-create-v1-paused.json")
+    [ "$half" -ge 1 ] || half=1
+    log "$mode: create /v1/payments, open loop at half that rate ($half/s), workers paused"
+    "$BENCH" create --api "$api" --label "$mode-workers-paused" --json "${watch[@]}" --route v1 \
+      --rate "$half" --duration "$DUR" >"$OUT/$mode-create-v1-paused-open.json"
+    kill -CONT ${pausable//,/ }
+    summary_line "$OUT/$mode-create-v1-paused-open.json"
+  fi
+}
+
+set_latency() { # sandbox-base ms: medogram protocol-call latency, at run time
+  local cfg
+  cfg=$(curl -fsS "$1/sandbox/medogram/_config")
+  echo "$cfg" | jq -c ".latency_ms = $2 | .autopay = true" |
+    curl -fsS -X PUT -H 'content-type: application/json' --data-binary @- "$1/sandbox/medogram/_config" >/dev/null
+}
+
+summary_line() {
+  jq -r '[.label, .scenario, (.route // ""), (.loop // ""),
+          (if .scenario == "webhook" then "first: rps=\(.groups.first.throughput_rps) p50/p99=\(.groups.first.latency_ms.p50)/\(.groups.first.latency_ms.p99) ms; repeat: rps=\(.groups.repeat.throughput_rps) p50/p99=\(.groups.repeat.latency_ms.p50)/\(.groups.repeat.latency_ms.p99) ms; errors=\(.errors)"
+           elif .scenario == "pipeline" then "completed/s=\(.completed_per_s) p50/p99 create->completed=\(.create_to_completed_ms.p50)/\(.create_to_completed_ms.p99) ms created=\(.created) completed=\(.completed) failed=\(.failed)"
+           else "rps=\(.throughput_rps) p50/p99=\(.latency_ms.p50)/\(.latency_ms.p99) ms errors=\(.errors)" end),
+          "cpu=\(.cpu_pct | tostring)"] | join("  ")' "$1" >&2
+}
+
+# --------------------------------------------------------------------------
+if [ "$ONLY" != "embedded" ]; then
+  log "scaled mode: sandbox, api x1, worker x$WORKERS (concurrency $WORKER_CONC each)"
+  SB_PORT=$(free_port); API_PORT=$(free_port)
+  SANDBOX="http://127.0.0.1:$SB_PORT"
+  API="http://127.0.0.1:$API_PORT"
+  SCALED_ENV="$WORK/scaled.env"
+  cat "$COMMON_ENV" >"$SCALED_ENV"
+  cat >>"$SCALED_ENV" <<EOF
+PAYMENT_GATEWAY_URL=$SANDBOX/sandbox/medogram
+PAYMENT_API_KEY=sandbox-medogram-api-key
+PAYGATE_PUBLIC_URL=$API
+ATMOS_API_BASE=$SANDBOX/sandbox/atmos
+ATMOS_CHECKOUT_BASE=$SANDBOX/sandbox/atmos
+ATMOS_CONSUMER_KEY=sandbox-consumer-key
+ATMOS_CONSUMER_SECRET=sandbox-consumer-secret
+ATMOS_STORE_ID=8157
+ATMOS_API_KEY=sandbox-atmos-api-key
+PAYGATE_WORKER_CONCURRENCY=$WORKER_CONC
+PAYGATE_DB_MAX_CONNECTIONS=16
+PAYGATE_SANDBOX_MEDOGRAM_AUTOPAY=true
+PAYGATE_SANDBOX_MEDOGRAM_API_KEY=sandbox-medogram-api-key
+PAYGATE_SANDBOX_ATMOS_CONSUMER_KEY=sandbox-consumer-key
+PAYGATE_SANDBOX_ATMOS_CONSUMER_SECRET=sandbox-consumer-secret
+PAYGATE_SANDBOX_ATMOS_STORE_ID=8157
+PAYGATE_SANDBOX_ATMOS_API_KEY=sandbox-atmos-api-key
+PAYGATE_SANDBOX_ATMOS_CALLBACK_URL=$API/atmos/webhook/
+EOF
+  KEY=$(set -a; . "$SCALED_ENV"; set +a; "$PAYGATE" apikey create --name bench --admin 2>/dev/null)
+  { cat "$SCALED_ENV"; echo "PAYGATE_LISTEN=127.0.0.1:$SB_PORT"; } >"$WORK/sandbox.env"
+  start sandbox "$WORK/sandbox.env" sandbox; SB_PID=$STARTED
+  { cat "$SCALED_ENV"; echo "PAYGATE_LISTEN=127.0.0.1:$API_PORT"; } >"$WORK/api.env"
+  start api "$WORK/api.env" api; API_PID=$STARTED
+  METRICS=""; WORKER_PIDS=""
+  for i in $(seq 1 "$WORKERS"); do
+    mp=$(free_port)
+    { cat "$SCALED_ENV"; echo "PAYGATE_METRICS_LISTEN=127.0.0.1:$mp"; } >"$WORK/worker$i.env"
+    start "worker$i" "$WORK/worker$i.env" worker
+    METRICS="$METRICS http://127.0.0.1:$mp/metrics"
+    WORKER_PIDS="${WORKER_PIDS:+$WORKER_PIDS,}$STARTED"
+  done
+  wait_http "$SANDBOX/sandbox/medogram/_config"
+  wait_http "$API/readyz"
+  for u in $METRICS; do wait_http "$u"; done
+  run_scenarios scaled "$API" "$KEY" "$METRICS" "$SANDBOX" "$WORKER_PIDS" \
+    --watch "api=$API_PID" --watch "workers=$WORKER_PIDS" --watch "sandbox=$SB_PID" \
+    --watch "postgres=comm:postgres" --watch "redis=comm:redis-server"
+  stop_all
+fi
+
+if [ "$ONLY" != "scaled" ]; then
+  log "embedded mode: paygate serve (SQLite, in-process queue, worker pool and simulators)"
+  mkdir -p "$WORK/embedded"
+  SERVE_PORT=$(free_port)
+  SERVE="http://127.0.0.1:$SERVE_PORT"
+  cat >"$WORK/serve.env" <<EOF
+PAYGATE_LISTEN=127.0.0.1:$SERVE_PORT
+DATABASE_URL=sqlite://$WORK/embedded/paygate.db
+SECRET_KEY=paygate-bench-secret
+PAYGATE_SEED_WAIT_MS=0
+PAYGATE_SAMPLE_INTERVAL_MS=500
+PAYGATE_WORKER_CONCURRENCY=$WORKER_CONC
+PAYGATE_SANDBOX_MEDOGRAM_AUTOPAY=true
+RUST_LOG=warn
+EOF
+  (cd "$WORK/embedded" && env -u DATABASE_URL -u REDIS_URL bash -c "set -a; . '$WORK/serve.env'; set +a; exec '$PAYGATE' serve") \
+    >"$WORK/serve.log" 2>&1 &
+  SERVE_PID=$!; PIDS+=("$SERVE_PID")
+  wait_http "$SERVE/readyz"
+  for _ in $(seq 1 50); do grep -q 'admin API key' "$WORK/serve.log" && break; sleep 0.1; done
+  EKEY=$(grep -o 'pgk_[A-Za-z0-9_-]*' "$WORK/serve.log" | head -n1)
+  run_scenarios embedded "$SERVE" "$EKEY" "$SERVE/metrics" "$SERVE" "" \
+    --watch "serve=$SERVE_PID"
+  stop_all
+fi
+
+# --------------------------------------------------------------------------
+log "summary"
+f() { [ -f "$OUT/$1" ] && jq -r "$2" "$OUT/$1" || echo null; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "null" || b == "null" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+S_CREATE=$(f scaled-create-v1.json .throughput_rps)
+S_PAUSED=$(f scaled-create-v1-paused.json .throughput_rps)
+S_PAUSED_PG=$(f scaled-create-v1-paused.json .cpu_pct.postgres)
+S_PAUSED_OPEN_RATE=$(f scaled-create-v1-paused-open.json .rate)
+S_PAUSED_OPEN_P99=$(f scaled-create-v1-paused-open.json .latency_ms.p99)
+E_CREATE=$(f embedded-create-v1.json .throughput_rps)
+S_OPEN_RATE=$(f scaled-create-v1-open.json .rate)
+S_OPEN_P99=$(f scaled-create-v1-open.json .latency_ms.p99)
+E_OPEN_P99=$(f embedded-create-v1-open.json .latency_ms.p99)
+read -r PG_HALF_P50 PG_HALF_P99 < <(if [ "$S_OPEN_RATE" != null ]; then pgbench_at_rate "$S_OPEN_RATE"; else echo "null null"; fi)
+read -r PG_PHALF_P50 PG_PHALF_P99 < <(if [ "$S_PAUSED_OPEN_RATE" != null ]; then pgbench_at_rate "$S_PAUSED_OPEN_RATE"; else echo "null null"; fi)
+S_SEED=$(f scaled-create-seed.json .throughput_rps)
+E_SEED=$(f embedded-create-seed.json .throughput_rps)
+S_WH_FIRST=$(f scaled-webhook.json .groups.first.throughput_rps)
+S_WH_REPEAT=$(f scaled-webhook.json .groups.repeat.throughput_rps)
+E_WH_FIRST=$(f embedded-webhook.json .groups.first.throughput_rps)
+E_WH_REPEAT=$(f embedded-webhook.json .groups.repeat.throughput_rps)
+S_PIPE=$(f scaled-pipeline-0ms.json .completed_per_s)
+S_PIPE_SLOW=$(f "scaled-pipeline-${SLOW_MS}ms.json" .completed_per_s)
+E_PIPE=$(f embedded-pipeline-0ms.json .completed_per_s)
+E_PIPE_SLOW=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s)
+
+{
+  echo "paygate bench $(date -u +%F) commit $COMMIT$DIRTY: $(nproc) cores, load generator on the same machine, concurrency $CONC, ${DUR}s runs, PostgreSQL sslmode ${SSLMODE:-prefer}"
+  printf '%-52s %12s %14s %7s %s\n' "figure" "paygate" "baseline" "ratio" "target"
+  row() { printf '%-52s %12s %14s %7s %s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")" "$4"; }
+  row "scaled create /v1 (req/s, closed $CONC)" "$S_CREATE" "$PG_TPS" ">=0.60 x pgbench tps"
+  row "scaled create /v1, workers paused (req/s)" "$S_PAUSED" "$PG_TPS" "(ack path alone vs pgbench)"
+  row "scaled create /v1 p99 ms, open at ${S_OPEN_RATE}/s" "$S_OPEN_P99" "$PG_HALF_P99" "p99 < 25 ms (baseline: pgbench -R same rate)"
+  row "scaled create /v1 p99 ms, open at ${S_PAUSED_OPEN_RATE}/s, paused" "$S_PAUSED_OPEN_P99" "$PG_PHALF_P99" "p99 < 25 ms (workers paused)"
+  row "scaled create seed route (req/s)" "$S_SEED" "$PG_TPS" "(pgbench tps)"
+  row "scaled create /v1 vs Redis LPUSH (req/s)" "$S_CREATE" "$REDIS_LPUSH" "(redis-benchmark)"
+  row "scaled webhook first deliveries (req/s)" "$S_WH_FIRST" "$PG_TPS" "(pgbench tps)"
+  row "scaled webhook repeats (req/s)" "$S_WH_REPEAT" "$PG_TPS" "(pgbench tps)"
+  row "scaled pipeline completed/s, gateway 0 ms" "$S_PIPE" "300" ">= 300/s"
+  row "scaled pipeline completed/s, gateway ${SLOW_MS} ms" "$S_PIPE_SLOW" "$S_PIPE" ">= 0.80 x the 0 ms figure"
+  row "embedded create /v1 (req/s, closed $CONC)" "$E_CREATE" "$S_CREATE" ">= 0.50 x scaled create"
+  row "embedded create /v1 p99 ms, open at half rate" "$E_OPEN_P99" "null" ""
+  row "embedded create seed route (req/s)" "$E_SEED" "$S_SEED" "(scaled)"
+  row "embedded webhook first deliveries (req/s)" "$E_WH_FIRST" "$S_WH_FIRST" "(scaled)"
+  row "embedded webhook repeats (req/s)" "$E_WH_REPEAT" "$S_WH_REPEAT" "(scaled)"
+  row "embedded pipeline completed/s, gateway 0 ms" "$E_PIPE" "$S_PIPE" "(scaled)"
+  row "embedded pipeline completed/s, gateway ${SLOW_MS} ms" "$E_PIPE_SLOW" "$E_PIPE" "(its 0 ms figure)"
+  echo "pgbench at ${S_OPEN_RATE}/s: p50 ${PG_HALF_P50} ms, p99 ${PG_HALF_P99} ms; at ${S_PAUSED_OPEN_RATE}/s: p50 ${PG_PHALF_P50} ms, p99 ${PG_PHALF_P99} ms"
+  echo "PostgreSQL CPU: ${PG_CPU}% of a core for $PG_TPS pgbench tps; ${S_PAUSED_PG}% for $S_PAUSED creates/s (workers paused)"
+  echo "Redis LPUSH: $REDIS_LPUSH req/s (redis-benchmark -c $CONC)"
+  echo "results (JSON, with CPU per process): $OUT"
+  echo "wall time: $((SECONDS - START_TIME)) s"
+} | tee "$OUT/summary.txt"

@@ -246,6 +246,28 @@ struct Cluster {
     env: Vec<(String, String)>,
 }
 
+impl Drop for Cluster {
+    /// The machine's Redis outlives the test: the cluster's queue keys go with
+    /// it (processes first, so none writes a key back afterwards).
+    fn drop(&mut self) {
+        self.apis.clear();
+        self.workers.clear();
+        let var = |name: &str| {
+            self.env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        if let (Some(url), Some(queue)) = (var("REDIS_URL"), var("PAYGATE_REDIS_QUEUE")) {
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(r#"redis-cli -u "$1" --scan --pattern "$2*" | xargs -r -n 100 redis-cli -u "$1" del >/dev/null 2>&1"#)
+                .args(["sh", url.as_str(), queue.as_str()])
+                .status();
+        }
+    }
+}
+
 impl Cluster {
     fn start(database_url: &str, redis_url: &str, sandbox_env: &[(&str, &str)]) -> Cluster {
         let dir = TempDir::new();

@@ -5,7 +5,7 @@ use crate::sys;
 use crate::{Common, LoadArgs, Route};
 use anyhow::{bail, Context};
 use clap::Args;
-use md5::{Digest, Md5};
+use paygate_common::gateways::atmos::{sign, SignAlgorithm};
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -185,10 +185,6 @@ pub struct WebhookArgs {
     pub first_only: bool,
 }
 
-fn md5_hex(s: &str) -> String {
-    hex::encode(Md5::digest(s.as_bytes()))
-}
-
 fn query_param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
     query.split('&').find_map(|p| {
@@ -295,10 +291,14 @@ pub async fn webhook(
         orders
             .iter()
             .map(|(order_id, txn)| {
-                let sign = md5_hex(&format!(
-                    "{}{}{}{}{}",
-                    args.store_id, txn, order_id, amount, args.atmos_api_key
-                ));
+                let sign = sign(
+                    &args.store_id,
+                    txn,
+                    order_id,
+                    &amount,
+                    &args.atmos_api_key,
+                    SignAlgorithm::Md5,
+                );
                 json!({
                     "store_id": args.store_id,
                     "transaction_id": txn,
@@ -763,16 +763,6 @@ pub async fn wait_idle(common: &Common, max_wait: Duration) -> anyhow::Result<Va
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signature_is_md5_of_the_concatenation() {
-        // gateways.md §1.8: md5(store_id ‖ transaction_id ‖ invoice ‖ amount ‖ api_key).
-        assert_eq!(md5_hex(""), "d41d8cd98f00b204e9800998ecf8427e");
-        assert_eq!(
-            md5_hex("8157123451975000key"),
-            hex::encode(Md5::digest(b"8157123451975000key"))
-        );
-    }
 
     #[test]
     fn gauges_are_summed_over_kinds() {

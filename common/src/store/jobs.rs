@@ -131,10 +131,17 @@ fn job_record(row: &AnyRow) -> StoreResult<JobRecord> {
 }
 
 fn message(row: &AnyRow) -> StoreResult<JobMessage> {
-    let id: String = row.try_get("id")?;
+    job_message(
+        &row.try_get::<String, _>("id")?,
+        &row.try_get::<String, _>("kind")?,
+    )
+}
+
+/// The queue message of a job row, from its id and kind columns.
+pub(crate) fn job_message(id: &str, kind: &str) -> StoreResult<JobMessage> {
     Ok(JobMessage {
-        job_id: Uuid::parse_str(&id).map_err(|_| StoreError::Corrupt(format!("job id {id:?}")))?,
-        kind: rows::job_kind(&row.try_get::<String, _>("kind")?)?,
+        job_id: Uuid::parse_str(id).map_err(|_| StoreError::Corrupt(format!("job id {id:?}")))?,
+        kind: rows::job_kind(kind)?,
     })
 }
 

@@ -1,6 +1,6 @@
 //! Payments and their activity log.
 
-use super::jobs::{insert_job, NewJob};
+use super::jobs::{insert_job, job_message, NewJob};
 use super::rows::{self, payment_columns};
 use super::{now_ms, Dialect, Store, StoreError, StoreResult};
 use crate::domain::{
@@ -146,11 +146,7 @@ impl Store {
         let job_id: Option<String> = row.try_get("job_id")?;
         let job_kind: Option<String> = row.try_get("job_kind")?;
         let messages = match (job_id, job_kind) {
-            (Some(id), Some(kind)) if due_now => vec![JobMessage {
-                job_id: uuid::Uuid::parse_str(&id)
-                    .map_err(|_| StoreError::Corrupt(format!("job id {id:?}")))?,
-                kind: rows::job_kind(&kind)?,
-            }],
+            (Some(id), Some(kind)) if due_now => vec![job_message(&id, &kind)?],
             _ => Vec::new(),
         };
         Ok(CreateOutcome::Created(payment, messages))

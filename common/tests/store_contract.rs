@@ -422,6 +422,11 @@ mod contracts {
         assert_eq!(first.payment_id, Some(p.id));
         assert_eq!(first.max_attempts, 5);
         assert_eq!(first.worker, "worker-a");
+        assert_eq!(
+            first.payment.as_ref(),
+            Some(&p),
+            "the claim carries the payment"
+        );
         let rec = job(&store, job_id).await;
         assert_eq!((rec.status, rec.attempts), (JobStatus::Running, 1));
 
@@ -687,6 +692,107 @@ mod contracts {
         assert_eq!(done.gateway_ref.as_deref(), Some("G-100"), "kept");
         assert_eq!(done.gateway_trans_id.as_deref(), Some("T-1"));
         assert_eq!(done.tracking_code.as_deref(), Some("TRK-1"));
+    }
+
+    /// An order moves with the attempt that settles its payment, once, and
+    /// not at all when the attempt is refused.
+    pub async fn finish_job_moves_the_order_once(store: Store) {
+        use paygate_common::domain::{OrderStatus, PaymentType, ProductName};
+        use paygate_common::store::NewOrder;
+        let new = new_payment(Provider::Atmos, "", 250_000);
+        let first = NewJob::now(JobKind::CreateInvoice, new.id, 5);
+        let job_id = first.id;
+        let (order, p, _) = store
+            .create_order(
+                &NewOrder {
+                    product_name: ProductName::parse("Kitob").unwrap(),
+                    amount: Amount::from_minor(250_000).unwrap(),
+                    payment_type: PaymentType::Atmos,
+                },
+                new.clone(),
+                request_event(new.id),
+                first,
+            )
+            .await
+            .expect("create_order");
+        assert_eq!(order.status, OrderStatus::Pending);
+        let stale = claim(&store, job_id, "worker-a", 1).await;
+        sleep_ms(20).await;
+        let current = claim(&store, job_id, "worker-b", LONG_LEASE).await;
+        let failed = |p: &Payment| JobFinish {
+            change: Some(p.change().status(PaymentStatus::Failed, Some("x")).unwrap()),
+            order_status: Some((order.id, OrderStatus::Failed)),
+            ..JobFinish::default()
+        };
+        let err = store.finish_job(&stale, &failed(&p)).await.unwrap_err();
+        assert!(matches!(err, StoreError::LeaseLost), "{err:?}");
+        let unchanged = store.order(order.id).await.unwrap().unwrap();
+        assert_eq!(
+            unchanged.status,
+            OrderStatus::Pending,
+            "a lost lease moves nothing"
+        );
+
+        store.finish_job(&current, &failed(&p)).await.unwrap();
+        let moved = store.order(order.id).await.unwrap().unwrap();
+        assert_eq!(moved.status, OrderStatus::Failed);
+        assert_eq!(payment(&store, p.id).await.status, PaymentStatus::Failed);
+
+        // A repeated order update (another job) finds the order already moved.
+        let again = NewJob::now(JobKind::UpdateOrder, p.id, 5);
+        let again_id = again.id;
+        store.enqueue_jobs(&[again]).await.unwrap();
+        let c = claim(&store, again_id, "worker-c", LONG_LEASE).await;
+        store
+            .finish_job(
+                &c,
+                &JobFinish {
+                    order_status: Some((order.id, OrderStatus::Paid)),
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .unwrap();
+        let kept = store.order(order.id).await.unwrap().unwrap();
+        assert_eq!(
+            kept.status,
+            OrderStatus::Failed,
+            "only a pending order moves"
+        );
+        assert_eq!(job(&store, again_id).await.status, JobStatus::Succeeded);
+    }
+
+    /// Two attempts racing to change one payment from the same version: one
+    /// lands; the other changes nothing (its job stays running) and is told
+    /// of the conflict. Repeated so the race actually interleaves.
+    pub async fn racing_finishes_change_a_payment_once(store: Store) {
+        for round in 0..20 {
+            let (p, first_job) = create(&store, Provider::Medogram, &format!("race-{round}")).await;
+            let other = NewJob::now(JobKind::VerifyPayment, p.id, 5);
+            let other_id = other.id;
+            store.enqueue_jobs(&[other]).await.unwrap();
+            let a = claim(&store, first_job, "worker-a", LONG_LEASE).await;
+            let b = claim(&store, other_id, "worker-b", LONG_LEASE).await;
+            let finish = |tag: &str| JobFinish {
+                change: Some(to_processing(&p, &format!("G-{round}-{tag}"))),
+                events: vec![NewEvent::new(p.id, EventKind::Invoice, tag)],
+                ..JobFinish::default()
+            };
+            let (fa, fb) = (finish("a"), finish("b"));
+            let (ra, rb) = tokio::join!(store.finish_job(&a, &fa), store.finish_job(&b, &fb));
+            let (won, lost_job) = match (&ra, &rb) {
+                (Ok(_), Err(StoreError::Conflict)) => ("a", other_id),
+                (Err(StoreError::Conflict), Ok(_)) => ("b", first_job),
+                other => panic!("round {round}: expected one winner, got {other:?}"),
+            };
+            let after = payment(&store, p.id).await;
+            assert_eq!(after.version, 1, "round {round}");
+            assert_eq!(after.gateway_ref, Some(format!("G-{round}-{won}")));
+            let events = store.events(p.id).await.unwrap();
+            assert_eq!(events.len(), 2, "round {round}: only the winner's event");
+            assert_eq!(events[1].message, won);
+            assert_eq!(job(&store, lost_job).await.status, JobStatus::Running);
+        }
     }
 
     /// 5. Status changes apply only to the row they were built from; gateway refs are unique.
@@ -1516,6 +1622,11 @@ contract_tests! {
     redrive_keeps_old_claims_fenced =>
         sqlite_redrive_keeps_old_claims_fenced, postgres_redrive_keeps_old_claims_fenced;
     api_keys_round_trip => sqlite_api_keys_round_trip, postgres_api_keys_round_trip;
+    finish_job_moves_the_order_once =>
+        sqlite_finish_job_moves_the_order_once, postgres_finish_job_moves_the_order_once;
+    racing_finishes_change_a_payment_once =>
+        sqlite_racing_finishes_change_a_payment_once,
+        postgres_racing_finishes_change_a_payment_once;
     events_keep_order_and_detail =>
         sqlite_events_keep_order_and_detail, postgres_events_keep_order_and_detail;
 }

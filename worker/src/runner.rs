@@ -78,23 +78,15 @@ async fn run_claimed(engine: &Engine, claim: ClaimedJob) {
 }
 
 async fn execute(engine: &Engine, claim: &ClaimedJob) -> (Option<Payment>, Step) {
-    let Some(payment_id) = claim.payment_id else {
+    if claim.payment_id.is_none() {
         return (None, fail("job_invalid", "job has no payment"));
-    };
-    let payment = match engine.store.payment(payment_id).await {
-        Ok(Some(p)) => p,
-        Ok(None) => {
-            return (
-                None,
-                fail("payment_missing", "the job's payment does not exist"),
-            )
-        }
-        Err(e) => {
-            return (
-                None,
-                Step::retry(format!("loading the payment failed: {e}")),
-            )
-        }
+    }
+    // Read with the claim (one round trip on PostgreSQL).
+    let Some(payment) = claim.payment.clone() else {
+        return (
+            None,
+            fail("payment_missing", "the job's payment does not exist"),
+        );
     };
     let step = match claim.kind {
         JobKind::FetchUser => jobs::fetch_user::run(engine, &payment).await,

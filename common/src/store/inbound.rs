@@ -3,8 +3,10 @@
 
 use super::jobs::{insert_job, NewJob};
 use super::payments::insert_event;
-use super::{now_ms, Store, StoreResult};
+use super::{now_ms, Dialect, Store, StoreResult};
 use crate::domain::{JobMessage, NewEvent, PaymentId, Provider};
+use sqlx::any::{Any, AnyArguments};
+use sqlx::Row;
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -30,23 +32,22 @@ pub enum InboundOutcome {
     Duplicate,
 }
 
-impl Store {
-    /// Stores the message and, in the same transaction, the events and jobs it
-    /// leads to. A duplicate changes nothing.
-    pub async fn record_inbound(
-        &self,
-        msg: &NewInbound,
-        events: &[NewEvent],
-        jobs: &[NewJob],
-    ) -> StoreResult<InboundOutcome> {
-        let now = now_ms();
-        let mut tx = self.writer().begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO inbound_messages (id, provider, dedupe_key, payment_id, method, query, \
-             headers, body, outcome, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (provider, dedupe_key) DO NOTHING",
-        )
-        .bind(Uuid::now_v7().to_string())
+/// Inserts one message ($1…$10, bound by [`bind_inbound`]); a repeat of its
+/// dedupe key inserts nothing.
+macro_rules! insert_inbound_sql {
+    () => {
+        "INSERT INTO inbound_messages (id, provider, dedupe_key, payment_id, method, query, \
+         headers, body, outcome, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (provider, dedupe_key) DO NOTHING"
+    };
+}
+
+fn bind_inbound<'q>(
+    q: sqlx::query::Query<'q, Any, AnyArguments>,
+    msg: &'q NewInbound,
+    now: i64,
+) -> sqlx::query::Query<'q, Any, AnyArguments> {
+    q.bind(Uuid::now_v7().to_string())
         .bind(msg.provider.as_str())
         .bind(&msg.dedupe_key)
         .bind(msg.payment_id.map(|p| p.to_string()))
@@ -56,8 +57,36 @@ impl Store {
         .bind(&msg.body)
         .bind(&msg.outcome)
         .bind(now)
-        .execute(&mut *tx)
-        .await?;
+}
+
+impl Store {
+    /// Stores the message and, with it, the events and jobs it leads to: all
+    /// of it or none. A duplicate changes nothing.
+    pub async fn record_inbound(
+        &self,
+        msg: &NewInbound,
+        events: &[NewEvent],
+        jobs: &[NewJob],
+    ) -> StoreResult<InboundOutcome> {
+        let now = now_ms();
+        match self.dialect() {
+            Dialect::Postgres => self.record_inbound_pg(msg, events, jobs, now).await,
+            Dialect::Sqlite => self.record_inbound_tx(msg, events, jobs, now).await,
+        }
+    }
+
+    /// SQLite: one transaction.
+    async fn record_inbound_tx(
+        &self,
+        msg: &NewInbound,
+        events: &[NewEvent],
+        jobs: &[NewJob],
+        now: i64,
+    ) -> StoreResult<InboundOutcome> {
+        let mut tx = self.writer().begin().await?;
+        let inserted = bind_inbound(sqlx::query(insert_inbound_sql!()), msg, now)
+            .execute(&mut *tx)
+            .await?;
         if inserted.rows_affected() == 0 {
             tx.rollback().await?;
             return Ok(InboundOutcome::Duplicate);
@@ -75,13 +104,47 @@ impl Store {
         Ok(InboundOutcome::Recorded(messages))
     }
 
+    /// PostgreSQL: one statement; the events and jobs are inserted only if the
+    /// message was (`RETURNING` of `m` is the only thing the other parts can
+    /// see of it).
+    async fn record_inbound_pg(
+        &self,
+        msg: &NewInbound,
+        events: &[NewEvent],
+        jobs: &[NewJob],
+        now: i64,
+    ) -> StoreResult<InboundOutcome> {
+        use super::json_rows::{due_messages_of, insert_events_from_json, insert_jobs_from_json};
+        let sql = concat!(
+            "WITH m AS (",
+            insert_inbound_sql!(),
+            " RETURNING id), ev AS (",
+            insert_events_from_json!("$11", "$10", "EXISTS (SELECT 1 FROM m)"),
+            "), nj AS (",
+            insert_jobs_from_json!("$12", "$10", "EXISTS (SELECT 1 FROM m)"),
+            ") SELECT (SELECT COUNT(*) FROM m) AS recorded, ",
+            due_messages_of!("nj"),
+            " AS messages"
+        );
+        let row = bind_inbound(sqlx::query(sql), msg, now)
+            .bind(super::json_rows::events(events))
+            .bind(super::json_rows::jobs(jobs, now))
+            .fetch_one(self.writer())
+            .await?;
+        if row.try_get::<i64, _>("recorded")? == 0 {
+            return Ok(InboundOutcome::Duplicate);
+        }
+        Ok(InboundOutcome::Recorded(super::json_rows::messages(
+            &row.try_get::<String, _>("messages")?,
+        )?))
+    }
+
     /// The recorded outcome of an earlier message with this dedupe key.
     pub async fn inbound_outcome(
         &self,
         provider: Provider,
         dedupe_key: &str,
     ) -> StoreResult<Option<String>> {
-        use sqlx::Row;
         let row = sqlx::query(
             "SELECT outcome FROM inbound_messages WHERE provider = $1 AND dedupe_key = $2",
         )
@@ -98,7 +161,6 @@ impl Store {
         provider: Provider,
         outcome: Option<&str>,
     ) -> StoreResult<i64> {
-        use sqlx::Row;
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM inbound_messages WHERE provider = $1 \
              AND ($2 IS NULL OR outcome = $2)",

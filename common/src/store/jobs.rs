@@ -3,11 +3,11 @@
 //! claiming is a conditional update, and finishing checks the claim (a fencing
 //! token) in the same transaction as the state change the job made.
 
-use super::payments::{apply_change, insert_event};
+use super::payments::{apply_change, insert_event, is_unique_violation};
 use super::rows;
 use super::{now_ms, Dialect, Store, StoreError, StoreResult};
 use crate::domain::{
-    JobKind, JobMessage, JobStatus, NewEvent, OrderStatus, PaymentChange, PaymentId,
+    JobKind, JobMessage, JobStatus, NewEvent, OrderStatus, Payment, PaymentChange, PaymentId,
 };
 use sqlx::any::{Any, AnyRow};
 use sqlx::{Row, Transaction};
@@ -59,6 +59,9 @@ pub struct ClaimedJob {
     pub id: Uuid,
     pub kind: JobKind,
     pub payment_id: Option<PaymentId>,
+    /// The payment as it was when the job was claimed; `None` when the job has
+    /// no payment or the payment does not exist.
+    pub payment: Option<Payment>,
     pub payload: serde_json::Value,
     pub attempt: u32,
     pub max_attempts: u32,
@@ -91,6 +94,38 @@ pub enum JobResult {
     Dead {
         error: String,
     },
+}
+
+/// The ledger columns a [`JobResult`] sets.
+struct Outcome {
+    status: JobStatus,
+    run_at: Option<i64>,
+    error: Option<String>,
+    finished_at: Option<i64>,
+}
+
+impl Outcome {
+    fn of(result: &JobResult, now: i64) -> Outcome {
+        let (status, run_at, error, finished_at) = match result {
+            JobResult::Succeeded => (JobStatus::Succeeded, None, None, Some(now)),
+            JobResult::Retry { run_at_ms, error } => (
+                JobStatus::Queued,
+                Some(*run_at_ms),
+                Some(error.clone()),
+                None,
+            ),
+            JobResult::Failed { error } => {
+                (JobStatus::Failed, None, Some(error.clone()), Some(now))
+            }
+            JobResult::Dead { error } => (JobStatus::Dead, None, Some(error.clone()), Some(now)),
+        };
+        Outcome {
+            status,
+            run_at,
+            error,
+            finished_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -181,7 +216,9 @@ pub(crate) async fn insert_job(
 impl Store {
     /// Takes a job for one attempt if it is due and nobody holds a live lease.
     /// `None` means there is nothing to do: already finished, not yet due, or
-    /// running elsewhere (a duplicate delivery).
+    /// running elsewhere (a duplicate delivery). The claim carries the job's
+    /// payment as it was at the claim, read in the same round trip on
+    /// PostgreSQL.
     pub async fn claim_job(
         &self,
         job_id: Uuid,
@@ -189,36 +226,59 @@ impl Store {
         lease_ms: i64,
     ) -> StoreResult<Option<ClaimedJob>> {
         let now = now_ms();
-        let row = sqlx::query(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $1, \
-             locked_by = $2, updated_at = $3, dispatched_at = NULL \
-             WHERE id = $4 AND ((status = 'queued' AND run_at <= $3) \
-                OR (status = 'running' AND lease_until < $3)) \
-             RETURNING id, kind, payment_id, payload, attempts, max_attempts, created_at",
-        )
-        .bind(now + lease_ms)
-        .bind(worker)
-        .bind(now)
-        .bind(job_id.to_string())
-        .fetch_optional(self.writer())
-        .await?;
+        macro_rules! claim_sql {
+            () => {
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $1, \
+                 locked_by = $2, updated_at = $3, dispatched_at = NULL \
+                 WHERE id = $4 AND ((status = 'queued' AND run_at <= $3) \
+                    OR (status = 'running' AND lease_until < $3)) \
+                 RETURNING id AS job_id, kind AS job_kind, payment_id AS job_payment_id, \
+                 payload AS job_payload, attempts AS job_attempts, \
+                 max_attempts AS job_max_attempts, created_at AS job_created_at"
+            };
+        }
+        let sql = match self.dialect() {
+            Dialect::Postgres => concat!(
+                "WITH c AS (",
+                claim_sql!(),
+                ") SELECT c.*, p.* FROM c LEFT JOIN payments p ON p.id = c.job_payment_id"
+            ),
+            Dialect::Sqlite => claim_sql!(),
+        };
+        let row = sqlx::query(sql)
+            .bind(now + lease_ms)
+            .bind(worker)
+            .bind(now)
+            .bind(job_id.to_string())
+            .fetch_optional(self.writer())
+            .await?;
         let Some(row) = row else { return Ok(None) };
-        let payment_id: Option<String> = row.try_get::<Option<String>, _>("payment_id")?;
-        let payload: String = row.try_get("payload")?;
+        let payment_id: Option<String> = row.try_get::<Option<String>, _>("job_payment_id")?;
+        let payment_id = payment_id
+            .map(|p: String| {
+                PaymentId::parse(&p)
+                    .ok_or_else(|| StoreError::Corrupt(format!("job payment id {p:?}")))
+            })
+            .transpose()?;
+        let payment = match (self.dialect(), payment_id) {
+            (_, None) => None,
+            (Dialect::Postgres, Some(_)) => match row.try_get::<Option<String>, _>("id")? {
+                Some(_) => Some(rows::payment(&row)?),
+                None => None,
+            },
+            (Dialect::Sqlite, Some(id)) => self.payment(id).await?,
+        };
+        let payload: String = row.try_get("job_payload")?;
         Ok(Some(ClaimedJob {
             id: job_id,
-            kind: rows::job_kind(&row.try_get::<String, _>("kind")?)?,
-            payment_id: payment_id
-                .map(|p: String| {
-                    PaymentId::parse(&p)
-                        .ok_or_else(|| StoreError::Corrupt(format!("job payment id {p:?}")))
-                })
-                .transpose()?,
+            kind: rows::job_kind(&row.try_get::<String, _>("job_kind")?)?,
+            payment_id,
+            payment,
             payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
-            attempt: row.try_get::<i64, _>("attempts")?.max(0) as u32,
-            max_attempts: row.try_get::<i64, _>("max_attempts")?.max(0) as u32,
+            attempt: row.try_get::<i64, _>("job_attempts")?.max(0) as u32,
+            max_attempts: row.try_get::<i64, _>("job_max_attempts")?.max(0) as u32,
             worker: worker.to_string(),
-            created_at_ms: row.try_get("created_at")?,
+            created_at_ms: row.try_get("job_created_at")?,
         }))
     }
 
@@ -240,40 +300,44 @@ impl Store {
     }
 
     /// Ends an attempt: applies the payment change, appends events, inserts the
-    /// follow-up jobs and records the job's result, all in one transaction that
-    /// commits only if this worker still holds the claim.
+    /// follow-up jobs and records the job's result, all at once, and only if
+    /// this worker still holds the claim and the payment is still at the
+    /// version the change was built from. Otherwise nothing changes:
+    /// [`StoreError::LeaseLost`] or [`StoreError::Conflict`].
     pub async fn finish_job(
         &self,
         claim: &ClaimedJob,
         finish: &JobFinish,
     ) -> StoreResult<Vec<JobMessage>> {
         let now = now_ms();
+        let outcome = Outcome::of(&finish.result, now);
+        match self.dialect() {
+            Dialect::Postgres => self.finish_job_pg(claim, finish, &outcome, now).await,
+            Dialect::Sqlite => self.finish_job_tx(claim, finish, &outcome, now).await,
+        }
+    }
+
+    /// SQLite: one transaction. The fencing check goes first: it is a write,
+    /// so SQLite takes its write lock at once, and a lost lease costs nothing
+    /// further.
+    async fn finish_job_tx(
+        &self,
+        claim: &ClaimedJob,
+        finish: &JobFinish,
+        outcome: &Outcome,
+        now: i64,
+    ) -> StoreResult<Vec<JobMessage>> {
         let mut tx = self.writer().begin().await?;
-        // The fencing check goes first: it is a write, so SQLite takes its
-        // write lock at once, and a lost lease costs nothing further.
-        let (status, run_at, error, finished) = match &finish.result {
-            JobResult::Succeeded => (JobStatus::Succeeded, None, None, Some(now)),
-            JobResult::Retry { run_at_ms, error } => (
-                JobStatus::Queued,
-                Some(*run_at_ms),
-                Some(error.clone()),
-                None,
-            ),
-            JobResult::Failed { error } => {
-                (JobStatus::Failed, None, Some(error.clone()), Some(now))
-            }
-            JobResult::Dead { error } => (JobStatus::Dead, None, Some(error.clone()), Some(now)),
-        };
         let fenced = sqlx::query(
             "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
              last_error = COALESCE($3, last_error), finished_at = $4, lease_until = NULL, \
              locked_by = NULL, dispatched_at = NULL, updated_at = $5 \
              WHERE id = $6 AND locked_by = $7 AND attempts = $8",
         )
-        .bind(status.as_str())
-        .bind(run_at)
-        .bind(error)
-        .bind(finished)
+        .bind(outcome.status.as_str())
+        .bind(outcome.run_at)
+        .bind(outcome.error.clone())
+        .bind(outcome.finished_at)
         .bind(now)
         .bind(claim.id.to_string())
         .bind(&claim.worker)
@@ -301,6 +365,114 @@ impl Store {
         }
         tx.commit().await?;
         Ok(messages)
+    }
+
+    /// PostgreSQL: the same in one statement (one round trip instead of a
+    /// `BEGIN`, a `COMMIT` and one per row; the worker's share of the database
+    /// is mostly per-statement cost, see PERFORMANCE.md).
+    ///
+    /// All parts of one statement see one snapshot and cannot see each other's
+    /// writes, so the conditions are chained through `RETURNING` output:
+    /// `held` locks the payment row at the expected version (a concurrent
+    /// change that committed first makes it empty: `FOR UPDATE` re-checks the
+    /// newest row); `fence` ends the attempt only if the claim is ours and,
+    /// when there is a change, `held` found the row; everything else happens
+    /// only if `fence` did. So either all of it lands or none of it, as with
+    /// the transaction.
+    async fn finish_job_pg(
+        &self,
+        claim: &ClaimedJob,
+        finish: &JobFinish,
+        outcome: &Outcome,
+        now: i64,
+    ) -> StoreResult<Vec<JobMessage>> {
+        use super::json_rows::{due_messages_of, insert_events_from_json, insert_jobs_from_json};
+        let sql = concat!(
+            "WITH held AS (SELECT id FROM payments WHERE $9 AND id = $10 AND version = $11 \
+               AND COALESCE(status, '') = $12 FOR UPDATE), \
+             fence AS (UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
+               last_error = COALESCE($3, last_error), finished_at = $4, lease_until = NULL, \
+               locked_by = NULL, dispatched_at = NULL, updated_at = $5 \
+               WHERE id = $6 AND locked_by = $7 AND attempts = $8 \
+               AND (NOT $9 OR EXISTS (SELECT 1 FROM held)) RETURNING id), \
+             pay AS (UPDATE payments SET status = $13, \
+               status_reason = COALESCE($14, status_reason), \
+               payment_url = COALESCE($15, payment_url), \
+               gateway_ref = COALESCE($16, gateway_ref), \
+               gateway_trans_id = COALESCE($17, gateway_trans_id), \
+               tracking_code = COALESCE($18, tracking_code), \
+               encrypted_user_data = COALESCE($19, encrypted_user_data), \
+               completed_at = COALESCE($20, completed_at), \
+               updated_at = $5, version = version + 1 \
+               WHERE id IN (SELECT id FROM held) AND EXISTS (SELECT 1 FROM fence) RETURNING id), \
+             ord AS (UPDATE orders SET status = $22, updated_at = $5 \
+               WHERE id = $21 AND status = 'pending' AND EXISTS (SELECT 1 FROM fence) RETURNING id), \
+             ev AS (",
+            insert_events_from_json!("$23", "$5", "EXISTS (SELECT 1 FROM fence)"),
+            "), nj AS (",
+            insert_jobs_from_json!("$24", "$5", "EXISTS (SELECT 1 FROM fence)"),
+            ") SELECT (SELECT COUNT(*) FROM fence) AS fenced, \
+               (SELECT COUNT(*) FROM held) AS held, \
+               (SELECT COUNT(*) FROM pay) AS changed, ",
+            due_messages_of!("nj"),
+            " AS messages"
+        );
+        let change = finish.change.as_ref();
+        let (order_id, order_status) = match finish.order_status {
+            Some((id, status)) => (Some(id), Some(status.as_str())),
+            None => (None, None),
+        };
+        let row = sqlx::query(sql)
+            .bind(outcome.status.as_str())
+            .bind(outcome.run_at)
+            .bind(outcome.error.clone())
+            .bind(outcome.finished_at)
+            .bind(now)
+            .bind(claim.id.to_string())
+            .bind(&claim.worker)
+            .bind(i64::from(claim.attempt))
+            .bind(change.is_some())
+            .bind(change.map(|c| c.id.to_string()).unwrap_or_default())
+            .bind(change.map(|c| c.expected_version).unwrap_or(0))
+            .bind(change.map(|c| c.expected_status.as_str()).unwrap_or(""))
+            .bind(change.map(|c| c.new_status.unwrap_or(c.expected_status).as_str()))
+            .bind(change.and_then(|c| c.status_reason.clone()))
+            .bind(change.and_then(|c| c.payment_url.clone()))
+            .bind(change.and_then(|c| c.gateway_ref.clone()))
+            .bind(change.and_then(|c| c.gateway_trans_id.clone()))
+            .bind(change.and_then(|c| c.tracking_code.clone()))
+            .bind(change.and_then(|c| c.encrypted_user_data.clone()))
+            .bind(
+                change
+                    .filter(|c| c.new_status == Some(crate::domain::PaymentStatus::Completed))
+                    .map(|_| now),
+            )
+            .bind(order_id)
+            .bind(order_status)
+            .bind(super::json_rows::events(&finish.events))
+            .bind(super::json_rows::jobs(&finish.next_jobs, now))
+            .fetch_one(self.writer())
+            .await;
+        let row = match row {
+            Ok(row) => row,
+            // Two payments claiming the same gateway id is a conflict, not a crash.
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+            Err(e) => return Err(e.into()),
+        };
+        let fenced: i64 = row.try_get("fenced")?;
+        let held: i64 = row.try_get("held")?;
+        if fenced != 1 {
+            return Err(if change.is_some() && held == 0 {
+                StoreError::Conflict
+            } else {
+                StoreError::LeaseLost
+            });
+        }
+        debug_assert_eq!(
+            row.try_get::<i64, _>("changed")?,
+            i64::from(change.is_some())
+        );
+        super::json_rows::messages(&row.try_get::<String, _>("messages")?)
     }
 
     /// Marks due jobs as dispatched and returns their messages: queued jobs

@@ -7,6 +7,7 @@
 mod api_keys;
 mod inbound;
 mod jobs;
+mod json_rows;
 mod orders;
 mod payments;
 mod rows;

@@ -41,7 +41,7 @@ pub struct PaymentFilter {
     pub offset: i64,
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .map(|d| d.is_unique_violation())
         .unwrap_or(false)

@@ -2,7 +2,7 @@
 //! Keys are long random strings, so a plain hash (no salt, no KDF) is enough:
 //! nobody can guess one from its hash.
 
-use super::{now_ms, Store, StoreResult};
+use super::{now_ms, Lane, Store, StoreResult};
 use rand::distr::Alphanumeric;
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -53,7 +53,7 @@ impl Store {
         .bind(hash(&plaintext))
         .bind(i64::from(is_admin))
         .bind(now_ms())
-        .execute(self.writer())
+        .execute(&*self.writer(Lane::Ack).await)
         .await?;
         Ok(NewApiKey { key, plaintext })
     }

@@ -3,7 +3,7 @@
 
 use super::jobs::{insert_job, NewJob};
 use super::payments::insert_event;
-use super::{now_ms, Dialect, Store, StoreResult};
+use super::{now_ms, Dialect, Lane, Store, StoreResult};
 use crate::domain::{JobMessage, NewEvent, PaymentId, Provider};
 use sqlx::any::{Any, AnyArguments};
 use sqlx::Row;
@@ -83,7 +83,8 @@ impl Store {
         jobs: &[NewJob],
         now: i64,
     ) -> StoreResult<InboundOutcome> {
-        let mut tx = self.writer().begin().await?;
+        let writer = self.writer(Lane::Ack).await;
+        let mut tx = writer.begin().await?;
         let inserted = bind_inbound(sqlx::query(insert_inbound_sql!()), msg, now)
             .execute(&mut *tx)
             .await?;
@@ -129,7 +130,7 @@ impl Store {
         let row = bind_inbound(sqlx::query(sql), msg, now)
             .bind(super::json_rows::events(events))
             .bind(super::json_rows::jobs(jobs, now))
-            .fetch_one(self.writer())
+            .fetch_one(&*self.writer(Lane::Ack).await)
             .await?;
         if row.try_get::<i64, _>("recorded")? == 0 {
             return Ok(InboundOutcome::Duplicate);

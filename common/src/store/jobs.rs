@@ -5,7 +5,7 @@
 
 use super::payments::{apply_change, insert_event, is_unique_violation};
 use super::rows;
-use super::{now_ms, Dialect, Store, StoreError, StoreResult};
+use super::{now_ms, Dialect, Lane, Store, StoreError, StoreResult};
 use crate::domain::{
     JobKind, JobMessage, JobStatus, NewEvent, OrderStatus, Payment, PaymentChange, PaymentId,
 };
@@ -250,7 +250,7 @@ impl Store {
             .bind(worker)
             .bind(now)
             .bind(job_id.to_string())
-            .fetch_optional(self.writer())
+            .fetch_optional(&*self.writer(Lane::Background).await)
             .await?;
         let Some(row) = row else { return Ok(None) };
         let payment_id: Option<String> = row.try_get::<Option<String>, _>("job_payment_id")?;
@@ -294,7 +294,7 @@ impl Store {
         .bind(claim.id.to_string())
         .bind(&claim.worker)
         .bind(i64::from(claim.attempt))
-        .execute(self.writer())
+        .execute(&*self.writer(Lane::Background).await)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -327,7 +327,8 @@ impl Store {
         outcome: &Outcome,
         now: i64,
     ) -> StoreResult<Vec<JobMessage>> {
-        let mut tx = self.writer().begin().await?;
+        let writer = self.writer(Lane::Background).await;
+        let mut tx = writer.begin().await?;
         let fenced = sqlx::query(
             "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
              last_error = COALESCE($3, last_error), finished_at = $4, lease_until = NULL, \
@@ -451,7 +452,7 @@ impl Store {
             .bind(order_status)
             .bind(super::json_rows::events(&finish.events))
             .bind(super::json_rows::jobs(&finish.next_jobs, now))
-            .fetch_one(self.writer())
+            .fetch_one(&*self.writer(Lane::Background).await)
             .await;
         let row = match row {
             Ok(row) => row,
@@ -503,7 +504,7 @@ impl Store {
             .bind(now)
             .bind(now - redispatch_after_ms)
             .bind(limit)
-            .fetch_all(self.writer())
+            .fetch_all(&*self.writer(Lane::Background).await)
             .await?;
         rows.iter().map(message).collect()
     }
@@ -558,7 +559,8 @@ impl Store {
     /// Inserts jobs outside of any other change (the reconciler's checks).
     pub async fn enqueue_jobs(&self, jobs: &[NewJob]) -> StoreResult<Vec<JobMessage>> {
         let now = now_ms();
-        let mut tx = self.writer().begin().await?;
+        let writer = self.writer(Lane::Background).await;
+        let mut tx = writer.begin().await?;
         let mut messages = Vec::new();
         for job in jobs {
             if let Some(m) = insert_job(&mut tx, job, now).await? {
@@ -609,7 +611,7 @@ impl Store {
         )
         .bind(now)
         .bind(id.to_string())
-        .fetch_optional(self.writer())
+        .fetch_optional(&*self.writer(Lane::Ack).await)
         .await?;
         row.as_ref().map(message).transpose()
     }

@@ -12,6 +12,7 @@ mod orders;
 mod payments;
 mod rows;
 mod stats;
+mod write_gate;
 
 pub use api_keys::{ApiKey, NewApiKey};
 pub use inbound::{InboundOutcome, NewInbound};
@@ -22,7 +23,10 @@ pub use stats::QueueStats;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
+use std::sync::Arc;
 use std::time::Duration;
+pub(crate) use write_gate::Lane;
+use write_gate::{Turn, WriteGate};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -87,7 +91,23 @@ pub struct Store {
     /// benchmark showed p50 ≈ 95 ms at 16 concurrent creates that way). On
     /// PostgreSQL the same pool as reads.
     writer: AnyPool,
+    /// SQLite: whose turn it is on the one writer (acknowledgements first,
+    /// see [`write_gate`]). PostgreSQL has many writers and no gate.
+    gate: Option<Arc<WriteGate>>,
     dialect: Dialect,
+}
+
+/// The writer pool, held for one turn (a statement or a transaction).
+pub(crate) struct Writer<'a> {
+    pool: &'a AnyPool,
+    _turn: Option<Turn>,
+}
+
+impl std::ops::Deref for Writer<'_> {
+    type Target = AnyPool;
+    fn deref(&self) -> &AnyPool {
+        self.pool
+    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -146,6 +166,7 @@ impl Store {
                 Ok(Store {
                     pool,
                     writer,
+                    gate: Some(Arc::new(WriteGate::default())),
                     dialect,
                 })
             }
@@ -157,6 +178,7 @@ impl Store {
                 Ok(Store {
                     writer: pool.clone(),
                     pool,
+                    gate: None,
                     dialect,
                 })
             }
@@ -216,9 +238,18 @@ impl Store {
         &self.pool
     }
 
-    /// For every statement that writes, and transactions that read then write.
-    pub(crate) fn writer(&self) -> &AnyPool {
-        &self.writer
+    /// For every statement that writes, and transactions that read then write:
+    /// keep the returned value alive until the write is done (a transaction:
+    /// until it commits), it is the turn on SQLite's one writer.
+    pub(crate) async fn writer(&self, lane: Lane) -> Writer<'_> {
+        let turn = match &self.gate {
+            Some(gate) => Some(gate.turn(lane).await),
+            None => None,
+        };
+        Writer {
+            pool: &self.writer,
+            _turn: turn,
+        }
     }
 }
 

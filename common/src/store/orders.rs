@@ -4,7 +4,7 @@
 use super::jobs::{insert_job, NewJob};
 use super::payments::{insert_event, NewPayment};
 use super::rows;
-use super::{now_ms, Store, StoreError, StoreResult};
+use super::{now_ms, Lane, Store, StoreError, StoreResult};
 use crate::domain::Amount;
 use crate::domain::{
     JobMessage, NewEvent, Order, OrderStatus, Payment, PaymentId, PaymentType, ProductName,
@@ -56,7 +56,8 @@ impl Store {
         first_job: NewJob,
     ) -> StoreResult<(Order, Payment, Vec<JobMessage>)> {
         let now = now_ms();
-        let mut tx = self.writer().begin().await?;
+        let writer = self.writer(Lane::Ack).await;
+        let mut tx = writer.begin().await?;
         let row = sqlx::query(
             "INSERT INTO orders (product_name, amount_minor, payment_type, status, payment_id, \
              created_at, updated_at) VALUES ($1, $2, $3, 'pending', $4, $5, $5) RETURNING id",

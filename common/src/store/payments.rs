@@ -2,7 +2,7 @@
 
 use super::jobs::{insert_job, job_message, NewJob};
 use super::rows::{self, payment_columns};
-use super::{now_ms, Dialect, Store, StoreError, StoreResult};
+use super::{now_ms, Dialect, Lane, Store, StoreError, StoreResult};
 use crate::domain::{
     Amount, Currency, Description, JobMessage, NewEvent, Payment, PaymentChange, PaymentEvent,
     PaymentId, PaymentStatus, Provider,
@@ -88,7 +88,8 @@ impl Store {
         first_job: &NewJob,
         now: i64,
     ) -> StoreResult<CreateOutcome> {
-        let mut tx = self.writer().begin().await?;
+        let writer = self.writer(Lane::Ack).await;
+        let mut tx = writer.begin().await?;
         let payment = insert_payment(&mut tx, new, now).await?;
         insert_event(&mut tx, event, now).await?;
         let messages = insert_job(&mut tx, first_job, now)
@@ -140,7 +141,7 @@ impl Store {
         .bind(first_job.run_at_ms)
         .bind(due_now.then_some(now))
         .bind(event.payment_id.to_string())
-        .fetch_one(self.writer())
+        .fetch_one(&*self.writer(Lane::Ack).await)
         .await?;
         let payment = rows::payment(&row)?;
         let job_id: Option<String> = row.try_get("job_id")?;
@@ -288,7 +289,8 @@ impl Store {
     /// Appends events outside of any state change (e.g. a refused callback).
     pub async fn append_events(&self, events: &[NewEvent]) -> StoreResult<()> {
         let now = now_ms();
-        let mut tx = self.writer().begin().await?;
+        let writer = self.writer(Lane::Ack).await;
+        let mut tx = writer.begin().await?;
         for e in events {
             insert_event(&mut tx, e, now).await?;
         }

@@ -1,7 +1,7 @@
 //! Ledger statistics for the queue gauges, and named leases so that one
 //! process (not every pod on every scrape) samples them.
 
-use super::{now_ms, Store, StoreResult};
+use super::{now_ms, Lane, Store, StoreResult};
 use crate::domain::JobKind;
 use sqlx::Row;
 
@@ -64,7 +64,7 @@ impl Store {
         .bind(holder)
         .bind(now + ttl_ms)
         .bind(now)
-        .execute(self.writer())
+        .execute(&*self.writer(Lane::Background).await)
         .await?;
         Ok(result.rows_affected() == 1)
     }

@@ -11,7 +11,8 @@
 # exit. About 6-7 minutes after the release build.
 #
 # Knobs (environment): BENCH_DURATION (s, default 10), BENCH_CONCURRENCY (16),
-# BENCH_WORKERS (1), BENCH_WORKER_CONCURRENCY (256), BENCH_PIPELINE_RATE (300),
+# BENCH_WORKERS (1), BENCH_WORKER_CONCURRENCY (256), BENCH_WORKER_DB_CONNECTIONS (4, the
+# workers' PAYGATE_DB_MAX_CONNECTIONS; the API keeps 16), BENCH_PIPELINE_RATE (400),
 # BENCH_PIPELINE_DURATION (8), BENCH_SLOW_MS (200), BENCH_WEBHOOK_ORDERS (2000),
 # BENCH_PG_SSLMODE (default "disable": plain TCP on loopback, for pgbench and paygate
 # alike; set it empty for the libpq/sqlx default "prefer", which negotiates TLS even on
@@ -25,7 +26,8 @@ DUR=${BENCH_DURATION:-10}
 CONC=${BENCH_CONCURRENCY:-16}
 WORKERS=${BENCH_WORKERS:-1}
 WORKER_CONC=${BENCH_WORKER_CONCURRENCY:-256}
-PIPE_RATE=${BENCH_PIPELINE_RATE:-300}
+WORKER_DB=${BENCH_WORKER_DB_CONNECTIONS:-4}
+PIPE_RATE=${BENCH_PIPELINE_RATE:-400}
 PIPE_DUR=${BENCH_PIPELINE_DURATION:-8}
 SLOW_MS=${BENCH_SLOW_MS:-200}
 WEBHOOK_ORDERS=${BENCH_WEBHOOK_ORDERS:-2000}
@@ -317,7 +319,8 @@ EOF
   METRICS=""; WORKER_PIDS=""
   for i in $(seq 1 "$WORKERS"); do
     mp=$(free_port)
-    { cat "$SCALED_ENV"; echo "PAYGATE_METRICS_LISTEN=127.0.0.1:$mp"; } >"$WORK/worker$i.env"
+    { cat "$SCALED_ENV"; echo "PAYGATE_METRICS_LISTEN=127.0.0.1:$mp"
+      echo "PAYGATE_DB_MAX_CONNECTIONS=$WORKER_DB"; } >"$WORK/worker$i.env"
     start "worker$i" "$WORK/worker$i.env" worker
     METRICS="$METRICS http://127.0.0.1:$mp/metrics"
     WORKER_PIDS="${WORKER_PIDS:+$WORKER_PIDS,}$STARTED"

@@ -375,8 +375,10 @@ impl Store {
     /// All parts of one statement see one snapshot and cannot see each other's
     /// writes, so the conditions are chained through `RETURNING` output:
     /// `held` locks the payment row at the expected version (a concurrent
-    /// change that committed first makes it empty: `FOR UPDATE` re-checks the
-    /// newest row); `fence` ends the attempt only if the claim is ours and,
+    /// change that committed first makes it empty: the lock re-checks the
+    /// newest row; `NO KEY` is the strength the update takes anyway, so event
+    /// inserts for the payment, whose foreign key check takes a key-share
+    /// lock, are not blocked by it); `fence` ends the attempt only if the claim is ours and,
     /// when there is a change, `held` found the row; everything else happens
     /// only if `fence` did. So either all of it lands or none of it, as with
     /// the transaction.
@@ -390,7 +392,7 @@ impl Store {
         use super::json_rows::{due_messages_of, insert_events_from_json, insert_jobs_from_json};
         let sql = concat!(
             "WITH held AS (SELECT id FROM payments WHERE $9 AND id = $10 AND version = $11 \
-               AND COALESCE(status, '') = $12 FOR UPDATE), \
+               AND COALESCE(status, '') = $12 FOR NO KEY UPDATE), \
              fence AS (UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
                last_error = COALESCE($3, last_error), finished_at = $4, lease_until = NULL, \
                locked_by = NULL, dispatched_at = NULL, updated_at = $5 \

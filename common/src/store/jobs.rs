@@ -128,6 +128,22 @@ impl Outcome {
     }
 }
 
+/// Binds the fence's seven values in order: the outcome's status, run_at,
+/// error and finished_at, then the claim's job id, worker and attempt.
+fn bind_fence<'q>(
+    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    claim: &'q ClaimedJob,
+    outcome: &Outcome,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    q.bind(outcome.status.as_str())
+        .bind(outcome.run_at)
+        .bind(outcome.error.clone())
+        .bind(outcome.finished_at)
+        .bind(claim.id.to_string())
+        .bind(&claim.worker)
+        .bind(i64::from(claim.attempt))
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct JobRecord {
     pub id: Uuid,
@@ -329,20 +345,17 @@ impl Store {
     ) -> StoreResult<Vec<JobMessage>> {
         let writer = self.writer(Lane::Background).await;
         let mut tx = writer.begin().await?;
-        let fenced = sqlx::query(
-            "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
-             last_error = COALESCE($3, last_error), finished_at = $4, lease_until = NULL, \
-             locked_by = NULL, dispatched_at = NULL, updated_at = $5 \
-             WHERE id = $6 AND locked_by = $7 AND attempts = $8",
+        let fenced = bind_fence(
+            sqlx::query(
+                "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
+                 last_error = COALESCE($3, last_error), finished_at = $4, lease_until = NULL, \
+                 locked_by = NULL, dispatched_at = NULL, updated_at = $8 \
+                 WHERE id = $5 AND locked_by = $6 AND attempts = $7",
+            ),
+            claim,
+            outcome,
         )
-        .bind(outcome.status.as_str())
-        .bind(outcome.run_at)
-        .bind(outcome.error.clone())
-        .bind(outcome.finished_at)
         .bind(now)
-        .bind(claim.id.to_string())
-        .bind(&claim.worker)
-        .bind(i64::from(claim.attempt))
         .execute(&mut *tx)
         .await?;
         if fenced.rows_affected() != 1 {
@@ -390,30 +403,27 @@ impl Store {
         now: i64,
     ) -> StoreResult<Vec<JobMessage>> {
         use super::json_rows::{due_messages_of, insert_events_from_json, insert_jobs_from_json};
+        use super::payments::{bind_change, payment_change_set};
+        // $1–$12 the change and `now` (bind_change), $13 whether there is
+        // one, $14–$20 the fence (bind_fence), $21–$22 the order, $23 events,
+        // $24 next jobs.
         let sql = concat!(
-            "WITH held AS (SELECT id FROM payments WHERE $9 AND id = $10 AND version = $11 \
+            "WITH held AS (SELECT id FROM payments WHERE $13 AND id = $10 AND version = $11 \
                AND COALESCE(status, '') = $12 FOR NO KEY UPDATE), \
-             fence AS (UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
-               last_error = COALESCE($3, last_error), finished_at = $4, lease_until = NULL, \
-               locked_by = NULL, dispatched_at = NULL, updated_at = $5 \
-               WHERE id = $6 AND locked_by = $7 AND attempts = $8 \
-               AND (NOT $9 OR EXISTS (SELECT 1 FROM held)) RETURNING id), \
-             pay AS (UPDATE payments SET status = $13, \
-               status_reason = COALESCE($14, status_reason), \
-               payment_url = COALESCE($15, payment_url), \
-               gateway_ref = COALESCE($16, gateway_ref), \
-               gateway_trans_id = COALESCE($17, gateway_trans_id), \
-               tracking_code = COALESCE($18, tracking_code), \
-               encrypted_user_data = COALESCE($19, encrypted_user_data), \
-               completed_at = COALESCE($20, completed_at), \
-               updated_at = $5, version = version + 1 \
-               WHERE id IN (SELECT id FROM held) AND EXISTS (SELECT 1 FROM fence) RETURNING id), \
-             ord AS (UPDATE orders SET status = $22, updated_at = $5 \
+             fence AS (UPDATE jobs SET status = $14, run_at = COALESCE($15, run_at), \
+               last_error = COALESCE($16, last_error), finished_at = $17, lease_until = NULL, \
+               locked_by = NULL, dispatched_at = NULL, updated_at = $9 \
+               WHERE id = $18 AND locked_by = $19 AND attempts = $20 \
+               AND (NOT $13 OR EXISTS (SELECT 1 FROM held)) RETURNING id), \
+             pay AS (UPDATE payments SET ",
+            payment_change_set!(),
+            " WHERE id IN (SELECT id FROM held) AND EXISTS (SELECT 1 FROM fence) RETURNING id), \
+             ord AS (UPDATE orders SET status = $22, updated_at = $9 \
                WHERE id = $21 AND status = 'pending' AND EXISTS (SELECT 1 FROM fence) RETURNING id), \
              ev AS (",
-            insert_events_from_json!("$23", "$5", "EXISTS (SELECT 1 FROM fence)"),
+            insert_events_from_json!("$23", "$9", "EXISTS (SELECT 1 FROM fence)"),
             "), nj AS (",
-            insert_jobs_from_json!("$24", "$5", "EXISTS (SELECT 1 FROM fence)"),
+            insert_jobs_from_json!("$24", "$9", "EXISTS (SELECT 1 FROM fence)"),
             ") SELECT (SELECT COUNT(*) FROM fence) AS fenced, \
                (SELECT COUNT(*) FROM held) AS held, \
                (SELECT COUNT(*) FROM pay) AS changed, ",
@@ -425,37 +435,17 @@ impl Store {
             Some((id, status)) => (Some(id), Some(status.as_str())),
             None => (None, None),
         };
-        let row = sqlx::query(sql)
-            .bind(outcome.status.as_str())
-            .bind(outcome.run_at)
-            .bind(outcome.error.clone())
-            .bind(outcome.finished_at)
-            .bind(now)
-            .bind(claim.id.to_string())
-            .bind(&claim.worker)
-            .bind(i64::from(claim.attempt))
-            .bind(change.is_some())
-            .bind(change.map(|c| c.id.to_string()).unwrap_or_default())
-            .bind(change.map(|c| c.expected_version).unwrap_or(0))
-            .bind(change.map(|c| c.expected_status.as_str()).unwrap_or(""))
-            .bind(change.map(|c| c.new_status.unwrap_or(c.expected_status).as_str()))
-            .bind(change.and_then(|c| c.status_reason.clone()))
-            .bind(change.and_then(|c| c.payment_url.clone()))
-            .bind(change.and_then(|c| c.gateway_ref.clone()))
-            .bind(change.and_then(|c| c.gateway_trans_id.clone()))
-            .bind(change.and_then(|c| c.tracking_code.clone()))
-            .bind(change.and_then(|c| c.encrypted_user_data.clone()))
-            .bind(
-                change
-                    .filter(|c| c.new_status == Some(crate::domain::PaymentStatus::Completed))
-                    .map(|_| now),
-            )
-            .bind(order_id)
-            .bind(order_status)
-            .bind(super::json_rows::events(&finish.events))
-            .bind(super::json_rows::jobs(&finish.next_jobs, now))
-            .fetch_one(&*self.writer(Lane::Background).await)
-            .await;
+        let row = bind_fence(
+            bind_change(sqlx::query(sql), change, now).bind(change.is_some()),
+            claim,
+            outcome,
+        )
+        .bind(order_id)
+        .bind(order_status)
+        .bind(super::json_rows::events(&finish.events))
+        .bind(super::json_rows::jobs(&finish.next_jobs, now))
+        .fetch_one(&*self.writer(Lane::Background).await)
+        .await;
         let row = match row {
             Ok(row) => row,
             // Two payments claiming the same gateway id is a conflict, not a crash.

@@ -79,6 +79,8 @@ impl Store {
             .into_iter()
             .collect();
         tx.commit().await?;
+        // The re-reads go through the read pool; the writer's turn ends here.
+        drop(writer);
         let order = self.order(order_id).await?.ok_or(StoreError::NotFound)?;
         let payment = self
             .payment(payment.id)

@@ -357,6 +357,43 @@ pub(crate) async fn insert_event(
     Ok(())
 }
 
+/// The `SET` list of a [`PaymentChange`]: $1–$8 its columns, $9 `now`, as
+/// bound by [`bind_change`]. A macro so statements stay `&'static str`.
+macro_rules! payment_change_set {
+    () => {
+        "status = $1, status_reason = COALESCE($2, status_reason), \
+         payment_url = COALESCE($3, payment_url), gateway_ref = COALESCE($4, gateway_ref), \
+         gateway_trans_id = COALESCE($5, gateway_trans_id), \
+         tracking_code = COALESCE($6, tracking_code), \
+         encrypted_user_data = COALESCE($7, encrypted_user_data), \
+         completed_at = COALESCE($8, completed_at), updated_at = $9, version = version + 1"
+    };
+}
+pub(crate) use payment_change_set;
+
+/// Binds $1…$12 for a change: its columns and `now` ([`payment_change_set`]),
+/// then the row it was built from ($10 id, $11 version, $12 status). With no
+/// change, values that match no row.
+pub(crate) fn bind_change<'q>(
+    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    c: Option<&PaymentChange>,
+    now: i64,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    let completed = c.is_some_and(|c| c.new_status == Some(PaymentStatus::Completed));
+    q.bind(c.map(|c| c.new_status.unwrap_or(c.expected_status).as_str()))
+        .bind(c.and_then(|c| c.status_reason.clone()))
+        .bind(c.and_then(|c| c.payment_url.clone()))
+        .bind(c.and_then(|c| c.gateway_ref.clone()))
+        .bind(c.and_then(|c| c.gateway_trans_id.clone()))
+        .bind(c.and_then(|c| c.tracking_code.clone()))
+        .bind(c.and_then(|c| c.encrypted_user_data.clone()))
+        .bind(completed.then_some(now))
+        .bind(now)
+        .bind(c.map(|c| c.id.to_string()).unwrap_or_default())
+        .bind(c.map(|c| c.expected_version).unwrap_or(0))
+        .bind(c.map(|c| c.expected_status.as_str()).unwrap_or(""))
+}
+
 /// Applies a checked change if, and only if, the row is still at the version
 /// and status the change was built from. Anything else is a conflict.
 ///
@@ -370,32 +407,15 @@ pub(crate) async fn apply_change(
     c: &PaymentChange,
     now: i64,
 ) -> StoreResult<()> {
-    let status = c.new_status.unwrap_or(c.expected_status);
-    let completed_at = (c.new_status == Some(PaymentStatus::Completed)).then_some(now);
-    let result = sqlx::query(
-        "UPDATE payments SET status = $1, \
-         status_reason = COALESCE($2, status_reason), \
-         payment_url = COALESCE($3, payment_url), \
-         gateway_ref = COALESCE($4, gateway_ref), \
-         gateway_trans_id = COALESCE($5, gateway_trans_id), \
-         tracking_code = COALESCE($6, tracking_code), \
-         encrypted_user_data = COALESCE($7, encrypted_user_data), \
-         completed_at = COALESCE($8, completed_at), \
-         updated_at = $9, version = version + 1 \
-         WHERE id = $10 AND version = $11 AND COALESCE(status, '') = $12",
+    let result = bind_change(
+        sqlx::query(concat!(
+            "UPDATE payments SET ",
+            payment_change_set!(),
+            " WHERE id = $10 AND version = $11 AND COALESCE(status, '') = $12"
+        )),
+        Some(c),
+        now,
     )
-    .bind(status.as_str())
-    .bind(c.status_reason.clone())
-    .bind(c.payment_url.clone())
-    .bind(c.gateway_ref.clone())
-    .bind(c.gateway_trans_id.clone())
-    .bind(c.tracking_code.clone())
-    .bind(c.encrypted_user_data.clone())
-    .bind(completed_at)
-    .bind(now)
-    .bind(c.id.to_string())
-    .bind(c.expected_version)
-    .bind(c.expected_status.as_str())
     .execute(&mut **tx)
     .await;
     match result {

@@ -6,11 +6,12 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::Fields;
 use crate::state::AppState;
 use paygate_common::domain::{
-    Amount, Description, EventKind, JobKind, MoneyError, NewEvent, Order, Payment, PaymentId,
+    Amount, Description, EventKind, MoneyError, NewEvent, Order, Payment, PaymentId,
     PaymentStatus, PaymentType, ProductName, Provider, UserIdentifier,
 };
 use paygate_common::queue::dispatch_all;
-use paygate_common::store::{CreateOutcome, NewJob, NewOrder, NewPayment};
+use paygate_common::domain::{JobPayload, NewJob};
+use paygate_common::store::{CreateOutcome, NewOrder, NewPayment};
 use std::time::{Duration, Instant};
 
 /// A validated request to pay through medogram (the CrazyMiner flow).
@@ -77,8 +78,7 @@ pub async fn create_crazyminer_payment(
             "amount": input.amount.minor(),
             "currency": new.currency.code(),
         }));
-    let job = NewJob::now(JobKind::FetchUser, id, state.settings.fetch_user_attempts)
-        .dedupe(format!("fetch_user:{id}"));
+    let job = NewJob::once_per_payment(JobPayload::FetchUser, id, &state.settings.retry);
     match state.store.create_payment(&new, event, job).await? {
         CreateOutcome::Created(payment, messages) => {
             crate::middleware::note_payment(payment.id);
@@ -240,12 +240,7 @@ pub async fn create_order(state: &AppState, input: OrderInput) -> ApiResult<(Ord
             "payment_type": input.payment_type.as_str(),
         }),
     );
-    let job = NewJob::now(
-        JobKind::CreateInvoice,
-        id,
-        state.settings.create_invoice_attempts,
-    )
-    .dedupe(format!("create_invoice:{id}"));
+    let job = NewJob::once_per_payment(JobPayload::CreateInvoice, id, &state.settings.retry);
     let order = NewOrder {
         product_name: input.product_name,
         amount: input.amount,
@@ -253,7 +248,7 @@ pub async fn create_order(state: &AppState, input: OrderInput) -> ApiResult<(Ord
     };
     let (order, payment, messages) = state
         .store
-        .create_order(&order, payment, event, job)
+        .create_order(&order, payment, event, Some(job))
         .await?;
     crate::middleware::note_payment(payment.id);
     metrics::counter!("paygate_payments_created_total", "provider" => provider.as_str())

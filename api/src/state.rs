@@ -16,12 +16,8 @@ pub struct ApiSettings {
     pub payment_redirect_url: Option<String>,
     pub public_url: String,
     pub max_body_bytes: usize,
-    /// Retry budget of the first job of a new payment.
-    pub fetch_user_attempts: u32,
-    /// Retry budget of verification jobs created by callbacks.
-    pub verify_attempts: u32,
-    /// Retry budget of the first job of a new order's payment.
-    pub create_invoice_attempts: u32,
+    /// Retry budgets of the jobs the API writes.
+    pub retry: paygate_common::domain::RetryPolicies,
     /// `None` when Atmos is not configured.
     pub atmos: Option<AtmosWebhookSettings>,
 }

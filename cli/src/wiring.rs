@@ -113,9 +113,7 @@ pub fn api_state(cfg: &Config, store: Store, queue: Arc<dyn JobQueue>) -> AppSta
             payment_redirect_url: cfg.payment_redirect_url.clone(),
             public_url: cfg.public_url.clone(),
             max_body_bytes: cfg.max_body_bytes,
-            fetch_user_attempts: cfg.retry.fetch_user.max_attempts,
-            verify_attempts: cfg.retry.verify_payment.max_attempts,
-            create_invoice_attempts: cfg.retry.create_invoice.max_attempts,
+            retry: cfg.retry,
             atmos: cfg.atmos.as_ref().map(|a| AtmosWebhookSettings {
                 store_id: a.store_id.clone(),
                 api_key: a.api_key.clone(),

@@ -149,9 +149,10 @@ mod contracts {
         Amount, Currency, Description, EventKind, JobKind, JobMessage, JobStatus, NewEvent,
         Payment, PaymentChange, PaymentId, PaymentStatus, Provider,
     };
+    use paygate_common::domain::{JobPayload, NewJob, RetryPolicies, VerifyArgs};
     use paygate_common::store::{
         ClaimedJob, CreateOutcome, InboundOutcome, JobFinish, JobRecord, JobResult, NewInbound,
-        NewJob, NewPayment, PaymentFilter, Store, StoreError,
+        NewPayment, PaymentFilter, Store, StoreError,
     };
     use serde_json::json;
     use std::collections::BTreeSet;
@@ -187,8 +188,41 @@ mod contracts {
             .detail(json!({"source": "contract"}))
     }
 
+    fn policies() -> RetryPolicies {
+        RetryPolicies::default()
+    }
+
+    fn verify_payload(trans_id: &str) -> JobPayload {
+        JobPayload::VerifyPayment(VerifyArgs {
+            trans_id: Some(trans_id.into()),
+            ..VerifyArgs::default()
+        })
+    }
+
+    /// A due job of `kind` for payment `id` with a budget of `attempts`.
+    fn new_job(kind: JobKind, id: PaymentId, attempts: u32) -> NewJob {
+        let payload = match kind {
+            JobKind::FetchUser => JobPayload::FetchUser,
+            JobKind::CreateInvoice => JobPayload::CreateInvoice,
+            JobKind::VerifyPayment => JobPayload::VerifyPayment(VerifyArgs::default()),
+            JobKind::UpdateOrder => JobPayload::UpdateOrder,
+        };
+        NewJob::new(payload, Some(id), &policies()).max_attempts(attempts)
+    }
+
+    /// Gives a job arguments that travel with it (a verification's trans_id).
+    trait WithArgs {
+        fn with_args(self, trans_id: &str) -> NewJob;
+    }
+    impl WithArgs for NewJob {
+        fn with_args(mut self, trans_id: &str) -> NewJob {
+            self.payload = verify_payload(trans_id);
+            self
+        }
+    }
+
     fn invoice_job(id: PaymentId) -> NewJob {
-        NewJob::now(JobKind::CreateInvoice, id, 5)
+        new_job(JobKind::CreateInvoice, id, 5)
     }
 
     /// Creates a payment with its request event and a due invoice job.
@@ -280,7 +314,7 @@ mod contracts {
         let mut new = new_payment(Provider::Atmos, "09123456789", 123_456_789_012_345);
         new.idempotency_key = Some("idem-create-1".into());
         new.order_id = Some(42);
-        let first = invoice_job(new.id).payload(json!({"step": 1}));
+        let first = invoice_job(new.id);
         let first_id = first.id;
         let outcome = store
             .create_payment(&new, request_event(new.id), first)
@@ -479,7 +513,7 @@ mod contracts {
             .is_none());
 
         // The first worker comes back: everything it tries is refused.
-        let stale_next = NewJob::now(JobKind::VerifyPayment, p.id, 5);
+        let stale_next = new_job(JobKind::VerifyPayment, p.id, 5);
         let stale_next_id = stale_next.id;
         let finish = JobFinish {
             change: Some(to_processing(&p, "G-stale")),
@@ -488,7 +522,7 @@ mod contracts {
             ..JobFinish::default()
         };
         let err = store
-            .finish_job(&first, &finish)
+            .finish_job(&first, &policies(), finish)
             .await
             .expect_err("the first worker lost its lease");
         assert!(matches!(err, StoreError::LeaseLost), "{err:?}");
@@ -504,7 +538,8 @@ mod contracts {
         let messages = store
             .finish_job(
                 &second,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     change: Some(to_processing(&p, "G-1")),
                     ..JobFinish::default()
                 },
@@ -532,7 +567,8 @@ mod contracts {
         store
             .finish_job(
                 &other,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     result: JobResult::Dead {
                         error: "out of attempts".into(),
                     },
@@ -549,7 +585,8 @@ mod contracts {
         let late = store
             .finish_job(
                 &stale,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     change: Some(to_processing(&p, "G-stale")),
                     ..JobFinish::default()
                 },
@@ -567,17 +604,18 @@ mod contracts {
         let (p, job_id) = create(&store, Provider::Medogram, "u-1").await;
         let claimed = claim(&store, job_id, "worker-a", LONG_LEASE).await;
 
-        let verify = NewJob::now(JobKind::VerifyPayment, p.id, 12).payload(json!({"n": 1}));
+        let verify = new_job(JobKind::VerifyPayment, p.id, 12).with_args("n-1");
         let verify_id = verify.id;
-        let fetch = NewJob::now(JobKind::FetchUser, p.id, 8);
+        let fetch = new_job(JobKind::FetchUser, p.id, 8);
         let fetch_id = fetch.id;
-        let mut not_due = NewJob::now(JobKind::VerifyPayment, p.id, 12);
+        let mut not_due = new_job(JobKind::VerifyPayment, p.id, 12);
         not_due.run_at_ms = now_ms() + 60_000;
         let not_due_id = not_due.id;
         let messages = store
             .finish_job(
                 &claimed,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     change: Some(to_processing(&p, "G-100")),
                     events: vec![
                         NewEvent::new(p.id, EventKind::Invoice, "invoice created"),
@@ -643,16 +681,17 @@ mod contracts {
             assert_eq!(r.payment_id, Some(p.id.to_string()));
         }
         let verify_claim = claim(&store, verify_id, "worker-b", LONG_LEASE).await;
-        assert_eq!(verify_claim.payload, json!({"n": 1}));
+        assert_eq!(verify_claim.payload, Ok(verify_payload("n-1")));
 
         // A stale change: nothing of the attempt is written, the job stays running.
         let stale = to_processing(&p, "G-200"); // built from version 0
-        let orphan_next = NewJob::now(JobKind::FetchUser, p.id, 8);
+        let orphan_next = new_job(JobKind::FetchUser, p.id, 8);
         let orphan_next_id = orphan_next.id;
         let err = store
             .finish_job(
                 &verify_claim,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     change: Some(stale),
                     events: vec![NewEvent::new(p.id, EventKind::Verification, "stale")],
                     next_jobs: vec![orphan_next],
@@ -678,7 +717,8 @@ mod contracts {
         store
             .finish_job(
                 &verify_claim,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     change: Some(done),
                     ..JobFinish::default()
                 },
@@ -700,7 +740,7 @@ mod contracts {
         use paygate_common::domain::{OrderStatus, PaymentType, ProductName};
         use paygate_common::store::NewOrder;
         let new = new_payment(Provider::Atmos, "", 250_000);
-        let first = NewJob::now(JobKind::CreateInvoice, new.id, 5);
+        let first = new_job(JobKind::CreateInvoice, new.id, 5);
         let job_id = first.id;
         let (order, p, _) = store
             .create_order(
@@ -711,7 +751,7 @@ mod contracts {
                 },
                 new.clone(),
                 request_event(new.id),
-                first,
+                Some(first),
             )
             .await
             .expect("create_order");
@@ -724,7 +764,7 @@ mod contracts {
             order_status: Some((order.id, OrderStatus::Failed)),
             ..JobFinish::default()
         };
-        let err = store.finish_job(&stale, &failed(&p)).await.unwrap_err();
+        let err = store.finish_job(&stale, &policies(), failed(&p)).await.unwrap_err();
         assert!(matches!(err, StoreError::LeaseLost), "{err:?}");
         let unchanged = store.order(order.id).await.unwrap().unwrap();
         assert_eq!(
@@ -733,20 +773,21 @@ mod contracts {
             "a lost lease moves nothing"
         );
 
-        store.finish_job(&current, &failed(&p)).await.unwrap();
+        store.finish_job(&current, &policies(), failed(&p)).await.unwrap();
         let moved = store.order(order.id).await.unwrap().unwrap();
         assert_eq!(moved.status, OrderStatus::Failed);
         assert_eq!(payment(&store, p.id).await.status, PaymentStatus::Failed);
 
         // A repeated order update (another job) finds the order already moved.
-        let again = NewJob::now(JobKind::UpdateOrder, p.id, 5);
+        let again = new_job(JobKind::UpdateOrder, p.id, 5);
         let again_id = again.id;
         store.enqueue_jobs(&[again]).await.unwrap();
         let c = claim(&store, again_id, "worker-c", LONG_LEASE).await;
         store
             .finish_job(
                 &c,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     order_status: Some((order.id, OrderStatus::Paid)),
                     ..JobFinish::default()
                 },
@@ -768,7 +809,7 @@ mod contracts {
     pub async fn racing_finishes_change_a_payment_once(store: Store) {
         for round in 0..20 {
             let (p, first_job) = create(&store, Provider::Medogram, &format!("race-{round}")).await;
-            let other = NewJob::now(JobKind::VerifyPayment, p.id, 5);
+            let other = new_job(JobKind::VerifyPayment, p.id, 5);
             let other_id = other.id;
             store.enqueue_jobs(&[other]).await.unwrap();
             let a = claim(&store, first_job, "worker-a", LONG_LEASE).await;
@@ -779,7 +820,8 @@ mod contracts {
                 ..JobFinish::default()
             };
             let (fa, fb) = (finish("a"), finish("b"));
-            let (ra, rb) = tokio::join!(store.finish_job(&a, &fa), store.finish_job(&b, &fb));
+            let pol = policies();
+            let (ra, rb) = tokio::join!(store.finish_job(&a, &pol, fa), store.finish_job(&b, &pol, fb));
             let (won, lost_job) = match (&ra, &rb) {
                 (Ok(_), Err(StoreError::Conflict)) => ("a", other_id),
                 (Err(StoreError::Conflict), Ok(_)) => ("b", first_job),
@@ -799,14 +841,15 @@ mod contracts {
     pub async fn state_machine_is_enforced_by_the_store(store: Store) {
         let (p, j1) = create(&store, Provider::Medogram, "u-1").await;
         let c1 = claim(&store, j1, "w", LONG_LEASE).await;
-        let verify = NewJob::now(JobKind::VerifyPayment, p.id, 12);
+        let verify = new_job(JobKind::VerifyPayment, p.id, 12);
         let verify_id = verify.id;
-        let late = NewJob::now(JobKind::VerifyPayment, p.id, 12);
+        let late = new_job(JobKind::VerifyPayment, p.id, 12);
         let late_id = late.id;
         store
             .finish_job(
                 &c1,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     change: Some(to_processing(&p, "G-1")),
                     next_jobs: vec![verify, late],
                     ..JobFinish::default()
@@ -822,7 +865,8 @@ mod contracts {
         store
             .finish_job(
                 &c2,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     change: Some(
                         processing
                             .change()
@@ -848,7 +892,8 @@ mod contracts {
         let err = store
             .finish_job(
                 &c3,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     change: Some(from_stale),
                     ..JobFinish::default()
                 },
@@ -867,7 +912,8 @@ mod contracts {
         let err = store
             .finish_job(
                 &c3,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     change: Some(forged),
                     ..JobFinish::default()
                 },
@@ -902,7 +948,8 @@ mod contracts {
         let err = store
             .finish_job(
                 &cq,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     change: Some(to_processing(&q, "G-1")),
                     events: vec![NewEvent::new(q.id, EventKind::Invoice, "dup ref")],
                     ..JobFinish::default()
@@ -918,7 +965,8 @@ mod contracts {
         store
             .finish_job(
                 &cq,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     change: Some(to_processing(&q, "G-2")),
                     ..JobFinish::default()
                 },
@@ -931,7 +979,8 @@ mod contracts {
         store
             .finish_job(
                 &cr,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     change: Some(to_processing(&r, "G-1")),
                     ..JobFinish::default()
                 },
@@ -956,7 +1005,8 @@ mod contracts {
         let messages = store
             .finish_job(
                 &c1,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     result: JobResult::Retry {
                         run_at_ms: retry_at,
                         error: "gateway timeout".into(),
@@ -994,7 +1044,8 @@ mod contracts {
         store
             .finish_job(
                 &c2,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     result: JobResult::Dead {
                         error: "out of attempts".into(),
                     },
@@ -1063,7 +1114,7 @@ mod contracts {
         assert_eq!(store.redrive_job(job_id).await.unwrap(), None);
         let c3 = claim(&store, job_id, "w", LONG_LEASE).await;
         assert_eq!(i64::from(c3.attempt), rec.attempts + 1);
-        store.finish_job(&c3, &JobFinish::default()).await.unwrap();
+        store.finish_job(&c3, &policies(), JobFinish::default()).await.unwrap();
         assert_eq!(job(&store, job_id).await.status, JobStatus::Succeeded);
         assert_eq!(store.redrive_job(job_id).await.unwrap(), None);
         assert_eq!(job(&store, job_id).await.status, JobStatus::Succeeded);
@@ -1075,7 +1126,8 @@ mod contracts {
         store
             .finish_job(
                 &cf,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     result: JobResult::Failed {
                         error: "refused".into(),
                     },
@@ -1135,7 +1187,8 @@ mod contracts {
             store
                 .finish_job(
                     &c,
-                    &JobFinish {
+                    &policies(),
+                    JobFinish {
                         result,
                         ..JobFinish::default()
                     },
@@ -1217,13 +1270,14 @@ mod contracts {
     pub async fn dedupe_of_jobs_and_inbound_messages(store: Store) {
         let (p, job_id) = create(&store, Provider::Medogram, "u-1").await;
         let c = claim(&store, job_id, "w", LONG_LEASE).await;
-        let a = NewJob::now(JobKind::VerifyPayment, p.id, 12).dedupe("verify:T1");
-        let b = NewJob::now(JobKind::VerifyPayment, p.id, 12).dedupe("verify:T1");
+        let a = new_job(JobKind::VerifyPayment, p.id, 12).dedupe("verify:T1");
+        let b = new_job(JobKind::VerifyPayment, p.id, 12).dedupe("verify:T1");
         let (a_id, b_id) = (a.id, b.id);
         let messages = store
             .finish_job(
                 &c,
-                &JobFinish {
+                &policies(),
+                JobFinish {
                     next_jobs: vec![a, b],
                     ..JobFinish::default()
                 },
@@ -1247,9 +1301,9 @@ mod contracts {
             EventKind::Callback,
             "callback received",
         )];
-        let again = NewJob::now(JobKind::VerifyPayment, p.id, 12).dedupe("verify:T1");
+        let again = new_job(JobKind::VerifyPayment, p.id, 12).dedupe("verify:T1");
         let again_id = again.id;
-        let fresh = NewJob::now(JobKind::VerifyPayment, p.id, 12).dedupe("verify:T2");
+        let fresh = new_job(JobKind::VerifyPayment, p.id, 12).dedupe("verify:T2");
         let fresh_id = fresh.id;
         let first = store
             .record_inbound(
@@ -1275,7 +1329,7 @@ mod contracts {
         assert_eq!(event_count(&store, p.id).await, 2);
 
         // The same gateway event again: nothing is written.
-        let repeat_job = NewJob::now(JobKind::VerifyPayment, p.id, 12).dedupe("verify:T3");
+        let repeat_job = new_job(JobKind::VerifyPayment, p.id, 12).dedupe("verify:T3");
         let repeat_job_id = repeat_job.id;
         let mut repeat = inbound(Provider::Medogram, "T2:G-1", Some(p.id));
         repeat.outcome = "other".into();
@@ -1354,7 +1408,8 @@ mod contracts {
             store
                 .finish_job(
                     &c,
-                    &JobFinish {
+                    &policies(),
+                    JobFinish {
                         change: Some(to_processing(&ps[i], &format!("G-{i}"))),
                         ..JobFinish::default()
                     },

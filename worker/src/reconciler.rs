@@ -5,9 +5,9 @@
 //! `trans_id`, so only Atmos is reconciled.)
 
 use crate::Engine;
-use paygate_common::domain::{JobKind, Provider};
+use paygate_common::domain::{JobPayload, NewJob, Provider, VerifyArgs};
 use paygate_common::queue::dispatch_all;
-use paygate_common::store::{NewJob, StoreError};
+use paygate_common::store::StoreError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -42,13 +42,17 @@ pub async fn reconcile_once(engine: &Engine, stale_after: Duration) -> Result<us
     if ids.is_empty() {
         return Ok(0);
     }
-    let attempts = engine.retry.verify_payment.max_attempts;
     // One reconciliation per payment: its verification retries until the
     // payment settles or the confirmation deadline passes.
     let jobs: Vec<NewJob> = ids
         .iter()
         .map(|id| {
-            NewJob::now(JobKind::VerifyPayment, *id, attempts).dedupe(format!("reconcile:{id}"))
+            NewJob::new(
+                JobPayload::VerifyPayment(VerifyArgs::default()),
+                Some(*id),
+                &engine.retry,
+            )
+            .dedupe(format!("reconcile:{id}"))
         })
         .collect();
     let messages = engine.store.enqueue_jobs(&jobs).await?;

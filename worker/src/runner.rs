@@ -1,9 +1,9 @@
 //! Runs one job message: claim the ledger row, execute the handler for its
 //! kind, and record the outcome (with the retry policy) in one transaction.
 
-use crate::jobs::{self, Step};
+use crate::jobs::{self, Effects, Step};
 use crate::Engine;
-use paygate_common::domain::{EventKind, JobKind, JobMessage, NewEvent, Payment, PaymentStatus};
+use paygate_common::domain::{JobMessage, Payment};
 use paygate_common::queue::dispatch_all;
 use paygate_common::store::{ClaimedJob, JobFinish, JobResult, StoreError};
 use std::time::{Duration, Instant};
@@ -78,59 +78,30 @@ async fn run_claimed(engine: &Engine, claim: ClaimedJob) {
 }
 
 async fn execute(engine: &Engine, claim: &ClaimedJob) -> (Option<Payment>, Step) {
-    if claim.payment_id.is_none() {
-        return (None, fail("job_invalid", "job has no payment"));
-    }
     // Read with the claim (one round trip on PostgreSQL).
-    let Some(payment) = claim.payment.clone() else {
-        return (
-            None,
-            fail("payment_missing", "the job's payment does not exist"),
-        );
-    };
-    let step = match claim.kind {
-        JobKind::FetchUser => jobs::fetch_user::run(engine, &payment).await,
-        JobKind::CreateInvoice => jobs::create_invoice::run(engine, &payment).await,
-        JobKind::VerifyPayment => {
-            jobs::verify_payment::run(engine, &payment, claim.payload.clone()).await
+    let payment = claim.payment.clone();
+    let step = match &claim.payload {
+        Ok(payload) => {
+            jobs::handler(claim.kind)
+                .run(engine, payment.as_ref(), payload)
+                .await
         }
-        JobKind::UpdateOrder => jobs::update_order::run(engine, &payment).await,
+        Err(e) => Step::Fail {
+            reason: "job_invalid".into(),
+            error: e.to_string(),
+        },
     };
-    (Some(payment), step)
+    (payment, step)
 }
 
-fn fail(reason: &str, error: &str) -> Step {
-    Step::Fail {
-        reason: reason.into(),
-        error: error.into(),
-    }
-}
-
-/// The payment reason used when a job runs out of attempts.
-fn exhausted_reason(kind: JobKind) -> &'static str {
-    match kind {
-        JobKind::FetchUser => "user_server_unavailable",
-        JobKind::CreateInvoice => "gateway_unavailable",
-        JobKind::VerifyPayment => "verification_unavailable",
-        JobKind::UpdateOrder => "order_update_unavailable",
-    }
-}
-
-/// Fails the payment (if it still can fail) with an error event.
-fn failing(payment: Option<&Payment>, reason: &str, error: &str, finish: &mut JobFinish) {
-    let Some(p) = payment else { return };
-    finish.events.push(NewEvent::new(
-        p.id,
-        EventKind::Error,
-        format!("{reason}: {error}"),
-    ));
-    if let Ok(change) = p.change().status(PaymentStatus::Failed, Some(reason)) {
-        finish.change = Some(change);
-        finish.events.push(NewEvent::new(
-            p.id,
-            EventKind::StatusChange,
-            format!("{} → failed ({reason})", p.status),
-        ));
+/// The attempt's effects as a ledger finish.
+fn finish_with(effects: Effects, result: JobResult) -> JobFinish {
+    JobFinish {
+        change: effects.change,
+        order_status: effects.order_status,
+        events: effects.events,
+        next_jobs: effects.next,
+        result,
     }
 }
 
@@ -140,46 +111,37 @@ fn to_finish(
     payment: Option<&Payment>,
     step: Step,
 ) -> JobFinish {
-    let mut finish = JobFinish::default();
+    let handler = jobs::handler(claim.kind);
     match step {
-        Step::Done(effects) => {
-            finish.change = effects.change;
-            finish.order_status = effects.order_status;
-            finish.events = effects.events;
-            finish.next_jobs = effects.next;
-            finish.result = JobResult::Succeeded;
-        }
+        Step::Done(effects) => finish_with(effects, JobResult::Succeeded),
         Step::Retry {
             error,
             retry_after,
             exhausted_reason: reason,
         } => {
-            let policy = engine.retry.for_kind(claim.kind);
             // The row's budget, not the policy's: a redriven job has a larger one.
             if claim.attempt >= claim.max_attempts {
-                let reason = reason.unwrap_or_else(|| exhausted_reason(claim.kind));
-                failing(payment, reason, &error, &mut finish);
-                finish.result = JobResult::Dead { error };
+                let reason = reason.unwrap_or_else(|| handler.exhausted_reason());
+                let effects = handler.give_up(payment, reason, &error);
+                finish_with(effects, JobResult::Dead { error })
             } else {
+                let policy = engine.retry.for_kind(claim.kind);
                 let delay = policy.delay_after(claim.attempt, retry_after, rand::random::<f64>());
-                finish.result = JobResult::Retry {
-                    run_at_ms: chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64,
-                    error,
-                };
+                JobFinish {
+                    result: JobResult::Retry {
+                        run_at_ms: chrono::Utc::now().timestamp_millis()
+                            + delay.as_millis() as i64,
+                        error,
+                    },
+                    ..JobFinish::default()
+                }
             }
         }
         Step::Fail { reason, error } => {
-            failing(payment, &reason, &error, &mut finish);
-            finish.result = JobResult::Failed { error };
+            let effects = handler.give_up(payment, &reason, &error);
+            finish_with(effects, JobResult::Failed { error })
         }
     }
-    // A shop order follows its payment once the payment settles.
-    if let (Some(p), Some(status)) = (payment, finish.change.as_ref().and_then(|c| c.new_status)) {
-        if status.is_terminal() && p.order_id.is_some() {
-            finish.next_jobs.push(jobs::update_order::job(engine, p));
-        }
-    }
-    finish
 }
 
 fn outcome_label(result: &JobResult) -> &'static str {
@@ -194,12 +156,14 @@ fn outcome_label(result: &JobResult) -> &'static str {
 async fn record(engine: &Engine, claim: &ClaimedJob, payment: Option<&Payment>, step: Step) {
     let finish = to_finish(engine, claim, payment, step);
     let kind = claim.kind.as_str();
-    match engine.store.finish_job(claim, &finish).await {
+    let result = finish.result.clone();
+    let change = finish.change.clone();
+    match engine.store.finish_job(claim, &engine.retry, finish).await {
         Ok(messages) => {
-            let outcome = outcome_label(&finish.result);
+            let outcome = outcome_label(&result);
             metrics::counter!("paygate_jobs_total", "kind" => kind, "outcome" => outcome)
                 .increment(1);
-            match &finish.result {
+            match &result {
                 JobResult::Succeeded => tracing::debug!("job succeeded"),
                 JobResult::Retry { error, .. } => {
                     tracing::info!(error = %error, "job will be retried")
@@ -208,7 +172,7 @@ async fn record(engine: &Engine, claim: &ClaimedJob, payment: Option<&Payment>, 
                     tracing::warn!(error = %error, outcome, "job stopped")
                 }
             }
-            if let (Some(p), Some(change)) = (payment, &finish.change) {
+            if let (Some(p), Some(change)) = (payment, &change) {
                 if let Some(status) = change.new_status {
                     metrics::counter!("paygate_payments_total",
                         "provider" => p.provider.as_str(), "status" => status.as_str())
@@ -235,7 +199,7 @@ async fn record(engine: &Engine, claim: &ClaimedJob, payment: Option<&Payment>, 
                 },
                 ..JobFinish::default()
             };
-            if let Err(e) = engine.store.finish_job(claim, &retry).await {
+            if let Err(e) = engine.store.finish_job(claim, &engine.retry, retry).await {
                 tracing::warn!(error = %e, "could not release the job; its lease will expire");
             }
             metrics::counter!("paygate_jobs_total", "kind" => kind, "outcome" => "retried")

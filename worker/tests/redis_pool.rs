@@ -6,14 +6,15 @@
 use futures::FutureExt;
 use paygate_common::crypto::Cipher;
 use paygate_common::domain::{
-    Amount, Description, EventKind, JobKind, JobStatus, NewEvent, PaymentId, Provider,
+    Amount, Description, EventKind, JobStatus, NewEvent, PaymentId, Provider,
     RetryPolicies,
 };
 use paygate_common::gateways::GatewayRegistry;
 use paygate_common::queue::embedded::EmbeddedQueue;
 use paygate_common::queue::redis::{RedisQueue, RedisQueueConfig};
 use paygate_common::queue::JobQueue;
-use paygate_common::store::{CreateOutcome, NewJob, NewPayment, Store, StoreOptions};
+use paygate_common::domain::{JobPayload, NewJob};
+use paygate_common::store::{CreateOutcome, NewPayment, Store, StoreOptions};
 use paygate_common::userdir::{UserDirectory, UserDirectoryConfig};
 use paygate_worker::engine::ReturnUrls;
 use paygate_worker::pool::{run_embedded, run_redis};
@@ -102,7 +103,7 @@ async fn create_payment(engine: &Engine) -> Uuid {
         order_id: None,
     };
     let event = NewEvent::new(id, EventKind::Request, "payment requested");
-    let job = NewJob::now(JobKind::FetchUser, id, 8).dedupe(format!("fetch_user:{id}"));
+    let job = NewJob::once_per_payment(JobPayload::FetchUser, id, &RetryPolicies::default());
     let job_id = job.id;
     match engine.store.create_payment(&new, event, job).await.unwrap() {
         CreateOutcome::Created(_, messages) => {

@@ -11,10 +11,12 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use paygate_common::domain::{EventKind, JobKind, NewEvent, Payment, Provider};
+use paygate_common::domain::{
+    EventKind, JobPayload, NewEvent, NewJob, Payment, Provider, VerifyArgs,
+};
 use paygate_common::gateways::atmos::verify_sign;
 use paygate_common::queue::dispatch_all;
-use paygate_common::store::{InboundOutcome, NewInbound, NewJob};
+use paygate_common::store::{InboundOutcome, NewInbound};
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -257,12 +259,14 @@ async fn judge(
     }
     let event = NewEvent::new(payment.id, EventKind::Webhook, "Atmos callback accepted")
         .detail(json!({ "transaction_id": f.transaction_id, "amount": f.amount }));
-    let job = NewJob::now(
-        JobKind::VerifyPayment,
-        payment.id,
-        state.settings.verify_attempts,
+    let job = NewJob::new(
+        JobPayload::VerifyPayment(VerifyArgs {
+            trans_id: Some(f.transaction_id.clone()),
+            ..VerifyArgs::default()
+        }),
+        Some(payment.id),
+        &state.settings.retry,
     )
-    .payload(json!({ "trans_id": f.transaction_id }))
     .dedupe(format!("verify:{}:{}", payment.id, f.transaction_id));
     match state
         .store

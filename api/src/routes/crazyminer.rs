@@ -15,10 +15,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paygate_common::domain::{
-    EventKind, JobKind, Lang, NewEvent, Payment, PaymentStatus, Provider,
+    EventKind, JobPayload, Lang, NewEvent, NewJob, Payment, PaymentStatus, Provider, VerifyArgs,
 };
 use paygate_common::queue::dispatch_all;
-use paygate_common::store::{InboundOutcome, NewInbound, NewJob, PaymentFilter};
+use paygate_common::store::{InboundOutcome, NewInbound, PaymentFilter};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -369,12 +369,15 @@ async fn callback(
     let event = NewEvent::new(payment.id, EventKind::Callback, "gateway callback received").detail(json!({
         "id_get": fields.id_get, "trans_id": fields.trans_id, "tracking_code": fields.tracking_code, "method": method.as_str(),
     }));
-    let job = NewJob::now(
-        JobKind::VerifyPayment,
-        payment.id,
-        state.settings.verify_attempts,
+    let job = NewJob::new(
+        JobPayload::VerifyPayment(VerifyArgs {
+            trans_id: Some(fields.trans_id.clone()),
+            id_get: None,
+            tracking_code: fields.tracking_code.clone(),
+        }),
+        Some(payment.id),
+        &state.settings.retry,
     )
-    .payload(json!({ "trans_id": fields.trans_id, "tracking_code": fields.tracking_code }))
     .dedupe(format!("verify:{}:{}", payment.id, fields.trans_id));
     let outcome = match state
         .store

@@ -1,6 +1,7 @@
 //! Background work: the kinds of job, their ledger status, and the retry
 //! policy of each kind (the one place retries are decided).
 
+use super::payment::PaymentId;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use uuid::Uuid;
@@ -71,6 +72,136 @@ impl JobStatus {
     }
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// What a verification was asked for with: what the callback or webhook told us.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trans_id: Option<String>,
+    /// The invoice the callback named (medogram `id_get`), when it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_get: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_code: Option<String>,
+}
+
+/// A job's input, typed. The API writes jobs and the worker reads them through
+/// this one type, so the two cannot disagree about a payload's shape. The
+/// ledger stores the kind in its own column and the arguments as JSON (`null`
+/// for kinds without arguments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobPayload {
+    FetchUser,
+    CreateInvoice,
+    VerifyPayment(VerifyArgs),
+    UpdateOrder,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {kind} job's payload is malformed: {reason}")]
+pub struct PayloadError {
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+impl JobPayload {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobPayload::FetchUser => JobKind::FetchUser,
+            JobPayload::CreateInvoice => JobKind::CreateInvoice,
+            JobPayload::VerifyPayment(_) => JobKind::VerifyPayment,
+            JobPayload::UpdateOrder => JobKind::UpdateOrder,
+        }
+    }
+
+    /// The arguments as stored in the ledger's `payload` column.
+    pub fn args_json(&self) -> serde_json::Value {
+        match self {
+            JobPayload::VerifyPayment(args) => {
+                serde_json::to_value(args).unwrap_or(serde_json::Value::Null)
+            }
+            JobPayload::FetchUser | JobPayload::CreateInvoice | JobPayload::UpdateOrder => {
+                serde_json::Value::Null
+            }
+        }
+    }
+
+    /// Reads a payload back from its kind and stored arguments. Anything that
+    /// does not fit the kind is an error, never a default.
+    pub fn from_stored(kind: JobKind, args: &serde_json::Value) -> Result<Self, PayloadError> {
+        let err = |reason: String| PayloadError {
+            kind: kind.as_str(),
+            reason,
+        };
+        let no_args = |p: JobPayload| match args {
+            serde_json::Value::Null => Ok(p),
+            other => Err(err(format!("expected no arguments, got {other}"))),
+        };
+        match kind {
+            JobKind::FetchUser => no_args(JobPayload::FetchUser),
+            JobKind::CreateInvoice => no_args(JobPayload::CreateInvoice),
+            JobKind::UpdateOrder => no_args(JobPayload::UpdateOrder),
+            JobKind::VerifyPayment => serde_json::from_value(args.clone())
+                .map(JobPayload::VerifyPayment)
+                .map_err(|e| err(e.to_string())),
+        }
+    }
+}
+
+/// A job to be written to the ledger, in the same write as the change that
+/// needs it. Built from a [`JobPayload`], so its kind always matches its input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub payload: JobPayload,
+    /// What the job works on; a job may own nothing (e.g. housekeeping).
+    pub payment_id: Option<PaymentId>,
+    /// Jobs with the same key are one job: the second insert is ignored.
+    pub dedupe_key: Option<String>,
+    pub max_attempts: u32,
+    pub run_at_ms: i64,
+}
+
+impl NewJob {
+    /// A job due now, with the retry budget `policies` give its kind.
+    pub fn new(payload: JobPayload, payment_id: Option<PaymentId>, policies: &RetryPolicies) -> Self {
+        let max_attempts = policies.for_kind(payload.kind()).max_attempts;
+        NewJob {
+            id: Uuid::now_v7(),
+            payload,
+            payment_id,
+            dedupe_key: None,
+            max_attempts,
+            run_at_ms: chrono::Utc::now().timestamp_millis(),
+        }
+    }
+    /// The one job of its kind a payment has (its user fetch, its invoice, its
+    /// order update): a second one for the same payment is the same job.
+    pub fn once_per_payment(
+        payload: JobPayload,
+        payment_id: PaymentId,
+        policies: &RetryPolicies,
+    ) -> Self {
+        let key = format!("{}:{payment_id}", payload.kind().as_str());
+        NewJob::new(payload, Some(payment_id), policies).dedupe(key)
+    }
+    pub fn kind(&self) -> JobKind {
+        self.payload.kind()
+    }
+    pub fn dedupe(mut self, key: impl Into<String>) -> Self {
+        self.dedupe_key = Some(key.into());
+        self
+    }
+    pub fn run_at(mut self, run_at_ms: i64) -> Self {
+        self.run_at_ms = run_at_ms;
+        self
+    }
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
     }
 }
 
@@ -209,6 +340,44 @@ mod tests {
     fn attempts_are_bounded() {
         assert!(!policy().exhausted(4));
         assert!(policy().exhausted(5));
+    }
+
+    #[test]
+    fn payloads_round_trip_through_their_stored_form() {
+        let verify = JobPayload::VerifyPayment(VerifyArgs {
+            trans_id: Some("123".into()),
+            id_get: None,
+            tracking_code: Some("T".into()),
+        });
+        for p in [
+            JobPayload::FetchUser,
+            JobPayload::CreateInvoice,
+            JobPayload::UpdateOrder,
+            verify,
+        ] {
+            assert_eq!(JobPayload::from_stored(p.kind(), &p.args_json()), Ok(p));
+        }
+    }
+
+    #[test]
+    fn malformed_payloads_are_errors_not_defaults() {
+        let junk = serde_json::json!({"unexpected": 1});
+        assert!(JobPayload::from_stored(JobKind::VerifyPayment, &junk).is_err());
+        assert!(JobPayload::from_stored(JobKind::VerifyPayment, &serde_json::json!(7)).is_err());
+        assert!(JobPayload::from_stored(JobKind::FetchUser, &junk).is_err());
+        // An empty verification (a reconciler's check) is valid.
+        assert_eq!(
+            JobPayload::from_stored(JobKind::VerifyPayment, &serde_json::json!({})),
+            Ok(JobPayload::VerifyPayment(VerifyArgs::default()))
+        );
+    }
+
+    #[test]
+    fn new_jobs_take_their_budget_from_the_kind() {
+        let policies = RetryPolicies::default();
+        let j = NewJob::new(JobPayload::VerifyPayment(VerifyArgs::default()), None, &policies);
+        assert_eq!(j.kind(), JobKind::VerifyPayment);
+        assert_eq!(j.max_attempts, policies.verify_payment.max_attempts);
     }
 
     #[test]

@@ -6,10 +6,14 @@ pub mod job;
 pub mod money;
 pub mod order;
 pub mod payment;
+pub mod reactions;
 pub mod status;
 
 pub use event::{EventKind, NewEvent, PaymentEvent};
-pub use job::{JobKind, JobMessage, JobStatus, RetryPolicies, RetryPolicy};
+pub use job::{
+    JobKind, JobMessage, JobPayload, JobStatus, NewJob, PayloadError, RetryPolicies, RetryPolicy,
+    VerifyArgs,
+};
 pub use money::{Amount, Currency, MoneyError};
 pub use order::{Order, OrderStatus, PaymentType, ProductName};
 pub use payment::{

@@ -191,6 +191,9 @@ pub struct PaymentChange {
     pub gateway_trans_id: Option<String>,
     pub tracking_code: Option<String>,
     pub encrypted_user_data: Option<String>,
+    /// The shop order the payment pays (read from the payment, never
+    /// changed): the status-change hook needs it to move the order along.
+    pub order_id: Option<i64>,
 }
 
 impl Payment {
@@ -206,11 +209,16 @@ impl Payment {
             gateway_trans_id: None,
             tracking_code: None,
             encrypted_user_data: None,
+            order_id: self.order_id,
         }
     }
 }
 
 impl PaymentChange {
+    /// True when this change completes the payment (its `completed_at` is set).
+    pub fn completes(&self) -> bool {
+        self.new_status == Some(PaymentStatus::Completed)
+    }
     pub fn status(
         mut self,
         to: PaymentStatus,

@@ -3,49 +3,16 @@
 //! claiming is a conditional update, and finishing checks the claim (a fencing
 //! token) in the same transaction as the state change the job made.
 
-use super::payments::{apply_change, insert_event, is_unique_violation};
-use super::rows;
+use super::changeset::{Changeset, Committed};
+use super::rows::{self, job_message};
 use super::{now_ms, Dialect, Lane, Store, StoreError, StoreResult};
 use crate::domain::{
-    JobKind, JobMessage, JobStatus, NewEvent, OrderStatus, Payment, PaymentChange, PaymentId,
+    JobKind, JobMessage, JobPayload, JobStatus, NewEvent, NewJob, OrderStatus, Payment,
+    PaymentChange, PaymentId, PayloadError, RetryPolicies,
 };
-use sqlx::any::{Any, AnyRow};
-use sqlx::{Row, Transaction};
+use sqlx::any::AnyRow;
+use sqlx::Row;
 use uuid::Uuid;
-
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    pub id: Uuid,
-    pub kind: JobKind,
-    pub payment_id: Option<PaymentId>,
-    pub payload: serde_json::Value,
-    /// Jobs with the same key are one job: the second insert is ignored.
-    pub dedupe_key: Option<String>,
-    pub max_attempts: u32,
-    pub run_at_ms: i64,
-}
-
-impl NewJob {
-    pub fn now(kind: JobKind, payment_id: PaymentId, max_attempts: u32) -> Self {
-        NewJob {
-            id: Uuid::now_v7(),
-            kind,
-            payment_id: Some(payment_id),
-            payload: serde_json::Value::Null,
-            dedupe_key: None,
-            max_attempts,
-            run_at_ms: now_ms(),
-        }
-    }
-    pub fn payload(mut self, payload: serde_json::Value) -> Self {
-        self.payload = payload;
-        self
-    }
-    pub fn dedupe(mut self, key: impl Into<String>) -> Self {
-        self.dedupe_key = Some(key.into());
-        self
-    }
-}
 
 /// A job this worker holds. `attempt` is the fencing token: finishing only
 /// succeeds while the ledger still shows this attempt running under our name.
@@ -62,7 +29,9 @@ pub struct ClaimedJob {
     /// The payment as it was when the job was claimed; `None` when the job has
     /// no payment or the payment does not exist.
     pub payment: Option<Payment>,
-    pub payload: serde_json::Value,
+    /// The job's input; an error when the stored payload does not fit its
+    /// kind (the job then fails as invalid instead of running on defaults).
+    pub payload: Result<JobPayload, PayloadError>,
     pub attempt: u32,
     pub max_attempts: u32,
     pub worker: String,
@@ -78,6 +47,20 @@ pub struct JobFinish {
     pub events: Vec<NewEvent>,
     pub next_jobs: Vec<NewJob>,
     pub result: JobResult,
+}
+
+impl JobFinish {
+    /// The attempt's changeset; a payment change brings its follow-ups.
+    pub fn into_changeset(self, claim: &ClaimedJob, policies: &RetryPolicies) -> Changeset {
+        let mut cs = Changeset::finishing(claim, self.result);
+        if let Some(change) = self.change {
+            cs = cs.change_payment(change, policies);
+        }
+        if let Some((order_id, status)) = self.order_status {
+            cs = cs.order_status(order_id, status);
+        }
+        cs.events(self.events).jobs(self.next_jobs)
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -97,15 +80,15 @@ pub enum JobResult {
 }
 
 /// The ledger columns a [`JobResult`] sets.
-struct Outcome {
-    status: JobStatus,
-    run_at: Option<i64>,
-    error: Option<String>,
-    finished_at: Option<i64>,
+pub(crate) struct Outcome {
+    pub(crate) status: JobStatus,
+    pub(crate) run_at: Option<i64>,
+    pub(crate) error: Option<String>,
+    pub(crate) finished_at: Option<i64>,
 }
 
 impl Outcome {
-    fn of(result: &JobResult, now: i64) -> Outcome {
+    pub(crate) fn of(result: &JobResult, now: i64) -> Outcome {
         let (status, run_at, error, finished_at) = match result {
             JobResult::Succeeded => (JobStatus::Succeeded, None, None, Some(now)),
             JobResult::Retry { run_at_ms, error } => (
@@ -126,22 +109,6 @@ impl Outcome {
             finished_at,
         }
     }
-}
-
-/// Binds the fence's seven values in order: the outcome's status, run_at,
-/// error and finished_at, then the claim's job id, worker and attempt.
-fn bind_fence<'q>(
-    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
-    claim: &'q ClaimedJob,
-    outcome: &Outcome,
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
-    q.bind(outcome.status.as_str())
-        .bind(outcome.run_at)
-        .bind(outcome.error.clone())
-        .bind(outcome.finished_at)
-        .bind(claim.id.to_string())
-        .bind(&claim.worker)
-        .bind(i64::from(claim.attempt))
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -186,47 +153,6 @@ fn message(row: &AnyRow) -> StoreResult<JobMessage> {
         &row.try_get::<String, _>("id")?,
         &row.try_get::<String, _>("kind")?,
     )
-}
-
-/// The queue message of a job row, from its id and kind columns.
-pub(crate) fn job_message(id: &str, kind: &str) -> StoreResult<JobMessage> {
-    Ok(JobMessage {
-        job_id: Uuid::parse_str(id).map_err(|_| StoreError::Corrupt(format!("job id {id:?}")))?,
-        kind: rows::job_kind(kind)?,
-    })
-}
-
-/// Inserts a job inside the caller's transaction. Returns the message to
-/// dispatch, or `None` when a job with the same dedupe key already exists.
-/// The row is marked dispatched because the caller pushes it right after
-/// commit; if that push is lost, the sweeper notices the stale mark.
-pub(crate) async fn insert_job(
-    tx: &mut Transaction<'_, Any>,
-    job: &NewJob,
-    now: i64,
-) -> StoreResult<Option<JobMessage>> {
-    let due_now = job.run_at_ms <= now;
-    let row = sqlx::query(
-        "INSERT INTO jobs (id, kind, payment_id, payload, dedupe_key, status, attempts, \
-         max_attempts, run_at, dispatched_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $9, $9) \
-         ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, kind",
-    )
-    .bind(job.id.to_string())
-    .bind(job.kind.as_str())
-    .bind(job.payment_id.map(|p| p.to_string()))
-    .bind(job.payload.to_string())
-    .bind(job.dedupe_key.clone())
-    .bind(i64::from(job.max_attempts))
-    .bind(job.run_at_ms)
-    .bind(due_now.then_some(now))
-    .bind(now)
-    .fetch_optional(&mut **tx)
-    .await?;
-    match row {
-        Some(row) if due_now => Ok(Some(message(&row)?)),
-        _ => Ok(None),
-    }
 }
 
 impl Store {
@@ -284,13 +210,20 @@ impl Store {
             },
             (Dialect::Sqlite, Some(id)) => self.payment(id).await?,
         };
-        let payload: String = row.try_get("job_payload")?;
+        let kind = rows::job_kind(&row.try_get::<String, _>("job_kind")?)?;
+        let payload_text: String = row.try_get("job_payload")?;
+        let payload = serde_json::from_str(&payload_text)
+            .map_err(|e| PayloadError {
+                kind: kind.as_str(),
+                reason: e.to_string(),
+            })
+            .and_then(|args| JobPayload::from_stored(kind, &args));
         Ok(Some(ClaimedJob {
             id: job_id,
-            kind: rows::job_kind(&row.try_get::<String, _>("job_kind")?)?,
+            kind,
             payment_id,
             payment,
-            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+            payload,
             attempt: row.try_get::<i64, _>("job_attempts")?.max(0) as u32,
             max_attempts: row.try_get::<i64, _>("job_max_attempts")?.max(0) as u32,
             worker: worker.to_string(),
@@ -323,149 +256,16 @@ impl Store {
     pub async fn finish_job(
         &self,
         claim: &ClaimedJob,
-        finish: &JobFinish,
+        policies: &RetryPolicies,
+        finish: JobFinish,
     ) -> StoreResult<Vec<JobMessage>> {
-        let now = now_ms();
-        let outcome = Outcome::of(&finish.result, now);
-        match self.dialect() {
-            Dialect::Postgres => self.finish_job_pg(claim, finish, &outcome, now).await,
-            Dialect::Sqlite => self.finish_job_tx(claim, finish, &outcome, now).await,
+        let cs = finish.into_changeset(claim, policies);
+        match self.commit_in(&cs, Lane::Background).await? {
+            Committed::Applied(applied) => Ok(applied.messages),
+            Committed::Duplicate => Err(StoreError::Corrupt(
+                "a job attempt cannot be a duplicate".into(),
+            )),
         }
-    }
-
-    /// SQLite: one transaction. The fencing check goes first: it is a write,
-    /// so SQLite takes its write lock at once, and a lost lease costs nothing
-    /// further.
-    async fn finish_job_tx(
-        &self,
-        claim: &ClaimedJob,
-        finish: &JobFinish,
-        outcome: &Outcome,
-        now: i64,
-    ) -> StoreResult<Vec<JobMessage>> {
-        let writer = self.writer(Lane::Background).await;
-        let mut tx = writer.begin().await?;
-        let fenced = bind_fence(
-            sqlx::query(
-                "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
-                 last_error = COALESCE($3, last_error), finished_at = $4, lease_until = NULL, \
-                 locked_by = NULL, dispatched_at = NULL, updated_at = $8 \
-                 WHERE id = $5 AND locked_by = $6 AND attempts = $7",
-            ),
-            claim,
-            outcome,
-        )
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if fenced.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Err(StoreError::LeaseLost);
-        }
-        if let Some(change) = &finish.change {
-            apply_change(&mut tx, change, now).await?;
-        }
-        if let Some((order_id, status)) = finish.order_status {
-            super::orders::apply_order_status(&mut tx, order_id, status, now).await?;
-        }
-        for e in &finish.events {
-            insert_event(&mut tx, e, now).await?;
-        }
-        let mut messages = Vec::new();
-        for job in &finish.next_jobs {
-            if let Some(m) = insert_job(&mut tx, job, now).await? {
-                messages.push(m);
-            }
-        }
-        tx.commit().await?;
-        Ok(messages)
-    }
-
-    /// PostgreSQL: the same in one statement (one round trip instead of a
-    /// `BEGIN`, a `COMMIT` and one per row; the worker's share of the database
-    /// is mostly per-statement cost, see PERFORMANCE.md).
-    ///
-    /// All parts of one statement see one snapshot and cannot see each other's
-    /// writes, so the conditions are chained through `RETURNING` output:
-    /// `held` locks the payment row at the expected version (a concurrent
-    /// change that committed first makes it empty: the lock re-checks the
-    /// newest row; `NO KEY` is the strength the update takes anyway, so event
-    /// inserts for the payment, whose foreign key check takes a key-share
-    /// lock, are not blocked by it); `fence` ends the attempt only if the claim is ours and,
-    /// when there is a change, `held` found the row; everything else happens
-    /// only if `fence` did. So either all of it lands or none of it, as with
-    /// the transaction.
-    async fn finish_job_pg(
-        &self,
-        claim: &ClaimedJob,
-        finish: &JobFinish,
-        outcome: &Outcome,
-        now: i64,
-    ) -> StoreResult<Vec<JobMessage>> {
-        use super::json_rows::{due_messages_of, insert_events_from_json, insert_jobs_from_json};
-        use super::payments::{bind_change, payment_change_set};
-        // $1–$12 the change and `now` (bind_change), $13 whether there is
-        // one, $14–$20 the fence (bind_fence), $21–$22 the order, $23 events,
-        // $24 next jobs.
-        let sql = concat!(
-            "WITH held AS (SELECT id FROM payments WHERE $13 AND id = $10 AND version = $11 \
-               AND COALESCE(status, '') = $12 FOR NO KEY UPDATE), \
-             fence AS (UPDATE jobs SET status = $14, run_at = COALESCE($15, run_at), \
-               last_error = COALESCE($16, last_error), finished_at = $17, lease_until = NULL, \
-               locked_by = NULL, dispatched_at = NULL, updated_at = $9 \
-               WHERE id = $18 AND locked_by = $19 AND attempts = $20 \
-               AND (NOT $13 OR EXISTS (SELECT 1 FROM held)) RETURNING id), \
-             pay AS (UPDATE payments SET ",
-            payment_change_set!(),
-            " WHERE id IN (SELECT id FROM held) AND EXISTS (SELECT 1 FROM fence) RETURNING id), \
-             ord AS (UPDATE orders SET status = $22, updated_at = $9 \
-               WHERE id = $21 AND status = 'pending' AND EXISTS (SELECT 1 FROM fence) RETURNING id), \
-             ev AS (",
-            insert_events_from_json!("$23", "$9", "EXISTS (SELECT 1 FROM fence)"),
-            "), nj AS (",
-            insert_jobs_from_json!("$24", "$9", "EXISTS (SELECT 1 FROM fence)"),
-            ") SELECT (SELECT COUNT(*) FROM fence) AS fenced, \
-               (SELECT COUNT(*) FROM held) AS held, \
-               (SELECT COUNT(*) FROM pay) AS changed, ",
-            due_messages_of!("nj"),
-            " AS messages"
-        );
-        let change = finish.change.as_ref();
-        let (order_id, order_status) = match finish.order_status {
-            Some((id, status)) => (Some(id), Some(status.as_str())),
-            None => (None, None),
-        };
-        let row = bind_fence(
-            bind_change(sqlx::query(sql), change, now).bind(change.is_some()),
-            claim,
-            outcome,
-        )
-        .bind(order_id)
-        .bind(order_status)
-        .bind(super::json_rows::events(&finish.events))
-        .bind(super::json_rows::jobs(&finish.next_jobs, now))
-        .fetch_one(&*self.writer(Lane::Background).await)
-        .await;
-        let row = match row {
-            Ok(row) => row,
-            // Two payments claiming the same gateway id is a conflict, not a crash.
-            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
-            Err(e) => return Err(e.into()),
-        };
-        let fenced: i64 = row.try_get("fenced")?;
-        let held: i64 = row.try_get("held")?;
-        if fenced != 1 {
-            return Err(if change.is_some() && held == 0 {
-                StoreError::Conflict
-            } else {
-                StoreError::LeaseLost
-            });
-        }
-        debug_assert_eq!(
-            row.try_get::<i64, _>("changed")?,
-            i64::from(change.is_some())
-        );
-        super::json_rows::messages(&row.try_get::<String, _>("messages")?)
     }
 
     /// Marks due jobs as dispatched and returns their messages: queued jobs
@@ -550,17 +350,11 @@ impl Store {
 
     /// Inserts jobs outside of any other change (the reconciler's checks).
     pub async fn enqueue_jobs(&self, jobs: &[NewJob]) -> StoreResult<Vec<JobMessage>> {
-        let now = now_ms();
-        let writer = self.writer(Lane::Background).await;
-        let mut tx = writer.begin().await?;
-        let mut messages = Vec::new();
-        for job in jobs {
-            if let Some(m) = insert_job(&mut tx, job, now).await? {
-                messages.push(m);
-            }
+        let cs = Changeset::from_api().jobs(jobs.iter().cloned());
+        match self.commit_in(&cs, Lane::Background).await? {
+            Committed::Applied(applied) => Ok(applied.messages),
+            Committed::Duplicate => Ok(Vec::new()),
         }
-        tx.commit().await?;
-        Ok(messages)
     }
 
     /// Payments of `provider` still processing since before `stale_before_ms`

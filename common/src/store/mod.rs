@@ -4,7 +4,18 @@
 //! The same contract tests run against SQLite and PostgreSQL
 //! (`common/tests/store_contract.rs`).
 
+//!
+//! Modules depend one way: `rows` and `constraint` (decoding) ← `json_rows`
+//! ← the two appliers (`apply_sqlite`, `apply_pg`) ← `changeset` (what one
+//! atomic write is) ← the table modules (`payments`, `orders`, `jobs`,
+//! `inbound`, `gateway_txns`), whose writes are all changesets.
+
 mod api_keys;
+mod apply_pg;
+mod apply_sqlite;
+mod changeset;
+mod constraint;
+mod gateway_txns;
 mod inbound;
 mod jobs;
 mod json_rows;
@@ -15,8 +26,11 @@ mod stats;
 mod write_gate;
 
 pub use api_keys::{ApiKey, NewApiKey};
+pub use changeset::{Applied, Changeset, Committed, Fence, GatewayTxnWrite, Origin};
+pub use constraint::UniqueKey;
+pub use gateway_txns::GatewayTxn;
 pub use inbound::{InboundOutcome, NewInbound};
-pub use jobs::{ClaimedJob, JobFinish, JobRecord, JobResult, NewJob};
+pub use jobs::{ClaimedJob, JobFinish, JobRecord, JobResult};
 pub use orders::NewOrder;
 pub use payments::{CreateOutcome, NewPayment, PaymentFilter};
 pub use stats::QueueStats;
@@ -54,6 +68,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A unique value is taken (e.g. an idempotency key another request won).
+    #[error("a unique value is already taken ({0:?})")]
+    Taken(UniqueKey),
 }
 
 impl StoreError {
@@ -250,6 +267,37 @@ impl Store {
             pool: &self.writer,
             _turn: turn,
         }
+    }
+}
+
+impl Store {
+    /// Commits a changeset all-or-nothing (see [`Changeset`] for its gates).
+    /// Acknowledgements (the API's and gateways' writes) take SQLite's one
+    /// writer before background work.
+    pub async fn commit(&self, cs: &Changeset) -> StoreResult<Committed> {
+        let lane = match cs.origin() {
+            Origin::Api | Origin::Inbound(_) => Lane::Ack,
+            Origin::Job(_) => Lane::Background,
+        };
+        self.commit_in(cs, lane).await
+    }
+
+    pub(crate) async fn commit_in(&self, cs: &Changeset, lane: Lane) -> StoreResult<Committed> {
+        match self.dialect {
+            Dialect::Postgres => self.commit_pg(cs, lane).await,
+            Dialect::Sqlite => self.commit_sqlite(cs, lane).await,
+        }
+    }
+}
+
+/// A write's error, with the unique violations callers act on told apart by
+/// name: a gateway id another payment or transaction holds is a conflict (the
+/// caller decides again from fresh state); an idempotency key is `Taken`.
+pub(crate) fn commit_error(e: sqlx::Error) -> StoreError {
+    match constraint::violated(&e) {
+        Some(UniqueKey::PaymentGatewayRef | UniqueKey::GatewayTransaction) => StoreError::Conflict,
+        Some(key @ UniqueKey::PaymentIdempotencyKey) => StoreError::Taken(key),
+        None => StoreError::Database(e),
     }
 }
 

@@ -1,16 +1,17 @@
 //! Shop orders. An order and the payment that pays it are created together,
 //! in one transaction with the payment's first event and job.
 
-use super::jobs::{insert_job, NewJob};
-use super::payments::{insert_event, NewPayment};
+use super::changeset::{Changeset, Committed};
 use super::rows;
-use super::{now_ms, Lane, Store, StoreError, StoreResult};
+use super::{Lane, Store, StoreError, StoreResult};
 use crate::domain::Amount;
 use crate::domain::{
-    JobMessage, NewEvent, Order, OrderStatus, Payment, PaymentId, PaymentType, ProductName,
+    JobMessage, NewEvent, NewJob, Order, OrderStatus, Payment, PaymentId, PaymentType,
+    ProductName,
 };
-use sqlx::any::{Any, AnyRow};
-use sqlx::{Row, Transaction};
+use crate::store::NewPayment;
+use sqlx::any::AnyRow;
+use sqlx::Row;
 
 #[derive(Debug, Clone)]
 pub struct NewOrder {
@@ -46,47 +47,29 @@ const ORDER_COLUMNS: &str =
 
 impl Store {
     /// Creates the order, its payment (whose merchant reference is the order
-    /// id), the payment's first event and first job, atomically. `payment`'s
-    /// `merchant_ref` and `order_id` are filled in here.
+    /// id), the payment's first event and its first job (if it needs one),
+    /// atomically.
     pub async fn create_order(
         &self,
         new: &NewOrder,
-        mut payment: NewPayment,
+        payment: NewPayment,
         event: NewEvent,
-        first_job: NewJob,
+        first_job: Option<NewJob>,
     ) -> StoreResult<(Order, Payment, Vec<JobMessage>)> {
-        let now = now_ms();
-        let writer = self.writer(Lane::Ack).await;
-        let mut tx = writer.begin().await?;
-        let row = sqlx::query(
-            "INSERT INTO orders (product_name, amount_minor, payment_type, status, payment_id, \
-             created_at, updated_at) VALUES ($1, $2, $3, 'pending', $4, $5, $5) RETURNING id",
-        )
-        .bind(new.product_name.as_str())
-        .bind(new.amount.minor())
-        .bind(new.payment_type.as_str())
-        .bind(payment.id.to_string())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let order_id: i64 = row.try_get("id")?;
-        payment.merchant_ref = order_id.to_string();
-        payment.order_id = Some(order_id);
-        super::payments::insert_payment(&mut tx, &payment, now).await?;
-        insert_event(&mut tx, &event, now).await?;
-        let messages = insert_job(&mut tx, &first_job, now)
-            .await?
-            .into_iter()
-            .collect();
-        tx.commit().await?;
-        // The re-reads go through the read pool; the writer's turn ends here.
-        drop(writer);
-        let order = self.order(order_id).await?.ok_or(StoreError::NotFound)?;
-        let payment = self
-            .payment(payment.id)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        Ok((order, payment, messages))
+        let cs = Changeset::from_api()
+            .create_order(new.clone(), payment)
+            .event(event)
+            .jobs(first_job);
+        match self.commit_in(&cs, Lane::Ack).await? {
+            Committed::Applied(a) => Ok((
+                a.order.ok_or(StoreError::NotFound)?,
+                a.payment.ok_or(StoreError::NotFound)?,
+                a.messages,
+            )),
+            Committed::Duplicate => Err(StoreError::Corrupt(
+                "an API changeset cannot be a duplicate".into(),
+            )),
+        }
     }
 
     pub async fn order(&self, id: i64) -> StoreResult<Option<Order>> {
@@ -98,23 +81,4 @@ impl Store {
         .await?;
         row.as_ref().map(order).transpose()
     }
-}
-
-/// Moves a pending order to `to`. A second application (a repeated job) finds
-/// the order already moved and changes nothing.
-pub(crate) async fn apply_order_status(
-    tx: &mut Transaction<'_, Any>,
-    order_id: i64,
-    to: OrderStatus,
-    now: i64,
-) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'pending'",
-    )
-    .bind(to.as_str())
-    .bind(now)
-    .bind(order_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

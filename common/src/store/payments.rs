@@ -1,14 +1,13 @@
 //! Payments and their activity log.
 
-use super::jobs::{insert_job, job_message, NewJob};
+use super::changeset::{Changeset, Committed};
 use super::rows::{self, payment_columns};
-use super::{now_ms, Dialect, Lane, Store, StoreError, StoreResult};
+use super::{Lane, Store, StoreError, StoreResult, UniqueKey};
 use crate::domain::{
-    Amount, Currency, Description, JobMessage, NewEvent, Payment, PaymentChange, PaymentEvent,
+    Amount, Currency, Description, JobMessage, NewEvent, NewJob, Payment, PaymentEvent,
     PaymentId, PaymentStatus, Provider,
 };
-use sqlx::any::Any;
-use sqlx::{Row, Transaction};
+use sqlx::Row;
 
 #[derive(Debug, Clone)]
 pub struct NewPayment {
@@ -41,15 +40,10 @@ pub struct PaymentFilter {
     pub offset: i64,
 }
 
-pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .map(|d| d.is_unique_violation())
-        .unwrap_or(false)
-}
-
 impl Store {
     /// Writes the payment, its `request` event and its first job in one
-    /// transaction: either all of it is durable, or none of it.
+    /// changeset: either all of it is durable, or none of it. A repeated
+    /// idempotency key returns the payment it created.
     pub async fn create_payment(
         &self,
         new: &NewPayment,
@@ -61,96 +55,28 @@ impl Store {
                 return Ok(CreateOutcome::Existing(existing));
             }
         }
-        let now = now_ms();
-        let created = match self.dialect() {
-            Dialect::Postgres => self.create_payment_pg(new, &event, &first_job, now).await,
-            Dialect::Sqlite => self.create_payment_tx(new, &event, &first_job, now).await,
-        };
-        match created {
-            Err(StoreError::Database(e)) if is_unique_violation(&e) => {
-                // Lost a race with the same idempotency key.
-                if let Some(key) = &new.idempotency_key {
-                    if let Some(existing) = self.payment_by_idempotency_key(key).await? {
-                        return Ok(CreateOutcome::Existing(existing));
-                    }
-                }
-                Err(e.into())
+        let cs = Changeset::from_api()
+            .create_payment(new.clone())
+            .event(event)
+            .job(first_job);
+        match self.commit_in(&cs, Lane::Ack).await {
+            Ok(Committed::Applied(applied)) => {
+                let payment = applied.payment.ok_or(StoreError::NotFound)?;
+                Ok(CreateOutcome::Created(payment, applied.messages))
             }
-            other => other,
+            Ok(Committed::Duplicate) => Err(StoreError::Corrupt(
+                "an API changeset cannot be a duplicate".into(),
+            )),
+            Err(StoreError::Taken(UniqueKey::PaymentIdempotencyKey)) => {
+                // Lost a race with the same idempotency key.
+                let key = new.idempotency_key.as_deref().unwrap_or_default();
+                self.payment_by_idempotency_key(key)
+                    .await?
+                    .map(CreateOutcome::Existing)
+                    .ok_or(StoreError::Taken(UniqueKey::PaymentIdempotencyKey))
+            }
+            Err(e) => Err(e),
         }
-    }
-
-    /// SQLite: one transaction (the INSERT returns the row, so no re-read).
-    async fn create_payment_tx(
-        &self,
-        new: &NewPayment,
-        event: &NewEvent,
-        first_job: &NewJob,
-        now: i64,
-    ) -> StoreResult<CreateOutcome> {
-        let writer = self.writer(Lane::Ack).await;
-        let mut tx = writer.begin().await?;
-        let payment = insert_payment(&mut tx, new, now).await?;
-        insert_event(&mut tx, event, now).await?;
-        let messages = insert_job(&mut tx, first_job, now)
-            .await?
-            .into_iter()
-            .collect();
-        tx.commit().await?;
-        Ok(CreateOutcome::Created(payment, messages))
-    }
-
-    /// PostgreSQL: payment, event and job in one statement (data-modifying
-    /// CTEs), so one round trip instead of six (BEGIN, three INSERTs, COMMIT,
-    /// re-read). A statement is atomic on its own: all three rows or none.
-    /// The acknowledgement path is bounded by database round trips, so this is
-    /// most of its cost (see PERFORMANCE.md).
-    async fn create_payment_pg(
-        &self,
-        new: &NewPayment,
-        event: &NewEvent,
-        first_job: &NewJob,
-        now: i64,
-    ) -> StoreResult<CreateOutcome> {
-        let due_now = first_job.run_at_ms <= now;
-        let row = bind_new_payment(
-            sqlx::query(concat!(
-            "WITH p AS (INSERT INTO payments (id, provider, merchant_ref, amount_minor, currency, \
-               description, status, idempotency_key, order_id, created_at, updated_at, version) \
-               VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $9, 0) RETURNING ",
-            payment_columns!(),
-            "), e AS (INSERT INTO payment_events (payment_id, kind, message, detail, created_at) \
-               SELECT $20, $10, $11, $12, $9 FROM p), \
-             j AS (INSERT INTO jobs (id, kind, payment_id, payload, dedupe_key, status, attempts, \
-               max_attempts, run_at, dispatched_at, created_at, updated_at) \
-               SELECT $13, $14, p.id, $15, $16, 'queued', 0, $17, $18, $19, $9, $9 FROM p \
-               ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, kind) \
-             SELECT p.*, j.id AS job_id, j.kind AS job_kind FROM p LEFT JOIN j ON TRUE"
-        )),
-            new,
-            now,
-        )
-        .bind(event.kind.as_str())
-        .bind(&event.message)
-        .bind(event.detail.to_string())
-        .bind(first_job.id.to_string())
-        .bind(first_job.kind.as_str())
-        .bind(first_job.payload.to_string())
-        .bind(first_job.dedupe_key.clone())
-        .bind(i64::from(first_job.max_attempts))
-        .bind(first_job.run_at_ms)
-        .bind(due_now.then_some(now))
-        .bind(event.payment_id.to_string())
-        .fetch_one(&*self.writer(Lane::Ack).await)
-        .await?;
-        let payment = rows::payment(&row)?;
-        let job_id: Option<String> = row.try_get("job_id")?;
-        let job_kind: Option<String> = row.try_get("job_kind")?;
-        let messages = match (job_id, job_kind) {
-            (Some(id), Some(kind)) if due_now => vec![job_message(&id, &kind)?],
-            _ => Vec::new(),
-        };
-        Ok(CreateOutcome::Created(payment, messages))
     }
 
     pub async fn payment(&self, id: PaymentId) -> StoreResult<Option<Payment>> {
@@ -288,141 +214,7 @@ impl Store {
 
     /// Appends events outside of any state change (e.g. a refused callback).
     pub async fn append_events(&self, events: &[NewEvent]) -> StoreResult<()> {
-        let now = now_ms();
-        let writer = self.writer(Lane::Ack).await;
-        let mut tx = writer.begin().await?;
-        for e in events {
-            insert_event(&mut tx, e, now).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-}
-
-/// Binds $1…$9 of a payment INSERT: the new payment's columns, `now` for both
-/// timestamps.
-fn bind_new_payment<'q>(
-    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
-    new: &'q NewPayment,
-    now: i64,
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
-    q.bind(new.id.to_string())
-        .bind(new.provider.as_str())
-        .bind(&new.merchant_ref)
-        .bind(new.amount.minor())
-        .bind(new.currency.code())
-        .bind(new.description.as_str())
-        .bind(new.idempotency_key.clone())
-        .bind(new.order_id)
-        .bind(now)
-}
-
-/// Inserts a new payment and returns it as stored.
-pub(crate) async fn insert_payment(
-    tx: &mut Transaction<'_, Any>,
-    new: &NewPayment,
-    now: i64,
-) -> StoreResult<Payment> {
-    let row = bind_new_payment(
-        sqlx::query(concat!(
-        "INSERT INTO payments (id, provider, merchant_ref, amount_minor, currency, description, \
-         status, idempotency_key, order_id, created_at, updated_at, version) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $9, 0) RETURNING ",
-        payment_columns!()
-    )),
-        new,
-        now,
-    )
-    .fetch_one(&mut **tx)
-    .await?;
-    rows::payment(&row)
-}
-
-pub(crate) async fn insert_event(
-    tx: &mut Transaction<'_, Any>,
-    e: &NewEvent,
-    now: i64,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO payment_events (payment_id, kind, message, detail, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(e.payment_id.to_string())
-    .bind(e.kind.as_str())
-    .bind(&e.message)
-    .bind(e.detail.to_string())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// The `SET` list of a [`PaymentChange`]: $1–$8 its columns, $9 `now`, as
-/// bound by [`bind_change`]. A macro so statements stay `&'static str`.
-macro_rules! payment_change_set {
-    () => {
-        "status = $1, status_reason = COALESCE($2, status_reason), \
-         payment_url = COALESCE($3, payment_url), gateway_ref = COALESCE($4, gateway_ref), \
-         gateway_trans_id = COALESCE($5, gateway_trans_id), \
-         tracking_code = COALESCE($6, tracking_code), \
-         encrypted_user_data = COALESCE($7, encrypted_user_data), \
-         completed_at = COALESCE($8, completed_at), updated_at = $9, version = version + 1"
-    };
-}
-pub(crate) use payment_change_set;
-
-/// Binds $1…$12 for a change: its columns and `now` ([`payment_change_set`]),
-/// then the row it was built from ($10 id, $11 version, $12 status). With no
-/// change, values that match no row.
-pub(crate) fn bind_change<'q>(
-    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
-    c: Option<&PaymentChange>,
-    now: i64,
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
-    let completed = c.is_some_and(|c| c.new_status == Some(PaymentStatus::Completed));
-    q.bind(c.map(|c| c.new_status.unwrap_or(c.expected_status).as_str()))
-        .bind(c.and_then(|c| c.status_reason.clone()))
-        .bind(c.and_then(|c| c.payment_url.clone()))
-        .bind(c.and_then(|c| c.gateway_ref.clone()))
-        .bind(c.and_then(|c| c.gateway_trans_id.clone()))
-        .bind(c.and_then(|c| c.tracking_code.clone()))
-        .bind(c.and_then(|c| c.encrypted_user_data.clone()))
-        .bind(completed.then_some(now))
-        .bind(now)
-        .bind(c.map(|c| c.id.to_string()).unwrap_or_default())
-        .bind(c.map(|c| c.expected_version).unwrap_or(0))
-        .bind(c.map(|c| c.expected_status.as_str()).unwrap_or(""))
-}
-
-/// Applies a checked change if, and only if, the row is still at the version
-/// and status the change was built from. Anything else is a conflict.
-///
-/// Only the primary key may drive this update. The status test is written as
-/// `COALESCE(status, '')` (status is NOT NULL, so it means the same) because a
-/// bare `status = …` lets the planner pick the (status, created_at) index on a
-/// table it has no statistics for yet and walk every payment in that status
-/// per update: the benchmark caught O(backlog) work per job that way.
-pub(crate) async fn apply_change(
-    tx: &mut Transaction<'_, Any>,
-    c: &PaymentChange,
-    now: i64,
-) -> StoreResult<()> {
-    let result = bind_change(
-        sqlx::query(concat!(
-            "UPDATE payments SET ",
-            payment_change_set!(),
-            " WHERE id = $10 AND version = $11 AND COALESCE(status, '') = $12"
-        )),
-        Some(c),
-        now,
-    )
-    .execute(&mut **tx)
-    .await;
-    match result {
-        Ok(r) if r.rows_affected() == 1 => Ok(()),
-        Ok(_) => Err(StoreError::Conflict),
-        // Two payments claiming the same gateway id is a conflict, not a crash.
-        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict),
-        Err(e) => Err(e.into()),
+        let cs = Changeset::from_api().events(events.iter().cloned());
+        self.commit_in(&cs, Lane::Ack).await.map(|_| ())
     }
 }

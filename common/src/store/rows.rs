@@ -84,3 +84,11 @@ pub(crate) fn job_kind(s: &str) -> Result<JobKind, StoreError> {
 pub(crate) fn job_status(s: &str) -> Result<JobStatus, StoreError> {
     JobStatus::parse(s).ok_or_else(|| corrupt("job status", s))
 }
+
+/// The queue message of a job row, from its id and kind columns.
+pub(crate) fn job_message(id: &str, kind: &str) -> Result<crate::domain::JobMessage, StoreError> {
+    Ok(crate::domain::JobMessage {
+        job_id: uuid::Uuid::parse_str(id).map_err(|_| corrupt("job id", id))?,
+        kind: job_kind(kind)?,
+    })
+}

@@ -1,12 +1,30 @@
 //! `create_invoice`: ask the payment's gateway for an invoice and a payment URL.
 
-use super::{Effects, Step};
+use super::{require_payment, Effects, JobHandler, Step};
 use crate::Engine;
-use paygate_common::domain::{EventKind, NewEvent, Payment, PaymentStatus};
+use async_trait::async_trait;
+use paygate_common::domain::{
+    EventKind, JobPayload, NewEvent, Payment, PaymentStatus,
+};
 use paygate_common::gateways::{InvoiceRequest, Payer};
 use paygate_common::userdir::payer_from_profile;
 
-pub async fn run(engine: &Engine, payment: &Payment) -> Step {
+pub struct CreateInvoice;
+
+#[async_trait]
+impl JobHandler for CreateInvoice {
+    async fn run(&self, engine: &Engine, payment: Option<&Payment>, _: &JobPayload) -> Step {
+        match require_payment(payment) {
+            Ok(p) => run(engine, p).await,
+            Err(step) => step,
+        }
+    }
+    fn exhausted_reason(&self) -> &'static str {
+        "gateway_unavailable"
+    }
+}
+
+async fn run(engine: &Engine, payment: &Payment) -> Step {
     if payment.status != PaymentStatus::Pending || payment.gateway_ref.is_some() {
         // Already invoiced (a duplicate delivery) or no longer payable.
         return Step::nothing();

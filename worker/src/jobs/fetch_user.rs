@@ -1,21 +1,33 @@
 //! `fetch_user`: GET the payer's profile from the main server, encrypt it,
 //! store it, and queue the invoice.
 
-use super::{Effects, Step};
+use super::{require_payment, Effects, JobHandler, Step};
 use crate::Engine;
-use paygate_common::domain::{EventKind, JobKind, NewEvent, Payment, PaymentStatus};
-use paygate_common::store::NewJob;
+use async_trait::async_trait;
+use paygate_common::domain::{
+    EventKind, JobPayload, NewEvent, NewJob, Payment, PaymentStatus,
+};
 
-pub fn next_job(engine: &Engine, payment: &Payment) -> NewJob {
-    NewJob::now(
-        JobKind::CreateInvoice,
-        payment.id,
-        engine.retry.create_invoice.max_attempts,
-    )
-    .dedupe(format!("create_invoice:{}", payment.id))
+pub struct FetchUser;
+
+#[async_trait]
+impl JobHandler for FetchUser {
+    async fn run(&self, engine: &Engine, payment: Option<&Payment>, _: &JobPayload) -> Step {
+        match require_payment(payment) {
+            Ok(p) => run(engine, p).await,
+            Err(step) => step,
+        }
+    }
+    fn exhausted_reason(&self) -> &'static str {
+        "user_server_unavailable"
+    }
 }
 
-pub async fn run(engine: &Engine, payment: &Payment) -> Step {
+pub fn next_job(engine: &Engine, payment: &Payment) -> NewJob {
+    NewJob::once_per_payment(JobPayload::CreateInvoice, payment.id, &engine.retry)
+}
+
+async fn run(engine: &Engine, payment: &Payment) -> Step {
     if payment.status != PaymentStatus::Pending {
         // The payment moved on (or was cancelled) since this job was queued.
         return Step::nothing();

@@ -1,15 +1,78 @@
-//! One module per job kind. Each reads: load state, decide, call out, and
-//! return a [`Step`] that the runner records through the state machine.
+//! One module per job kind, and the registry that maps a kind to its
+//! handler. Each handler reads: load state, decide, call out, and return a
+//! [`Step`] that the runner records through the state machine.
 
 pub mod create_invoice;
 pub mod fetch_user;
 pub mod update_order;
 pub mod verify_payment;
 
-use paygate_common::domain::{NewEvent, OrderStatus, PaymentChange};
+use crate::Engine;
+use async_trait::async_trait;
+use paygate_common::domain::{
+    EventKind, JobKind, JobPayload, NewEvent, NewJob, OrderStatus, Payment, PaymentChange,
+    PaymentStatus,
+};
 use paygate_common::gateways::GatewayError;
-use paygate_common::store::NewJob;
 use std::time::Duration;
+
+/// A kind of job: how one attempt runs, and what giving up on it means for
+/// what the job owns. The retry policy of each kind is in the domain
+/// (`RetryPolicies`), next to the kinds themselves.
+#[async_trait]
+pub trait JobHandler: Send + Sync {
+    /// Runs one attempt. `payment` is the job's payment as claimed, when it
+    /// has one.
+    async fn run(&self, engine: &Engine, payment: Option<&Payment>, payload: &JobPayload) -> Step;
+
+    /// The reason recorded when the job runs out of attempts.
+    fn exhausted_reason(&self) -> &'static str;
+
+    /// What giving up (a permanent failure, or attempts run out) changes in
+    /// what the job owns. The default fails the job's payment, if it still
+    /// can fail; a job that owns nothing changes nothing.
+    fn give_up(&self, payment: Option<&Payment>, reason: &str, error: &str) -> Effects {
+        fail_payment(payment, reason, error)
+    }
+}
+
+/// The handler of every kind. A new kind does not compile until it is here.
+pub fn handler(kind: JobKind) -> &'static dyn JobHandler {
+    match kind {
+        JobKind::FetchUser => &fetch_user::FetchUser,
+        JobKind::CreateInvoice => &create_invoice::CreateInvoice,
+        JobKind::VerifyPayment => &verify_payment::VerifyPayment,
+        JobKind::UpdateOrder => &update_order::UpdateOrder,
+    }
+}
+
+/// The payment a payment job works on, or the step that ends it without one.
+pub fn require_payment(payment: Option<&Payment>) -> Result<&Payment, Step> {
+    payment.ok_or_else(|| Step::Fail {
+        reason: "payment_missing".into(),
+        error: "the job's payment does not exist".into(),
+    })
+}
+
+/// Fails `payment` (if it still can fail) with an error event.
+pub fn fail_payment(payment: Option<&Payment>, reason: &str, error: &str) -> Effects {
+    let mut effects = Effects::default();
+    let Some(p) = payment else { return effects };
+    effects.events.push(NewEvent::new(
+        p.id,
+        EventKind::Error,
+        format!("{reason}: {error}"),
+    ));
+    if let Ok(change) = p.change().status(PaymentStatus::Failed, Some(reason)) {
+        effects.change = Some(change);
+        effects.events.push(NewEvent::new(
+            p.id,
+            EventKind::StatusChange,
+            format!("{} → failed ({reason})", p.status),
+        ));
+    }
+    effects
+}
 
 /// What one attempt of a job decided.
 #[derive(Debug)]
@@ -34,6 +97,15 @@ pub struct Effects {
     pub order_status: Option<(i64, OrderStatus)>,
     pub events: Vec<NewEvent>,
     pub next: Vec<NewJob>,
+}
+
+/// A payload that is not the one `kind`'s handler takes: the ledger row was
+/// written by something else than this build's API or worker.
+pub fn wrong_payload(payload: &JobPayload) -> Step {
+    Step::Fail {
+        reason: "job_invalid".into(),
+        error: format!("unexpected {} payload", payload.kind().as_str()),
+    }
 }
 
 impl Step {

@@ -1,21 +1,34 @@
 //! `update_order`: once a shop order's payment settles, move the order to the
 //! matching status (completed → paid, failed → failed, cancelled → cancelled).
 
-use super::{Effects, Step};
+use super::{require_payment, Effects, JobHandler, Step};
 use crate::Engine;
-use paygate_common::domain::{EventKind, JobKind, NewEvent, OrderStatus, Payment};
-use paygate_common::store::NewJob;
+use async_trait::async_trait;
+use paygate_common::domain::{EventKind, JobPayload, NewEvent, OrderStatus, Payment};
 
-pub fn job(engine: &Engine, payment: &Payment) -> NewJob {
-    NewJob::now(
-        JobKind::UpdateOrder,
-        payment.id,
-        engine.retry.update_order.max_attempts,
-    )
-    .dedupe(format!("update_order:{}", payment.id))
+/// Queued by the status-change hook (`domain::reactions`) in the same write
+/// that settles a shop order's payment.
+pub struct UpdateOrder;
+
+#[async_trait]
+impl JobHandler for UpdateOrder {
+    async fn run(&self, engine: &Engine, payment: Option<&Payment>, _: &JobPayload) -> Step {
+        match require_payment(payment) {
+            Ok(p) => run(engine, p).await,
+            Err(step) => step,
+        }
+    }
+    fn exhausted_reason(&self) -> &'static str {
+        "order_update_unavailable"
+    }
+    /// The payment has settled already; giving up on its order must not
+    /// touch it. The ledger keeps the dead job for an operator to redrive.
+    fn give_up(&self, _: Option<&Payment>, _: &str, _: &str) -> Effects {
+        Effects::default()
+    }
 }
 
-pub async fn run(engine: &Engine, payment: &Payment) -> Step {
+async fn run(engine: &Engine, payment: &Payment) -> Step {
     let Some(order_id) = payment.order_id else {
         return Step::nothing();
     };

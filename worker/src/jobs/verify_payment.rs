@@ -2,20 +2,35 @@
 //! server whether the money moved, and settle the payment. The callback itself
 //! proves nothing.
 
-use super::{Effects, Step};
+use super::{require_payment, wrong_payload, Effects, JobHandler, Step};
 use crate::Engine;
-use paygate_common::domain::{EventKind, NewEvent, Payment, PaymentStatus};
+use async_trait::async_trait;
+use paygate_common::domain::{
+    EventKind, JobPayload, NewEvent, Payment, PaymentStatus, VerifyArgs,
+};
 use paygate_common::gateways::{Verification, VerifyRequest};
-use serde::{Deserialize, Serialize};
 
 /// What the callback told us, carried in the job's payload.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct VerifyPayload {
-    pub trans_id: Option<String>,
-    /// The invoice the callback named (medogram `id_get`), when it named one.
-    pub id_get: Option<String>,
-    pub tracking_code: Option<String>,
+pub type VerifyPayload = VerifyArgs;
+
+pub struct VerifyPayment;
+
+#[async_trait]
+impl JobHandler for VerifyPayment {
+    async fn run(&self, engine: &Engine, payment: Option<&Payment>, payload: &JobPayload) -> Step {
+        let JobPayload::VerifyPayment(args) = payload else {
+            return wrong_payload(payload);
+        };
+        match require_payment(payment) {
+            Ok(p) => run(engine, p, args).await,
+            Err(step) => step,
+        }
+    }
+    fn exhausted_reason(&self) -> &'static str {
+        "verification_unavailable"
+    }
 }
+
 
 /// The pure part: given the payment and the gateway's answer, what changes.
 pub fn decide(payment: &Payment, payload: &VerifyPayload, answer: Verification) -> Step {
@@ -88,7 +103,7 @@ fn fail(payment: &Payment, reason: &str, detail: serde_json::Value) -> Step {
     })
 }
 
-pub async fn run(engine: &Engine, payment: &Payment, payload: serde_json::Value) -> Step {
+async fn run(engine: &Engine, payment: &Payment, payload: &VerifyArgs) -> Step {
     if payment.status.is_terminal() {
         // Settled already (e.g. bitpay's "11, verified before"): change nothing.
         return Step::nothing();
@@ -96,7 +111,6 @@ pub async fn run(engine: &Engine, payment: &Payment, payload: serde_json::Value)
     if payment.status != PaymentStatus::Processing {
         return Step::retry("the payment has no invoice yet");
     }
-    let payload: VerifyPayload = serde_json::from_value(payload).unwrap_or_default();
     if let (Some(named), Some(ours)) = (&payload.id_get, &payment.gateway_ref) {
         if named != ours {
             // A callback for an invoice this payment does not have: not ours to judge.
@@ -126,7 +140,7 @@ pub async fn run(engine: &Engine, payment: &Payment, payload: serde_json::Value)
         trans_id: payload.trans_id.clone(),
     };
     match gateway.verify(&request).await {
-        Ok(answer) => decide(payment, &payload, answer),
+        Ok(answer) => decide(payment, payload, answer),
         Err(e) => e.into(),
     }
 }

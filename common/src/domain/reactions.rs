@@ -1,0 +1,25 @@
+//! The one place that reacts to a payment's status change. Whoever changes a
+//! payment — a worker's job or the API settling inside a gateway's request —
+//! builds the change through the store's `Changeset::change_payment`, which
+//! asks here for the follow-up work and writes it in the same commit, so a
+//! follow-up is never lost and never written for a change that did not land.
+
+use super::job::{JobPayload, NewJob, RetryPolicies};
+use super::payment::PaymentChange;
+
+/// The jobs a payment change calls for.
+pub fn follow_ups(change: &PaymentChange, policies: &RetryPolicies) -> Vec<NewJob> {
+    let mut jobs = Vec::new();
+    let Some(status) = change.new_status else {
+        return jobs;
+    };
+    // A shop order follows its payment once the payment settles.
+    if status.is_terminal() && change.order_id.is_some() {
+        jobs.push(NewJob::once_per_payment(
+            JobPayload::UpdateOrder,
+            change.id,
+            policies,
+        ));
+    }
+    jobs
+}

@@ -1,0 +1,494 @@
+//! PostgreSQL's applier: a whole [`Changeset`] in one statement, one round
+//! trip (a payment's life is mostly per-statement cost on the database, see
+//! PERFORMANCE.md).
+//!
+//! The changeset travels as ONE JSON parameter whose fields the SQL reads by
+//! name (`$1::jsonb #>> '{change,id}'`). That is the tool chosen instead of
+//! positional binds: a statement this size with two dozen `$n` would depend
+//! on a bind order nothing but a comment keeps, and sqlx's `Any` driver has
+//! neither array binds nor a query builder that names its placeholders. The
+//! JSON side is the [`Doc`] struct below (serde names its fields), so the
+//! Rust side of every name is checked by the compiler and both sides are
+//! exercised by the store contract suite.
+//!
+//! All parts of one statement see one snapshot and none sees another's
+//! writes, so the gates are chained through `RETURNING` output:
+//! - `held` locks the payment row at the expected version and status (the
+//!   lock re-checks the newest row, so a change that committed first makes
+//!   it empty); `NO KEY` is the strength the update takes anyway, so event
+//!   inserts for the payment (their foreign key check takes a key-share lock)
+//!   are not blocked. `txn_held` does the same for a gateway transaction;
+//! - `checks` is true when every expected row was held;
+//! - the origin's own gate: `fence` ends a job attempt only if the claim is
+//!   ours, `m` stores a gateway's call only if its dedupe key is new; either
+//!   only when `checks` holds;
+//! - `go` = all of that; every other part writes only when `go` holds.
+//!
+//! So either all of it lands or none of it. A new gateway transaction whose id
+//! is taken, or a payment whose idempotency key is, fails the whole statement
+//! with a unique violation, which the caller tells apart by constraint name.
+
+use super::changeset::{Applied, Changeset, Committed, Origin};
+use super::jobs::Outcome;
+use super::rows::{self, payment_columns};
+use super::{json_rows, now_ms, Lane, Store, StoreError, StoreResult};
+use serde::Serialize;
+use sqlx::Row;
+
+/// One field of the parameter document, as SQL text.
+macro_rules! doc {
+    ($part:literal, $field:literal) => {
+        concat!("($1::jsonb #>> '{", $part, ",", $field, "}')")
+    };
+    ($field:literal) => {
+        concat!("($1::jsonb #>> '{", $field, "}')")
+    };
+}
+
+/// True when the document has the part.
+macro_rules! has {
+    ($part:literal) => {
+        concat!("(($1::jsonb -> '", $part, "') IS NOT NULL)")
+    };
+}
+
+/// The changeset's time, ms.
+macro_rules! now {
+    () => {
+        "($1::jsonb #>> '{now}')::bigint"
+    };
+}
+
+const SQL: &str = concat!(
+    "WITH held AS (SELECT id FROM payments WHERE ",
+    has!("change"),
+    " AND id = ",
+    doc!("change", "id"),
+    " AND version = ",
+    doc!("change", "expected_version"),
+    "::bigint AND COALESCE(status, '') = ",
+    doc!("change", "expected_status"),
+    " FOR NO KEY UPDATE), \
+     txn_held AS (SELECT id FROM gateway_transactions WHERE ",
+    doc!("txn", "expected_version"),
+    " IS NOT NULL AND provider = ",
+    doc!("txn", "provider"),
+    " AND external_id = ",
+    doc!("txn", "external_id"),
+    " AND version = ",
+    doc!("txn", "expected_version"),
+    "::bigint FOR NO KEY UPDATE), \
+     checks AS (SELECT (NOT ",
+    has!("change"),
+    " OR EXISTS (SELECT 1 FROM held)) AND (",
+    doc!("txn", "expected_version"),
+    " IS NULL OR EXISTS (SELECT 1 FROM txn_held)) AS ok), \
+     fence AS (UPDATE jobs SET status = ",
+    doc!("fence", "status"),
+    ", run_at = COALESCE(",
+    doc!("fence", "run_at"),
+    "::bigint, run_at), last_error = COALESCE(",
+    doc!("fence", "error"),
+    ", last_error), finished_at = ",
+    doc!("fence", "finished_at"),
+    "::bigint, lease_until = NULL, locked_by = NULL, dispatched_at = NULL, updated_at = ",
+    now!(),
+    " WHERE ",
+    has!("fence"),
+    " AND id = ",
+    doc!("fence", "job_id"),
+    " AND locked_by = ",
+    doc!("fence", "worker"),
+    " AND attempts = ",
+    doc!("fence", "attempt"),
+    "::bigint AND (SELECT ok FROM checks) RETURNING id), \
+     m AS (INSERT INTO inbound_messages (id, provider, dedupe_key, payment_id, method, query, \
+       headers, body, outcome, received_at) \
+       SELECT x->>'id', x->>'provider', x->>'dedupe_key', x->>'payment_id', x->>'method', \
+       x->>'query', x->>'headers', x->>'body', x->>'outcome', ",
+    now!(),
+    " FROM (SELECT $1::jsonb -> 'inbound' AS x) s WHERE x IS NOT NULL AND (SELECT ok FROM checks) \
+       ON CONFLICT (provider, dedupe_key) DO NOTHING RETURNING id), \
+     go AS (SELECT (SELECT ok FROM checks) AND (NOT ",
+    has!("fence"),
+    " OR EXISTS (SELECT 1 FROM fence)) AND (NOT ",
+    has!("inbound"),
+    " OR EXISTS (SELECT 1 FROM m)) AS ok), \
+     o AS (INSERT INTO orders (product_name, amount_minor, payment_type, status, payment_id, \
+       created_at, updated_at) \
+       SELECT x->>'product_name', (x->>'amount_minor')::bigint, x->>'payment_type', 'pending', \
+       x->>'payment_id', n, n \
+       FROM (SELECT $1::jsonb -> 'order' AS x, ",
+    now!(),
+    " AS n) s WHERE x IS NOT NULL AND (SELECT ok FROM go) RETURNING id), \
+     p AS (INSERT INTO payments (id, provider, merchant_ref, amount_minor, currency, description, \
+       status, idempotency_key, order_id, created_at, updated_at, version) \
+       SELECT x->>'id', x->>'provider', COALESCE((SELECT id::text FROM o), x->>'merchant_ref'), \
+       (x->>'amount_minor')::bigint, x->>'currency', x->>'description', 'pending', \
+       x->>'idempotency_key', COALESCE((SELECT id FROM o), (x->>'order_id')::bigint), n, n, 0 \
+       FROM (SELECT $1::jsonb -> 'payment' AS x, ",
+    now!(),
+    " AS n) s WHERE x IS NOT NULL AND (SELECT ok FROM go) RETURNING ",
+    payment_columns!(),
+    "), pay AS (UPDATE payments SET status = ",
+    doc!("change", "status"),
+    ", status_reason = COALESCE(",
+    doc!("change", "status_reason"),
+    ", status_reason), payment_url = COALESCE(",
+    doc!("change", "payment_url"),
+    ", payment_url), gateway_ref = COALESCE(",
+    doc!("change", "gateway_ref"),
+    ", gateway_ref), gateway_trans_id = COALESCE(",
+    doc!("change", "gateway_trans_id"),
+    ", gateway_trans_id), tracking_code = COALESCE(",
+    doc!("change", "tracking_code"),
+    ", tracking_code), encrypted_user_data = COALESCE(",
+    doc!("change", "encrypted_user_data"),
+    ", encrypted_user_data), completed_at = COALESCE(",
+    doc!("change", "completed_at"),
+    "::bigint, completed_at), updated_at = ",
+    now!(),
+    ", version = version + 1 WHERE id IN (SELECT id FROM held) AND (SELECT ok FROM go) \
+       RETURNING id), \
+     ord AS (UPDATE orders SET status = ",
+    doc!("order_status", "status"),
+    ", updated_at = ",
+    now!(),
+    " WHERE ",
+    has!("order_status"),
+    " AND id = ",
+    doc!("order_status", "id"),
+    "::bigint AND status = 'pending' AND (SELECT ok FROM go) RETURNING id), \
+     txn_new AS (INSERT INTO gateway_transactions (provider, external_id, payment_id, state, \
+       amount_minor, external_time, data, created_at, updated_at, version) \
+       SELECT x->>'provider', x->>'external_id', x->>'payment_id', x->>'state', \
+       (x->>'amount_minor')::bigint, (x->>'external_time')::bigint, x->>'data', n, n, 0 \
+       FROM (SELECT $1::jsonb -> 'txn' AS x, ",
+    now!(),
+    " AS n) s WHERE x IS NOT NULL AND x->>'expected_version' IS NULL AND (SELECT ok FROM go) \
+       RETURNING id), \
+     txn_upd AS (UPDATE gateway_transactions SET state = ",
+    doc!("txn", "state"),
+    ", external_time = COALESCE(",
+    doc!("txn", "external_time"),
+    "::bigint, external_time), data = ",
+    doc!("txn", "data"),
+    ", updated_at = ",
+    now!(),
+    ", version = version + 1 WHERE id IN (SELECT id FROM txn_held) AND (SELECT ok FROM go) \
+       RETURNING id), \
+     ev AS (INSERT INTO payment_events (payment_id, kind, message, detail, created_at) \
+       SELECT x->>'payment_id', x->>'kind', x->>'message', x->>'detail', ",
+    now!(),
+    " FROM jsonb_array_elements($1::jsonb -> 'events') WITH ORDINALITY AS t(x, n) \
+       WHERE (SELECT ok FROM go) ORDER BY n), \
+     nj AS (INSERT INTO jobs (id, kind, payment_id, payload, dedupe_key, status, attempts, \
+       max_attempts, run_at, dispatched_at, created_at, updated_at) \
+       SELECT x->>'id', x->>'kind', x->>'payment_id', x->>'payload', x->>'dedupe_key', \
+       'queued', 0, (x->>'max_attempts')::bigint, (x->>'run_at')::bigint, \
+       (x->>'dispatched_at')::bigint, ",
+    now!(),
+    ", ",
+    now!(),
+    " FROM jsonb_array_elements($1::jsonb -> 'jobs') WITH ORDINALITY AS t(x, n) \
+       WHERE (SELECT ok FROM go) ORDER BY n \
+       ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, kind, dispatched_at) \
+     SELECT (SELECT ok FROM checks) AS checked, (SELECT ok FROM go) AS went, \
+       (SELECT COUNT(*) FROM fence) AS fenced, (SELECT COUNT(*) FROM m) AS recorded, \
+       (SELECT id FROM o) AS new_order_id, \
+       COALESCE((SELECT id FROM txn_new), (SELECT id FROM txn_upd)) AS txn_id, \
+       COALESCE((SELECT json_agg(json_build_array(id, kind)) FROM nj \
+         WHERE dispatched_at IS NOT NULL), '[]')::text AS messages, p.* \
+     FROM (SELECT 1) AS one LEFT JOIN p ON TRUE"
+);
+
+/// The parameter document. Field names are the SQL's names.
+#[derive(Serialize)]
+struct Doc<'a> {
+    now: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inbound: Option<InboundDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fence: Option<FenceDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order: Option<OrderDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment: Option<PaymentDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    change: Option<ChangeDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order_status: Option<OrderStatusDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    txn: Option<TxnDoc<'a>>,
+    events: Vec<json_rows::EventRow<'a>>,
+    jobs: Vec<json_rows::JobRow>,
+}
+
+#[derive(Serialize)]
+struct InboundDoc<'a> {
+    id: String,
+    provider: &'static str,
+    dedupe_key: &'a str,
+    payment_id: Option<String>,
+    method: &'a str,
+    query: &'a str,
+    headers: String,
+    body: &'a str,
+    outcome: &'a str,
+}
+
+#[derive(Serialize)]
+struct FenceDoc<'a> {
+    job_id: String,
+    worker: &'a str,
+    attempt: i64,
+    status: &'static str,
+    run_at: Option<i64>,
+    error: Option<String>,
+    finished_at: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct OrderDoc<'a> {
+    product_name: &'a str,
+    amount_minor: i64,
+    payment_type: &'static str,
+    payment_id: String,
+}
+
+#[derive(Serialize)]
+struct PaymentDoc<'a> {
+    id: String,
+    provider: &'static str,
+    merchant_ref: &'a str,
+    amount_minor: i64,
+    currency: &'static str,
+    description: &'a str,
+    idempotency_key: Option<&'a str>,
+    order_id: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct ChangeDoc<'a> {
+    id: String,
+    expected_version: i64,
+    expected_status: &'static str,
+    status: &'static str,
+    status_reason: Option<&'a str>,
+    payment_url: Option<&'a str>,
+    gateway_ref: Option<&'a str>,
+    gateway_trans_id: Option<&'a str>,
+    tracking_code: Option<&'a str>,
+    encrypted_user_data: Option<&'a str>,
+    completed_at: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct OrderStatusDoc {
+    id: i64,
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct TxnDoc<'a> {
+    provider: &'static str,
+    external_id: &'a str,
+    payment_id: String,
+    state: &'a str,
+    amount_minor: i64,
+    external_time: Option<i64>,
+    data: String,
+    expected_version: Option<i64>,
+}
+
+fn doc(cs: &Changeset, now: i64) -> Doc<'_> {
+    let (inbound, fence) = match &cs.origin {
+        Origin::Api => (None, None),
+        Origin::Inbound(m) => (
+            Some(InboundDoc {
+                id: uuid::Uuid::now_v7().to_string(),
+                provider: m.provider.as_str(),
+                dedupe_key: &m.dedupe_key,
+                payment_id: m.payment_id.map(|p| p.to_string()),
+                method: &m.method,
+                query: &m.query,
+                headers: m.headers.to_string(),
+                body: &m.body,
+                outcome: &m.outcome,
+            }),
+            None,
+        ),
+        Origin::Job(f) => {
+            let o = Outcome::of(&f.result, now);
+            (
+                None,
+                Some(FenceDoc {
+                    job_id: f.job_id.to_string(),
+                    worker: &f.worker,
+                    attempt: i64::from(f.attempt),
+                    status: o.status.as_str(),
+                    run_at: o.run_at,
+                    error: o.error,
+                    finished_at: o.finished_at,
+                }),
+            )
+        }
+    };
+    Doc {
+        now,
+        inbound,
+        fence,
+        order: cs.order.as_ref().map(|o| OrderDoc {
+            product_name: o.product_name.as_str(),
+            amount_minor: o.amount.minor(),
+            payment_type: o.payment_type.as_str(),
+            payment_id: cs
+                .payment
+                .as_ref()
+                .map(|p| p.id.to_string())
+                .unwrap_or_default(),
+        }),
+        payment: cs.payment.as_ref().map(|p| PaymentDoc {
+            id: p.id.to_string(),
+            provider: p.provider.as_str(),
+            merchant_ref: &p.merchant_ref,
+            amount_minor: p.amount.minor(),
+            currency: p.currency.code(),
+            description: p.description.as_str(),
+            idempotency_key: p.idempotency_key.as_deref(),
+            order_id: p.order_id,
+        }),
+        change: cs.change.as_ref().map(|c| ChangeDoc {
+            id: c.id.to_string(),
+            expected_version: c.expected_version,
+            expected_status: c.expected_status.as_str(),
+            status: c.new_status.unwrap_or(c.expected_status).as_str(),
+            status_reason: c.status_reason.as_deref(),
+            payment_url: c.payment_url.as_deref(),
+            gateway_ref: c.gateway_ref.as_deref(),
+            gateway_trans_id: c.gateway_trans_id.as_deref(),
+            tracking_code: c.tracking_code.as_deref(),
+            encrypted_user_data: c.encrypted_user_data.as_deref(),
+            completed_at: c.completes().then_some(now),
+        }),
+        order_status: cs.order_status.map(|(id, s)| OrderStatusDoc {
+            id,
+            status: s.as_str(),
+        }),
+        txn: cs.gateway_txn.as_ref().map(|t| TxnDoc {
+            provider: t.provider.as_str(),
+            external_id: &t.external_id,
+            payment_id: t.payment_id.to_string(),
+            state: &t.state,
+            amount_minor: t.amount_minor,
+            external_time: t.external_time_ms,
+            data: t.data.to_string(),
+            expected_version: t.expected_version,
+        }),
+        events: cs.events.iter().map(json_rows::EventRow::of).collect(),
+        jobs: cs
+            .jobs
+            .iter()
+            .map(|j| json_rows::JobRow::of(j, now))
+            .collect(),
+    }
+}
+
+impl Store {
+    pub(super) async fn commit_pg(&self, cs: &Changeset, lane: Lane) -> StoreResult<Committed> {
+        let now = now_ms();
+        let doc = serde_json::to_string(&doc(cs, now))
+            .map_err(|e| StoreError::Corrupt(format!("changeset document: {e}")))?;
+        let row = sqlx::query(SQL)
+            .bind(doc)
+            .fetch_one(&*self.writer(lane).await)
+            .await
+            .map_err(super::commit_error)?;
+        let checked: bool = row.try_get("checked")?;
+        let went: bool = row.try_get("went")?;
+        if !checked {
+            return Err(StoreError::Conflict);
+        }
+        if !went {
+            return match cs.origin {
+                Origin::Job(_) if row.try_get::<i64, _>("fenced")? == 0 => {
+                    Err(StoreError::LeaseLost)
+                }
+                Origin::Inbound(_) if row.try_get::<i64, _>("recorded")? == 0 => {
+                    Ok(Committed::Duplicate)
+                }
+                _ => Err(StoreError::Corrupt(
+                    "a changeset's gate failed without a reason".into(),
+                )),
+            };
+        }
+        let payment = match row.try_get::<Option<String>, _>("id")? {
+            Some(_) => Some(rows::payment(&row)?),
+            None => None,
+        };
+        let order = match row.try_get::<Option<i64>, _>("new_order_id")? {
+            Some(id) => Some(self.order(id).await?.ok_or(StoreError::NotFound)?),
+            None => None,
+        };
+        Ok(Committed::Applied(Applied {
+            payment,
+            order,
+            gateway_txn_id: row.try_get("txn_id")?,
+            messages: json_rows::messages(&row.try_get::<String, _>("messages")?)?,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_reads_only_fields_the_document_has() {
+        // Every `{part,field}` the SQL names must be a field of the document's
+        // structs (a typo would read NULL silently, so check it here).
+        let known: &[(&str, &[&str])] = &[
+            ("change", &["id", "expected_version", "expected_status", "status", "status_reason", "payment_url", "gateway_ref", "gateway_trans_id", "tracking_code", "encrypted_user_data", "completed_at"]),
+            ("txn", &["provider", "external_id", "payment_id", "state", "amount_minor", "external_time", "data", "expected_version"]),
+            ("fence", &["job_id", "worker", "attempt", "status", "run_at", "error", "finished_at"]),
+            ("order_status", &["id", "status"]),
+        ];
+        let mut rest = SQL;
+        let mut seen = 0;
+        while let Some(i) = rest.find("#>> '{") {
+            rest = &rest[i + 6..];
+            let end = rest.find('}').unwrap();
+            let path = &rest[..end];
+            if let Some((part, field)) = path.split_once(',') {
+                let fields = known
+                    .iter()
+                    .find(|(p, _)| *p == part)
+                    .unwrap_or_else(|| panic!("unknown part {part}"))
+                    .1;
+                assert!(fields.contains(&field), "{part}.{field} is not in the document");
+                seen += 1;
+            } else {
+                assert_eq!(path, "now");
+            }
+        }
+        assert!(seen > 25, "only {seen} fields read");
+        // And those structs really serialize those names.
+        let c = serde_json::to_value(ChangeDoc {
+            id: String::new(),
+            expected_version: 0,
+            expected_status: "",
+            status: "",
+            status_reason: None,
+            payment_url: None,
+            gateway_ref: None,
+            gateway_trans_id: None,
+            tracking_code: None,
+            encrypted_user_data: None,
+            completed_at: None,
+        })
+        .unwrap();
+        for f in known[0].1 {
+            assert!(c.get(*f).is_some(), "ChangeDoc lacks {f}");
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! One atomic write. Every change paygate makes to its data — creating a
+//! payment or an order, recording a gateway's call, finishing a job attempt,
+//! settling a payment inside a gateway's request — is a [`Changeset`]: the
+//! parts it touches, committed all-or-nothing by one applier per database
+//! (`apply_sqlite.rs`: a transaction; `apply_pg.rs`: one statement).
+//!
+//! A changeset has one origin (the API, a gateway's call, or a job attempt)
+//! and its conditions are checked before anything is written:
+//! - a payment change applies only at the version and status it was built
+//!   from ([`StoreError::Conflict`] otherwise);
+//! - a gateway transaction update only at its version, and a new one only if
+//!   its gateway id is new (`Conflict` otherwise);
+//! - a job attempt finishes only while the claim is still ours
+//!   ([`StoreError::LeaseLost`]);
+//! - a gateway's call is recorded once per dedupe key ([`Committed::Duplicate`]).
+//!
+//! Payment status changes go through [`Changeset::change_payment`], which
+//! adds the follow-up work the change calls for (see
+//! [`crate::domain::reactions`]) to the same write, whoever makes it.
+
+use super::jobs::{ClaimedJob, JobResult};
+use crate::domain::{
+    reactions, JobMessage, NewEvent, NewJob, Order, OrderStatus, Payment, PaymentChange,
+    RetryPolicies,
+};
+use crate::store::{NewInbound, NewOrder, NewPayment};
+
+/// Where a changeset comes from; each origin has its own gate.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A client of the API (create a payment or an order).
+    Api,
+    /// A gateway's call, stored verbatim; a repeat of its dedupe key changes nothing.
+    Inbound(NewInbound),
+    /// A job attempt ending; applies only while the claim is still ours.
+    Job(Fence),
+}
+
+/// The claim a finishing attempt must still hold, and how the attempt ends.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    pub job_id: uuid::Uuid,
+    pub worker: String,
+    pub attempt: u32,
+    pub result: JobResult,
+}
+
+/// A gateway's own transaction (Payme, Click), written with the change it causes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayTxnWrite {
+    pub provider: crate::domain::Provider,
+    /// The gateway's id of the transaction (Payme `id`, Click `click_trans_id`).
+    pub external_id: String,
+    pub payment_id: crate::domain::PaymentId,
+    /// The protocol's own state, as text (Payme `1`, `2`, `-1`, `-2`; Click's names).
+    pub state: String,
+    pub amount_minor: i64,
+    /// The gateway's own time of the transaction, ms.
+    pub external_time_ms: Option<i64>,
+    /// Provider-specific facts (times, reasons, fiscal data).
+    pub data: serde_json::Value,
+    /// `None` inserts a new row (its gateway id must be new); `Some(v)` updates
+    /// the row that is still at version `v`.
+    pub expected_version: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Changeset {
+    pub(crate) origin: Origin,
+    pub(crate) order: Option<NewOrder>,
+    pub(crate) payment: Option<NewPayment>,
+    pub(crate) change: Option<PaymentChange>,
+    pub(crate) order_status: Option<(i64, OrderStatus)>,
+    pub(crate) gateway_txn: Option<GatewayTxnWrite>,
+    pub(crate) events: Vec<NewEvent>,
+    pub(crate) jobs: Vec<NewJob>,
+}
+
+/// What a committed changeset produced.
+#[derive(Debug)]
+pub enum Committed {
+    Applied(Applied),
+    /// The gateway's call was recorded before: nothing changed.
+    Duplicate,
+}
+
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The payment the changeset created, as stored.
+    pub payment: Option<Payment>,
+    /// The order the changeset created, as stored.
+    pub order: Option<Order>,
+    /// The id of the gateway transaction row written, if any.
+    pub gateway_txn_id: Option<i64>,
+    /// Jobs that are due now: push these to the queue.
+    pub messages: Vec<JobMessage>,
+}
+
+impl Changeset {
+    fn with_origin(origin: Origin) -> Self {
+        Changeset {
+            origin,
+            order: None,
+            payment: None,
+            change: None,
+            order_status: None,
+            gateway_txn: None,
+            events: Vec::new(),
+            jobs: Vec::new(),
+        }
+    }
+
+    pub fn from_api() -> Self {
+        Self::with_origin(Origin::Api)
+    }
+
+    pub fn from_inbound(message: NewInbound) -> Self {
+        Self::with_origin(Origin::Inbound(message))
+    }
+
+    /// Ends `claim`'s attempt with `result`.
+    pub fn finishing(claim: &ClaimedJob, result: JobResult) -> Self {
+        Self::with_origin(Origin::Job(Fence {
+            job_id: claim.id,
+            worker: claim.worker.clone(),
+            attempt: claim.attempt,
+            result,
+        }))
+    }
+
+    pub fn create_payment(mut self, payment: NewPayment) -> Self {
+        self.payment = Some(payment);
+        self
+    }
+
+    /// Creates the order and its payment together; the payment's merchant
+    /// reference and order id become the new order's id.
+    pub fn create_order(mut self, order: NewOrder, payment: NewPayment) -> Self {
+        self.order = Some(order);
+        self.payment = Some(payment);
+        self
+    }
+
+    /// Changes a payment (checked by the state machine when `change` was
+    /// built from it) and adds the follow-up jobs the change calls for.
+    pub fn change_payment(mut self, change: PaymentChange, policies: &RetryPolicies) -> Self {
+        self.jobs.extend(reactions::follow_ups(&change, policies));
+        self.change = Some(change);
+        self
+    }
+
+    /// Moves a pending order to `status` (an order that already moved stays).
+    pub fn order_status(mut self, order_id: i64, status: OrderStatus) -> Self {
+        self.order_status = Some((order_id, status));
+        self
+    }
+
+    pub fn gateway_txn(mut self, txn: GatewayTxnWrite) -> Self {
+        self.gateway_txn = Some(txn);
+        self
+    }
+
+    pub fn event(mut self, event: NewEvent) -> Self {
+        self.events.push(event);
+        self
+    }
+
+    pub fn events(mut self, events: impl IntoIterator<Item = NewEvent>) -> Self {
+        self.events.extend(events);
+        self
+    }
+
+    pub fn job(mut self, job: NewJob) -> Self {
+        self.jobs.push(job);
+        self
+    }
+
+    pub fn jobs(mut self, jobs: impl IntoIterator<Item = NewJob>) -> Self {
+        self.jobs.extend(jobs);
+        self
+    }
+
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// True when committing it would write nothing but its origin's record.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_none()
+            && self.payment.is_none()
+            && self.change.is_none()
+            && self.order_status.is_none()
+            && self.gateway_txn.is_none()
+            && self.events.is_empty()
+            && self.jobs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        Amount, Currency, Description, EventKind, JobKind, PaymentId, PaymentStatus, Provider,
+    };
+
+    fn payment(order_id: Option<i64>, status: PaymentStatus) -> Payment {
+        let now = chrono::Utc::now();
+        Payment {
+            id: PaymentId::new(),
+            provider: Provider::Atmos,
+            merchant_ref: "1".into(),
+            amount: Amount::from_minor(5000).unwrap(),
+            currency: Currency::Uzs,
+            description: Description::default(),
+            status,
+            status_reason: None,
+            payment_url: None,
+            gateway_ref: None,
+            gateway_trans_id: None,
+            tracking_code: None,
+            encrypted_user_data: None,
+            idempotency_key: None,
+            order_id,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            version: 4,
+        }
+    }
+
+    #[test]
+    fn settling_a_shop_payment_brings_its_order_update_along() {
+        let p = payment(Some(7), PaymentStatus::Processing);
+        let change = p.change().status(PaymentStatus::Completed, None).unwrap();
+        let cs = Changeset::from_api().change_payment(change, &RetryPolicies::default());
+        assert_eq!(cs.jobs.len(), 1);
+        assert_eq!(cs.jobs[0].kind(), JobKind::UpdateOrder);
+        assert_eq!(cs.jobs[0].payment_id, Some(p.id));
+        assert_eq!(
+            cs.jobs[0].dedupe_key.as_deref(),
+            Some(format!("update_order:{}", p.id).as_str())
+        );
+        assert_eq!(cs.change.as_ref().unwrap().expected_version, 4);
+    }
+
+    #[test]
+    fn changes_that_settle_nothing_bring_no_follow_ups() {
+        let p = payment(Some(7), PaymentStatus::Pending);
+        let change = p.change().status(PaymentStatus::Processing, None).unwrap();
+        let cs = Changeset::from_api().change_payment(change, &RetryPolicies::default());
+        assert!(cs.jobs.is_empty());
+        // A payment without an order has no order to update.
+        let p = payment(None, PaymentStatus::Processing);
+        let change = p.change().status(PaymentStatus::Failed, Some("x")).unwrap();
+        let cs = Changeset::from_api().change_payment(change, &RetryPolicies::default());
+        assert!(cs.jobs.is_empty());
+    }
+
+    #[test]
+    fn emptiness_ignores_the_origin() {
+        let p = payment(None, PaymentStatus::Processing);
+        assert!(Changeset::from_api().is_empty());
+        assert!(!Changeset::from_api()
+            .event(NewEvent::new(p.id, EventKind::Callback, "x"))
+            .is_empty());
+    }
+}

@@ -3,13 +3,14 @@
 
 pub mod error;
 pub mod extract;
+pub mod inbound;
 pub mod middleware;
 pub mod pages;
 pub mod payments;
 pub mod routes;
 pub mod state;
 
-pub use state::{ApiSettings, AppState, AtmosWebhookSettings};
+pub use state::{ApiSettings, AppState};
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -24,7 +25,7 @@ pub fn router(state: AppState, extra: Option<Router>) -> Router {
         .merge(routes::crazyminer::router())
         .merge(routes::v1::router())
         .merge(routes::shop::router())
-        .merge(routes::atmos::router())
+        .merge(inbound::router(state.gateways.inbound()))
         .merge(routes::health::router())
         .method_not_allowed_fallback(|| async {
             ApiError::new(

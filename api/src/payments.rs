@@ -6,11 +6,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::Fields;
 use crate::state::AppState;
 use paygate_common::domain::{
-    Amount, Description, EventKind, MoneyError, NewEvent, Order, Payment, PaymentId,
-    PaymentStatus, PaymentType, ProductName, Provider, UserIdentifier,
+    Amount, Description, EventKind, MoneyError, NewEvent, Order, Payment, PaymentId, PaymentStatus,
+    PaymentType, ProductName, Provider, UserIdentifier,
 };
-use paygate_common::queue::dispatch_all;
 use paygate_common::domain::{JobPayload, NewJob};
+use paygate_common::queue::dispatch_all;
 use paygate_common::store::{CreateOutcome, NewOrder, NewPayment};
 use std::time::{Duration, Instant};
 
@@ -210,7 +210,7 @@ impl OrderInput {
 /// (`create_invoice`), and dispatches it.
 pub async fn create_order(state: &AppState, input: OrderInput) -> ApiResult<(Order, Payment)> {
     let provider = match input.payment_type.provider() {
-        Some(Provider::Atmos) if state.settings.atmos.is_some() => Provider::Atmos,
+        Some(p) if state.gateways.has(p) => p,
         _ => {
             return Err(ApiError::bad_request(
                 "payment_type_not_configured",

@@ -18,17 +18,6 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// Retry budgets of the jobs the API writes.
     pub retry: paygate_common::domain::RetryPolicies,
-    /// `None` when Atmos is not configured.
-    pub atmos: Option<AtmosWebhookSettings>,
-}
-
-/// What the Atmos webhook needs to judge a callback.
-#[derive(Debug, Clone)]
-pub struct AtmosWebhookSettings {
-    pub store_id: String,
-    /// The callback signing key (`ATMOS_API_KEY`).
-    pub api_key: String,
-    pub algorithms: Vec<paygate_common::gateways::atmos::SignAlgorithm>,
 }
 
 #[derive(Clone)]
@@ -36,5 +25,8 @@ pub struct AppState {
     pub store: Store,
     pub queue: Arc<dyn JobQueue>,
     pub settings: Arc<ApiSettings>,
+    /// The configured gateways (which providers take payments; whose
+    /// inbound routes are mounted).
+    pub gateways: paygate_common::gateways::GatewayRegistry,
     pub metrics: PrometheusHandle,
 }

@@ -2,12 +2,10 @@
 //! in one place, so every subcommand and every test assembles them the same way.
 
 use anyhow::Context;
-use paygate_api::{ApiSettings, AppState, AtmosWebhookSettings};
+use paygate_api::{ApiSettings, AppState};
 use paygate_common::config::Config;
 use paygate_common::crypto::Cipher;
-use paygate_common::gateways::atmos::{AtmosConfig, AtmosGateway, SignAlgorithm};
-use paygate_common::gateways::medogram::{MedogramConfig, MedogramGateway};
-use paygate_common::gateways::GatewayRegistry;
+use paygate_common::gateways::registry;
 use paygate_common::queue::JobQueue;
 use paygate_common::store::{Store, StoreOptions};
 use paygate_common::userdir::{UserDirectory, UserDirectoryConfig};
@@ -48,30 +46,6 @@ pub async fn create_api_key(cfg: &Config, name: &str, admin: bool) -> anyhow::Re
     Ok(())
 }
 
-pub fn gateways(cfg: &Config) -> GatewayRegistry {
-    let mut registry =
-        GatewayRegistry::default().with(Arc::new(MedogramGateway::new(MedogramConfig {
-            base_url: cfg.medogram.gateway_url.clone(),
-            api_key: cfg.medogram.api_key.clone(),
-            test_mode: cfg.medogram.test_mode,
-            page_suffix_get: cfg.medogram.page_suffix_get,
-            timeout: cfg.gateway_timeout,
-        })));
-    if let Some(a) = &cfg.atmos {
-        registry = registry.with(Arc::new(AtmosGateway::new(AtmosConfig {
-            api_base: a.api_base.clone(),
-            checkout_base: a.checkout_base.clone(),
-            consumer_key: a.consumer_key.clone(),
-            consumer_secret: a.consumer_secret.clone(),
-            store_id: a.store_id.clone(),
-            terminal_id: a.terminal_id.clone(),
-            lang: a.lang.clone(),
-            timeout: cfg.gateway_timeout,
-        })));
-    }
-    registry
-}
-
 pub fn engine(
     cfg: &Config,
     store: Store,
@@ -91,7 +65,7 @@ pub fn engine(
         store,
         queue,
         cipher,
-        gateways: gateways(cfg),
+        gateways: registry::configured(cfg),
         users,
         return_urls: ReturnUrls {
             medogram: cfg.crazyminer_callback_url(),
@@ -114,16 +88,8 @@ pub fn api_state(cfg: &Config, store: Store, queue: Arc<dyn JobQueue>) -> AppSta
             public_url: cfg.public_url.clone(),
             max_body_bytes: cfg.max_body_bytes,
             retry: cfg.retry,
-            atmos: cfg.atmos.as_ref().map(|a| AtmosWebhookSettings {
-                store_id: a.store_id.clone(),
-                api_key: a.api_key.clone(),
-                algorithms: a
-                    .sign_algorithms
-                    .iter()
-                    .filter_map(|s| SignAlgorithm::parse(s))
-                    .collect(),
-            }),
         }),
+        gateways: registry::configured(cfg),
         metrics: paygate_common::telemetry::metrics(),
     }
 }

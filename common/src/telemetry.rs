@@ -141,9 +141,9 @@ fn register() {
     );
     describe_counter!(
         "paygate_callbacks_total",
-        "medogram callbacks by outcome (accepted, duplicate, unknown, refused)"
+        "Browser/server callbacks of gateways that return the payer to us (medogram), by outcome"
     );
-    describe_counter!("paygate_webhooks_total", "Atmos webhooks by outcome (accepted, duplicate, bad_signature, refused, unknown, invalid, error)");
+    describe_counter!("paygate_webhooks_total", "Gateways' signed server calls (Atmos), by outcome (accepted, duplicate, bad_signature, refused, unknown, invalid, error)");
 
     for kind in JobKind::ALL {
         let k = kind.as_str();
@@ -153,47 +153,54 @@ fn register() {
         metrics::counter!("paygate_job_dispatch_failures_total", "kind" => k).increment(0);
         metrics::counter!("paygate_job_messages_skipped_total", "kind" => k).increment(0);
     }
-    for provider in Provider::ALL {
-        let p = provider.as_str();
+    // Per gateway, from its descriptor (domain/provider.rs).
+    for provider in Provider::all() {
+        let d = provider.descriptor();
+        let p = d.name;
         metrics::counter!("paygate_payments_created_total", "provider" => p).increment(0);
         for status in PaymentStatus::ALL {
             if status != PaymentStatus::Pending {
                 metrics::counter!("paygate_payments_total", "provider" => p, "status" => status.as_str()).increment(0);
             }
         }
-    }
-    let operations: [(&str, &[&str]); 3] = [
-        ("medogram", &["create_invoice", "verify"]),
-        ("atmos", &["token", "create_invoice", "verify", "reverse"]),
-        ("main_server", &["fetch_user"]),
-    ];
-    for (provider, ops) in operations {
-        for op in ops {
+        for op in d.operations {
             for outcome in ["ok", "retryable_error", "permanent_error"] {
-                metrics::counter!("paygate_gateway_calls_total", "provider" => provider, "operation" => *op, "outcome" => outcome).increment(0);
+                metrics::counter!("paygate_gateway_calls_total", "provider" => p, "operation" => *op, "outcome" => outcome).increment(0);
             }
         }
+        if d.operations.contains(&"token") {
+            metrics::counter!("paygate_gateway_token_refreshes_total", "provider" => p)
+                .increment(0);
+        }
+        for outcome in d.inbound_outcomes {
+            count_inbound(d, outcome, 0);
+        }
+        if d.capabilities.reconcile {
+            metrics::counter!("paygate_reconciler_checks_total", "provider" => p).increment(0);
+        }
     }
-    metrics::counter!("paygate_gateway_token_refreshes_total", "provider" => "atmos").increment(0);
-    for outcome in ["accepted", "duplicate", "unknown", "refused"] {
-        metrics::counter!("paygate_callbacks_total", "provider" => "medogram", "outcome" => outcome).increment(0);
-    }
-    for outcome in [
-        "accepted",
-        "duplicate",
-        "bad_signature",
-        "refused",
-        "unknown",
-        "invalid",
-        "error",
-    ] {
-        metrics::counter!("paygate_webhooks_total", "provider" => "atmos", "outcome" => outcome)
-            .increment(0);
+    for outcome in ["ok", "retryable_error", "permanent_error"] {
+        metrics::counter!("paygate_gateway_calls_total", "provider" => "main_server", "operation" => "fetch_user", "outcome" => outcome).increment(0);
     }
     metrics::counter!("paygate_sweeper_dispatched_total").increment(0);
-    metrics::counter!("paygate_reconciler_checks_total", "provider" => "atmos").increment(0);
     metrics::counter!("paygate_job_messages_unreadable_total").increment(0);
     metrics::counter!("paygate_queue_worker_failures_total").increment(0);
     metrics::gauge!("paygate_jobs_in_flight").set(0.0);
     metrics::gauge!("paygate_redis_queue_depth").set(0.0);
+}
+
+/// Counts `n` inbound calls of a gateway with `outcome`, in the counter its
+/// descriptor names.
+pub fn count_inbound(d: &crate::domain::Descriptor, outcome: &'static str, n: u64) {
+    use crate::domain::InboundMetric;
+    match d.inbound_metric {
+        InboundMetric::Callbacks => {
+            metrics::counter!("paygate_callbacks_total", "provider" => d.name, "outcome" => outcome)
+                .increment(n)
+        }
+        InboundMetric::Webhooks => {
+            metrics::counter!("paygate_webhooks_total", "provider" => d.name, "outcome" => outcome)
+                .increment(n)
+        }
+    }
 }

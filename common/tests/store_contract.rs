@@ -764,7 +764,10 @@ mod contracts {
             order_status: Some((order.id, OrderStatus::Failed)),
             ..JobFinish::default()
         };
-        let err = store.finish_job(&stale, &policies(), failed(&p)).await.unwrap_err();
+        let err = store
+            .finish_job(&stale, &policies(), failed(&p))
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::LeaseLost), "{err:?}");
         let unchanged = store.order(order.id).await.unwrap().unwrap();
         assert_eq!(
@@ -773,7 +776,10 @@ mod contracts {
             "a lost lease moves nothing"
         );
 
-        store.finish_job(&current, &policies(), failed(&p)).await.unwrap();
+        store
+            .finish_job(&current, &policies(), failed(&p))
+            .await
+            .unwrap();
         let moved = store.order(order.id).await.unwrap().unwrap();
         assert_eq!(moved.status, OrderStatus::Failed);
         assert_eq!(payment(&store, p.id).await.status, PaymentStatus::Failed);
@@ -821,7 +827,10 @@ mod contracts {
             };
             let (fa, fb) = (finish("a"), finish("b"));
             let pol = policies();
-            let (ra, rb) = tokio::join!(store.finish_job(&a, &pol, fa), store.finish_job(&b, &pol, fb));
+            let (ra, rb) = tokio::join!(
+                store.finish_job(&a, &pol, fa),
+                store.finish_job(&b, &pol, fb)
+            );
             let (won, lost_job) = match (&ra, &rb) {
                 (Ok(_), Err(StoreError::Conflict)) => ("a", other_id),
                 (Err(StoreError::Conflict), Ok(_)) => ("b", first_job),
@@ -1114,7 +1123,10 @@ mod contracts {
         assert_eq!(store.redrive_job(job_id).await.unwrap(), None);
         let c3 = claim(&store, job_id, "w", LONG_LEASE).await;
         assert_eq!(i64::from(c3.attempt), rec.attempts + 1);
-        store.finish_job(&c3, &policies(), JobFinish::default()).await.unwrap();
+        store
+            .finish_job(&c3, &policies(), JobFinish::default())
+            .await
+            .unwrap();
         assert_eq!(job(&store, job_id).await.status, JobStatus::Succeeded);
         assert_eq!(store.redrive_job(job_id).await.unwrap(), None);
         assert_eq!(job(&store, job_id).await.status, JobStatus::Succeeded);

@@ -129,8 +129,7 @@ fn to_finish(
                 let delay = policy.delay_after(claim.attempt, retry_after, rand::random::<f64>());
                 JobFinish {
                     result: JobResult::Retry {
-                        run_at_ms: chrono::Utc::now().timestamp_millis()
-                            + delay.as_millis() as i64,
+                        run_at_ms: chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64,
                         error,
                     },
                     ..JobFinish::default()

@@ -6,14 +6,13 @@
 use futures::FutureExt;
 use paygate_common::crypto::Cipher;
 use paygate_common::domain::{
-    Amount, Description, EventKind, JobStatus, NewEvent, PaymentId, Provider,
-    RetryPolicies,
+    Amount, Description, EventKind, JobStatus, NewEvent, PaymentId, Provider, RetryPolicies,
 };
+use paygate_common::domain::{JobPayload, NewJob};
 use paygate_common::gateways::GatewayRegistry;
 use paygate_common::queue::embedded::EmbeddedQueue;
 use paygate_common::queue::redis::{RedisQueue, RedisQueueConfig};
 use paygate_common::queue::JobQueue;
-use paygate_common::domain::{JobPayload, NewJob};
 use paygate_common::store::{CreateOutcome, NewPayment, Store, StoreOptions};
 use paygate_common::userdir::{UserDirectory, UserDirectoryConfig};
 use paygate_worker::engine::ReturnUrls;

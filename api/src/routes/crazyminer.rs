@@ -3,32 +3,25 @@
 //! for payers when no `PAYMENT_REDIRECT_URL` is configured.
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{kept_headers, parse_object, read_body, Caller, Fields, JsonObject};
+use crate::extract::{Caller, Fields, JsonObject};
 use crate::payments::{
     create_crazyminer_payment, failed_to_start, load_payment, wait_for_payment_url,
     CrazyMinerPaymentInput,
 };
 use crate::state::AppState;
-use axum::extract::{Path, Query, RawQuery, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use paygate_common::domain::{
-    EventKind, JobPayload, Lang, NewEvent, NewJob, Payment, PaymentStatus, Provider, VerifyArgs,
-};
-use paygate_common::queue::dispatch_all;
-use paygate_common::store::{InboundOutcome, NewInbound, PaymentFilter};
+use paygate_common::domain::{Lang, Payment, PaymentStatus, Provider};
+use paygate_common::store::PaymentFilter;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/crazyminer/payment/create/", post(create))
-        .route(
-            "/crazyminer/payment/callback/",
-            get(callback).post(callback),
-        )
         .route("/crazyminer/payment/status/{id}/", get(status))
         .route("/crazyminer/payment/list/", get(list))
         .route("/crazyminer/payment/result/{id}/", get(result_page))
@@ -221,223 +214,6 @@ async fn list(
     Ok(Json(
         json!({ "count": count, "next": next, "previous": previous, "results": results }),
     ))
-}
-
-/// What medogram sends back (as query, form or JSON).
-#[derive(Debug, Default, Clone)]
-struct CallbackFields {
-    trans_id: String,
-    id_get: String,
-    tracking_code: Option<String>,
-    factor_id: Option<String>,
-}
-
-fn field_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn callback_fields(map: &serde_json::Map<String, Value>) -> ApiResult<CallbackFields> {
-    let get = |k: &str| map.get(k).and_then(field_text).filter(|s| !s.is_empty());
-    let numeric = |name: &'static str| -> ApiResult<String> {
-        let v = get(name)
-            .ok_or_else(|| ApiError::invalid_field(name, format!("{name} is required")))?;
-        if v.len() > 32 || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::invalid_field(
-                name,
-                format!("{name} must be numeric"),
-            ));
-        }
-        Ok(v)
-    };
-    let short = |name: &'static str| -> ApiResult<Option<String>> {
-        match get(name) {
-            Some(v) if v.len() > 64 || v.chars().any(char::is_control) => Err(
-                ApiError::invalid_field(name, format!("{name} is malformed")),
-            ),
-            other => Ok(other),
-        }
-    };
-    Ok(CallbackFields {
-        trans_id: numeric("trans_id")?,
-        id_get: numeric("id_get")?,
-        tracking_code: short("tracking_code")?,
-        factor_id: short("factorId")?,
-    })
-}
-
-/// Receives medogram's return: a browser redirect (GET query or POST form) or
-/// a server POST with JSON. Stores it verbatim (once), queues verification, and
-/// sends the payer on. The callback proves nothing; the verify job decides.
-async fn callback(
-    State(state): State<AppState>,
-    RawQuery(raw_query): RawQuery,
-    req: Request,
-) -> ApiResult<Response> {
-    let method = req.method().clone();
-    let headers = req.headers().clone();
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let raw_query = raw_query.unwrap_or_default();
-    let body = if method == Method::POST {
-        read_body(req).await?
-    } else {
-        Default::default()
-    };
-    let is_json = content_type.starts_with("application/json");
-    let map: serde_json::Map<String, Value> = if method == Method::POST && is_json {
-        parse_object(&body)?
-    } else {
-        let source: &[u8] = if method == Method::POST && !body.is_empty() {
-            &body
-        } else {
-            raw_query.as_bytes()
-        };
-        serde_urlencoded::from_bytes::<Vec<(String, String)>>(source)
-            .map_err(|_| {
-                ApiError::bad_request("invalid_callback", "the callback parameters are malformed")
-            })?
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect()
-    };
-    let fields = callback_fields(&map)?;
-    let body_text = String::from_utf8_lossy(&body).into_owned();
-    let dedupe_key = format!("{}:{}", fields.id_get, fields.trans_id);
-    let payment = find_payment(&state, &fields).await?;
-    if let Some(p) = &payment {
-        crate::middleware::note_payment(p.id);
-    }
-    // Only an accepted callback takes the event's dedupe key: a refused or
-    // unknown one must not block a later, legitimate delivery of the same event.
-    let inbound = |payment_id, outcome: &str| NewInbound {
-        provider: Provider::Medogram,
-        dedupe_key: if outcome == "accepted" {
-            dedupe_key.clone()
-        } else {
-            format!("{outcome}:{}", uuid::Uuid::now_v7())
-        },
-        payment_id,
-        method: method.to_string(),
-        query: raw_query.clone(),
-        headers: kept_headers(&headers),
-        body: body_text.clone(),
-        outcome: outcome.to_string(),
-    };
-    let Some(payment) = payment else {
-        state
-            .store
-            .record_inbound(&inbound(None, "unknown"), &[], &[])
-            .await?;
-        metrics::counter!("paygate_callbacks_total", "provider" => "medogram", "outcome" => "unknown").increment(1);
-        tracing::info!(id_get = %fields.id_get, "callback for an unknown invoice refused");
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_payment",
-            "no payment matches this id_get",
-        ));
-    };
-    if let Some(factor) = &fields.factor_id {
-        if factor != &payment.id.to_string() {
-            let event = NewEvent::new(
-                payment.id,
-                EventKind::Callback,
-                "callback refused: factorId does not match",
-            )
-            .detail(json!({ "id_get": fields.id_get, "trans_id": fields.trans_id }));
-            state
-                .store
-                .record_inbound(
-                    &inbound(Some(payment.id), "refused:factor_mismatch"),
-                    &[event],
-                    &[],
-                )
-                .await?;
-            metrics::counter!("paygate_callbacks_total", "provider" => "medogram", "outcome" => "refused").increment(1);
-            return Err(ApiError::bad_request(
-                "callback_mismatch",
-                "factorId does not belong to this id_get",
-            ));
-        }
-    }
-    let event = NewEvent::new(payment.id, EventKind::Callback, "gateway callback received").detail(json!({
-        "id_get": fields.id_get, "trans_id": fields.trans_id, "tracking_code": fields.tracking_code, "method": method.as_str(),
-    }));
-    let job = NewJob::new(
-        JobPayload::VerifyPayment(VerifyArgs {
-            trans_id: Some(fields.trans_id.clone()),
-            id_get: None,
-            tracking_code: fields.tracking_code.clone(),
-        }),
-        Some(payment.id),
-        &state.settings.retry,
-    )
-    .dedupe(format!("verify:{}:{}", payment.id, fields.trans_id));
-    let outcome = match state
-        .store
-        .record_inbound(&inbound(Some(payment.id), "accepted"), &[event], &[job])
-        .await?
-    {
-        InboundOutcome::Recorded(messages) => {
-            dispatch_all(state.queue.as_ref(), &messages).await;
-            "accepted"
-        }
-        InboundOutcome::Duplicate => "duplicate",
-    };
-    metrics::counter!("paygate_callbacks_total", "provider" => "medogram", "outcome" => outcome)
-        .increment(1);
-    tracing::info!(payment_id = %payment.id, outcome, "callback received");
-    if method == Method::POST && is_json {
-        return Ok(
-            Json(json!({ "status": "received", "transaction_id": payment.id })).into_response(),
-        );
-    }
-    Ok(Redirect::to(&payer_destination(&state, &payment)).into_response())
-}
-
-/// The payment a callback is about: by `id_get` once the invoice job recorded
-/// it; otherwise by `factorId` (our payment id) while that job is still
-/// committing, since a fast gateway can call back before our commit lands.
-async fn find_payment(state: &AppState, f: &CallbackFields) -> ApiResult<Option<Payment>> {
-    if let Some(p) = state
-        .store
-        .payment_by_gateway_ref(Provider::Medogram, &f.id_get)
-        .await?
-    {
-        return Ok(Some(p));
-    }
-    let Some(id) = f
-        .factor_id
-        .as_deref()
-        .and_then(paygate_common::domain::PaymentId::parse)
-    else {
-        return Ok(None);
-    };
-    // Between the two reads the invoice may have been recorded: then it must be this one.
-    Ok(state.store.payment(id).await?.filter(|p| {
-        p.provider == Provider::Medogram
-            && match &p.gateway_ref {
-                None => p.status == PaymentStatus::Pending,
-                Some(g) => g == &f.id_get,
-            }
-    }))
-}
-
-/// Where the payer's browser goes after the callback.
-fn payer_destination(state: &AppState, payment: &Payment) -> String {
-    match &state.settings.payment_redirect_url {
-        Some(url) => {
-            let sep = if url.contains('?') { '&' } else { '?' };
-            format!("{url}{sep}transaction_id={}", payment.id)
-        }
-        None => format!("/crazyminer/payment/result/{}/", payment.id),
-    }
 }
 
 /// A small page that shows the payment's status and polls until it settles.

@@ -1,6 +1,5 @@
 //! HTTP routes, one module per resource.
 
-pub mod atmos;
 pub mod crazyminer;
 pub mod health;
 pub mod shop;

@@ -167,7 +167,11 @@ pub struct NewJob {
 
 impl NewJob {
     /// A job due now, with the retry budget `policies` give its kind.
-    pub fn new(payload: JobPayload, payment_id: Option<PaymentId>, policies: &RetryPolicies) -> Self {
+    pub fn new(
+        payload: JobPayload,
+        payment_id: Option<PaymentId>,
+        policies: &RetryPolicies,
+    ) -> Self {
         let max_attempts = policies.for_kind(payload.kind()).max_attempts;
         NewJob {
             id: Uuid::now_v7(),
@@ -375,7 +379,11 @@ mod tests {
     #[test]
     fn new_jobs_take_their_budget_from_the_kind() {
         let policies = RetryPolicies::default();
-        let j = NewJob::new(JobPayload::VerifyPayment(VerifyArgs::default()), None, &policies);
+        let j = NewJob::new(
+            JobPayload::VerifyPayment(VerifyArgs::default()),
+            None,
+            &policies,
+        );
         assert_eq!(j.kind(), JobKind::VerifyPayment);
         assert_eq!(j.max_attempts, policies.verify_payment.max_attempts);
     }

@@ -6,6 +6,7 @@ pub mod job;
 pub mod money;
 pub mod order;
 pub mod payment;
+pub mod provider;
 pub mod reactions;
 pub mod status;
 
@@ -16,7 +17,6 @@ pub use job::{
 };
 pub use money::{Amount, Currency, MoneyError};
 pub use order::{Order, OrderStatus, PaymentType, ProductName};
-pub use payment::{
-    Description, FieldError, Payment, PaymentChange, PaymentId, Provider, UserIdentifier,
-};
+pub use payment::{Description, FieldError, Payment, PaymentChange, PaymentId, UserIdentifier};
+pub use provider::{Capabilities, Checkout, Descriptor, InboundMetric, Provider};
 pub use status::{IllegalTransition, Lang, PaymentStatus};

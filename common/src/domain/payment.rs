@@ -2,6 +2,7 @@
 //! valid value, so code past the HTTP edge never re-validates.
 
 use super::money::{Amount, Currency};
+pub use super::provider::Provider;
 use super::status::{IllegalTransition, PaymentStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,47 +35,6 @@ impl Default for PaymentId {
 impl fmt::Display for PaymentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
-    }
-}
-
-/// The gateways paygate speaks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    /// medogram: the bitpay.ir protocol (gateway-send / gateway-result-second).
-    Medogram,
-    Atmos,
-}
-
-impl Provider {
-    pub const ALL: [Provider; 2] = [Provider::Medogram, Provider::Atmos];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Medogram => "medogram",
-            Provider::Atmos => "atmos",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-    pub fn currency(self) -> Currency {
-        match self {
-            Provider::Medogram => Currency::Irr,
-            Provider::Atmos => Currency::Uzs,
-        }
-    }
-    /// The smallest amount the gateway accepts (bitpay.ir refuses under 1000 rial).
-    pub fn min_amount(self) -> i64 {
-        match self {
-            Provider::Medogram => 1000,
-            Provider::Atmos => 100,
-        }
-    }
-}
-
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -289,14 +249,6 @@ mod tests {
         assert!(Description::parse(&"ش".repeat(255)).is_ok());
         assert!(Description::parse(&"ش".repeat(256)).is_err());
         assert!(Description::parse("line\nbreak").is_err());
-    }
-
-    #[test]
-    fn provider_names_round_trip() {
-        for p in Provider::ALL {
-            assert_eq!(Provider::parse(p.as_str()), Some(p));
-        }
-        assert_eq!(Provider::parse("paypal"), None);
     }
 
     #[test]

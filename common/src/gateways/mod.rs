@@ -1,10 +1,16 @@
-//! Payment gateways behind one trait. Each gateway module speaks its wire
-//! protocol and maps it onto these provider-neutral types; the worker decides
-//! what the answers mean for a payment.
+//! Payment gateways. Each gateway is one folder (its client where we call
+//! it, its inbound adapter where it calls us, its signing and settings),
+//! behind two traits: [`Gateway`] (outbound: invoices, verification) and
+//! [`inbound::InboundAdapter`] (a gateway calls us). Each maps its wire
+//! protocol onto these provider-neutral types; the worker and the core decide
+//! what the answers mean for a payment. `registry.rs` builds the configured
+//! ones.
 
 pub mod atmos;
 pub mod http;
+pub mod inbound;
 pub mod medogram;
+pub mod registry;
 
 use crate::domain::{Amount, PaymentId, Provider};
 use async_trait::async_trait;
@@ -101,21 +107,4 @@ pub trait Gateway: Send + Sync + 'static {
     async fn verify(&self, req: &VerifyRequest) -> Result<Verification, GatewayError>;
 }
 
-/// The gateways this deployment has configured, by provider.
-#[derive(Clone, Default)]
-pub struct GatewayRegistry {
-    gateways: std::collections::HashMap<Provider, std::sync::Arc<dyn Gateway>>,
-}
-
-impl GatewayRegistry {
-    pub fn with(mut self, gateway: std::sync::Arc<dyn Gateway>) -> Self {
-        self.gateways.insert(gateway.provider(), gateway);
-        self
-    }
-    pub fn get(&self, provider: Provider) -> Option<&dyn Gateway> {
-        self.gateways.get(&provider).map(|g| g.as_ref())
-    }
-    pub fn has(&self, provider: Provider) -> bool {
-        self.gateways.contains_key(&provider)
-    }
-}
+pub use registry::GatewayRegistry;

@@ -448,9 +448,47 @@ mod tests {
         // Every `{part,field}` the SQL names must be a field of the document's
         // structs (a typo would read NULL silently, so check it here).
         let known: &[(&str, &[&str])] = &[
-            ("change", &["id", "expected_version", "expected_status", "status", "status_reason", "payment_url", "gateway_ref", "gateway_trans_id", "tracking_code", "encrypted_user_data", "completed_at"]),
-            ("txn", &["provider", "external_id", "payment_id", "state", "amount_minor", "external_time", "data", "expected_version"]),
-            ("fence", &["job_id", "worker", "attempt", "status", "run_at", "error", "finished_at"]),
+            (
+                "change",
+                &[
+                    "id",
+                    "expected_version",
+                    "expected_status",
+                    "status",
+                    "status_reason",
+                    "payment_url",
+                    "gateway_ref",
+                    "gateway_trans_id",
+                    "tracking_code",
+                    "encrypted_user_data",
+                    "completed_at",
+                ],
+            ),
+            (
+                "txn",
+                &[
+                    "provider",
+                    "external_id",
+                    "payment_id",
+                    "state",
+                    "amount_minor",
+                    "external_time",
+                    "data",
+                    "expected_version",
+                ],
+            ),
+            (
+                "fence",
+                &[
+                    "job_id",
+                    "worker",
+                    "attempt",
+                    "status",
+                    "run_at",
+                    "error",
+                    "finished_at",
+                ],
+            ),
             ("order_status", &["id", "status"]),
         ];
         let mut rest = SQL;
@@ -465,7 +503,10 @@ mod tests {
                     .find(|(p, _)| *p == part)
                     .unwrap_or_else(|| panic!("unknown part {part}"))
                     .1;
-                assert!(fields.contains(&field), "{part}.{field} is not in the document");
+                assert!(
+                    fields.contains(&field),
+                    "{part}.{field} is not in the document"
+                );
                 seen += 1;
             } else {
                 assert_eq!(path, "now");

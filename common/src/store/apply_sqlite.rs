@@ -31,10 +31,7 @@ impl Store {
                     Some(id) => Some(self.order(id).await?.ok_or(StoreError::NotFound)?),
                     None => None,
                 };
-                Ok(Committed::Applied(Applied {
-                    order,
-                    ..applied.0
-                }))
+                Ok(Committed::Applied(Applied { order, ..applied.0 }))
             }
             Ok(None) => {
                 tx.rollback().await?;
@@ -61,7 +58,11 @@ async fn apply(
     let mut gateway_txn_id = None;
     // An update's expected version is a gate (before the origin's); an
     // insert comes after it, as on PostgreSQL.
-    if let Some(t) = cs.gateway_txn.as_ref().filter(|t| t.expected_version.is_some()) {
+    if let Some(t) = cs
+        .gateway_txn
+        .as_ref()
+        .filter(|t| t.expected_version.is_some())
+    {
         gateway_txn_id = Some(write_gateway_txn(tx, t, now).await?);
     }
     match &cs.origin {
@@ -112,7 +113,11 @@ async fn apply(
             }
         }
     }
-    if let Some(t) = cs.gateway_txn.as_ref().filter(|t| t.expected_version.is_none()) {
+    if let Some(t) = cs
+        .gateway_txn
+        .as_ref()
+        .filter(|t| t.expected_version.is_none())
+    {
         gateway_txn_id = Some(write_gateway_txn(tx, t, now).await?);
     }
     let mut order_id = None;
@@ -254,21 +259,23 @@ async fn write_gateway_txn(tx: &mut Tx<'_>, t: &GatewayTxnWrite, now: i64) -> St
         .fetch_optional(&mut **tx)
         .await
         .map_err(commit_error)?,
-        Some(version) => sqlx::query(
-            "UPDATE gateway_transactions SET state = $1, \
+        Some(version) => {
+            sqlx::query(
+                "UPDATE gateway_transactions SET state = $1, \
              external_time = COALESCE($2, external_time), data = $3, updated_at = $4, \
              version = version + 1 \
              WHERE provider = $5 AND external_id = $6 AND version = $7 RETURNING id",
-        )
-        .bind(&t.state)
-        .bind(t.external_time_ms)
-        .bind(t.data.to_string())
-        .bind(now)
-        .bind(t.provider.as_str())
-        .bind(&t.external_id)
-        .bind(version)
-        .fetch_optional(&mut **tx)
-        .await?,
+            )
+            .bind(&t.state)
+            .bind(t.external_time_ms)
+            .bind(t.data.to_string())
+            .bind(now)
+            .bind(t.provider.as_str())
+            .bind(&t.external_id)
+            .bind(version)
+            .fetch_optional(&mut **tx)
+            .await?
+        }
     };
     match row {
         Some(row) => Ok(row.try_get("id")?),

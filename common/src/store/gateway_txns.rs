@@ -94,7 +94,10 @@ impl Store {
     }
 
     /// Every transaction of a payment, oldest first.
-    pub async fn gateway_txns_of_payment(&self, payment_id: PaymentId) -> StoreResult<Vec<GatewayTxn>> {
+    pub async fn gateway_txns_of_payment(
+        &self,
+        payment_id: PaymentId,
+    ) -> StoreResult<Vec<GatewayTxn>> {
         let sql = concat!(
             "SELECT ",
             txn_columns!(),

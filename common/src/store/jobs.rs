@@ -7,8 +7,8 @@ use super::changeset::{Changeset, Committed};
 use super::rows::{self, job_message};
 use super::{now_ms, Dialect, Lane, Store, StoreError, StoreResult};
 use crate::domain::{
-    JobKind, JobMessage, JobPayload, JobStatus, NewEvent, NewJob, OrderStatus, Payment,
-    PaymentChange, PaymentId, PayloadError, RetryPolicies,
+    JobKind, JobMessage, JobPayload, JobStatus, NewEvent, NewJob, OrderStatus, PayloadError,
+    Payment, PaymentChange, PaymentId, RetryPolicies,
 };
 use sqlx::any::AnyRow;
 use sqlx::Row;

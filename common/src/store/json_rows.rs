@@ -85,8 +85,8 @@ mod tests {
         .dedupe("k")
         .run_at(2_000);
         let due = NewJob::new(JobPayload::FetchUser, Some(pid), &policies).run_at(1_000);
-        let v: Value = serde_json::to_value([JobRow::of(&due, 1_000), JobRow::of(&later, 1_000)])
-            .unwrap();
+        let v: Value =
+            serde_json::to_value([JobRow::of(&due, 1_000), JobRow::of(&later, 1_000)]).unwrap();
         assert_eq!(v[0]["dispatched_at"], json!(1_000));
         assert_eq!(v[0]["dedupe_key"], Value::Null);
         assert_eq!(v[0]["payload"], json!("null"));

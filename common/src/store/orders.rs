@@ -6,8 +6,7 @@ use super::rows;
 use super::{Lane, Store, StoreError, StoreResult};
 use crate::domain::Amount;
 use crate::domain::{
-    JobMessage, NewEvent, NewJob, Order, OrderStatus, Payment, PaymentId, PaymentType,
-    ProductName,
+    JobMessage, NewEvent, NewJob, Order, OrderStatus, Payment, PaymentId, PaymentType, ProductName,
 };
 use crate::store::NewPayment;
 use sqlx::any::AnyRow;

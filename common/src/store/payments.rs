@@ -4,8 +4,8 @@ use super::changeset::{Changeset, Committed};
 use super::rows::{self, payment_columns};
 use super::{Lane, Store, StoreError, StoreResult, UniqueKey};
 use crate::domain::{
-    Amount, Currency, Description, JobMessage, NewEvent, NewJob, Payment, PaymentEvent,
-    PaymentId, PaymentStatus, Provider,
+    Amount, Currency, Description, JobMessage, NewEvent, NewJob, Payment, PaymentEvent, PaymentId,
+    PaymentStatus, Provider,
 };
 use sqlx::Row;
 

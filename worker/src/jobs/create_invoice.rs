@@ -3,9 +3,7 @@
 use super::{require_payment, Effects, JobHandler, Step};
 use crate::Engine;
 use async_trait::async_trait;
-use paygate_common::domain::{
-    EventKind, JobPayload, NewEvent, Payment, PaymentStatus,
-};
+use paygate_common::domain::{EventKind, JobPayload, NewEvent, Payment, PaymentStatus};
 use paygate_common::gateways::{InvoiceRequest, Payer};
 use paygate_common::userdir::payer_from_profile;
 

@@ -4,9 +4,7 @@
 use super::{require_payment, Effects, JobHandler, Step};
 use crate::Engine;
 use async_trait::async_trait;
-use paygate_common::domain::{
-    EventKind, JobPayload, NewEvent, NewJob, Payment, PaymentStatus,
-};
+use paygate_common::domain::{EventKind, JobPayload, NewEvent, NewJob, Payment, PaymentStatus};
 
 pub struct FetchUser;
 

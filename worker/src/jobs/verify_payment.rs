@@ -5,9 +5,7 @@
 use super::{require_payment, wrong_payload, Effects, JobHandler, Step};
 use crate::Engine;
 use async_trait::async_trait;
-use paygate_common::domain::{
-    EventKind, JobPayload, NewEvent, Payment, PaymentStatus, VerifyArgs,
-};
+use paygate_common::domain::{EventKind, JobPayload, NewEvent, Payment, PaymentStatus, VerifyArgs};
 use paygate_common::gateways::{Verification, VerifyRequest};
 
 /// What the callback told us, carried in the job's payload.
@@ -30,7 +28,6 @@ impl JobHandler for VerifyPayment {
         "verification_unavailable"
     }
 }
-
 
 /// The pure part: given the payment and the gateway's answer, what changes.
 pub fn decide(payment: &Payment, payload: &VerifyPayload, answer: Verification) -> Step {

@@ -4,9 +4,11 @@
 //! `json=1` says whether the money moved. There is no signature: the API key
 //! and the server-to-server verification are the security.
 
-use super::http::{client, observe, status_error, transport_error};
-use super::{Gateway, GatewayError, Invoice, InvoiceRequest, Verification, VerifyRequest};
 use crate::domain::Provider;
+use crate::gateways::http::{client, observe, status_error, transport_error};
+use crate::gateways::{
+    Gateway, GatewayError, Invoice, InvoiceRequest, Verification, VerifyRequest,
+};
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::time::{Duration, Instant};

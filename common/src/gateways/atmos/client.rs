@@ -34,9 +34,11 @@
 //! call once. Neither the token nor the consumer secret is ever logged or put
 //! into an error message.
 
-use super::http::{client, observe, status_error, transport_error};
-use super::{Gateway, GatewayError, Invoice, InvoiceRequest, Verification, VerifyRequest};
 use crate::domain::Provider;
+use crate::gateways::http::{client, observe, status_error, transport_error};
+use crate::gateways::{
+    Gateway, GatewayError, Invoice, InvoiceRequest, Verification, VerifyRequest,
+};
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 use std::fmt;

@@ -1,0 +1,52 @@
+//! The gateways this deployment has configured: each gateway folder's
+//! `register` builds its outbound client and inbound adapter from the
+//! configuration. Adding a gateway adds one line to [`configured`].
+
+use super::inbound::InboundAdapter;
+use super::{atmos, medogram, Gateway};
+use crate::config::Config;
+use crate::domain::Provider;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The configured gateways, by provider.
+#[derive(Clone, Default)]
+pub struct GatewayRegistry {
+    outbound: HashMap<Provider, Arc<dyn Gateway>>,
+    inbound: Vec<Arc<dyn InboundAdapter>>,
+}
+
+impl GatewayRegistry {
+    /// Adds a gateway we call.
+    pub fn with(mut self, gateway: Arc<dyn Gateway>) -> Self {
+        self.outbound.insert(gateway.provider(), gateway);
+        self
+    }
+    /// Adds a gateway's inbound adapter (its routes are mounted by the API).
+    pub fn with_inbound(mut self, adapter: Arc<dyn InboundAdapter>) -> Self {
+        self.inbound.push(adapter);
+        self
+    }
+    pub fn get(&self, provider: Provider) -> Option<&dyn Gateway> {
+        self.outbound.get(&provider).map(|g| g.as_ref())
+    }
+    /// True when payments through `provider` can be taken here.
+    pub fn has(&self, provider: Provider) -> bool {
+        self.outbound.contains_key(&provider)
+            || self.inbound.iter().any(|a| a.provider() == provider)
+    }
+    pub fn inbound(&self) -> &[Arc<dyn InboundAdapter>] {
+        &self.inbound
+    }
+    /// The configured providers, in registry order.
+    pub fn providers(&self) -> Vec<Provider> {
+        Provider::all().filter(|p| self.has(*p)).collect()
+    }
+}
+
+/// Every gateway the configuration enables.
+pub fn configured(cfg: &Config) -> GatewayRegistry {
+    let registry = GatewayRegistry::default();
+    let registry = medogram::register(cfg, registry);
+    atmos::register(cfg, registry)
+}

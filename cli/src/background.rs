@@ -44,12 +44,21 @@ where
             stop_rx.clone(),
         )),
     ];
-    if let Some(a) = &cfg.atmos {
+    // One reconciler per configured gateway that can be asked about a payment.
+    for provider in paygate_common::domain::Provider::all() {
+        let Some(stale_after) = cfg.reconcile_after(provider) else {
+            continue;
+        };
+        if !provider.descriptor().capabilities.reconcile || engine.gateways.get(provider).is_none()
+        {
+            continue;
+        }
         tasks.push(tokio::spawn(paygate_worker::reconciler::run(
-            engine,
-            (a.reconcile_after / 4).clamp(Duration::from_millis(200), Duration::from_secs(60)),
-            a.reconcile_after,
-            stop_rx,
+            engine.clone(),
+            provider,
+            (stale_after / 4).clamp(Duration::from_millis(200), Duration::from_secs(60)),
+            stale_after,
+            stop_rx.clone(),
         )));
     }
     Background { stop, tasks }

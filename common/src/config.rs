@@ -449,6 +449,16 @@ impl Config {
         format!("{}/crazyminer/payment/callback/", self.public_url)
     }
 
+    /// How long a `provider` payment may stay `processing` before the
+    /// reconciler verifies it again (`None`: not configured here).
+    pub fn reconcile_after(&self, provider: crate::domain::Provider) -> Option<Duration> {
+        use crate::domain::Provider;
+        match provider {
+            Provider::Medogram => None,
+            Provider::Atmos => self.atmos.as_ref().map(|a| a.reconcile_after),
+        }
+    }
+
     /// Where the Atmos checkout sends the payer back (`{order_id}` is filled in).
     pub fn atmos_return_url_template(&self) -> String {
         match self.atmos.as_ref().and_then(|a| a.redirect_url.clone()) {

@@ -1,8 +1,9 @@
 //! The reconciler: a gateway's callback can be lost (network, a refused
-//! delivery, our own outage). Atmos payments still `processing` long after
-//! their last change get a verification job, so `/merchant/pay/get` settles
-//! them either way. (medogram cannot be asked without the callback's
-//! `trans_id`, so only Atmos is reconciled.)
+//! delivery, our own outage). Payments of a gateway that can be asked about
+//! a payment without a callback in hand (its descriptor's `reconcile`
+//! capability: Atmos' `/merchant/pay/get`) that are still `processing` long
+//! after their last change get a verification job, so they settle either
+//! way. (medogram cannot be asked without the callback's `trans_id`.)
 
 use crate::Engine;
 use paygate_common::domain::{JobPayload, NewJob, Provider, VerifyArgs};
@@ -14,12 +15,13 @@ use tokio::sync::watch;
 
 pub async fn run(
     engine: Arc<Engine>,
+    provider: Provider,
     interval: Duration,
     stale_after: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        if let Err(e) = reconcile_once(&engine, stale_after).await {
+        if let Err(e) = reconcile_once(&engine, provider, stale_after).await {
             tracing::warn!(error = %e, "reconciler could not read the ledger");
         }
         tokio::select! {
@@ -33,11 +35,15 @@ pub async fn run(
 }
 
 /// One pass; returns how many verifications were queued.
-pub async fn reconcile_once(engine: &Engine, stale_after: Duration) -> Result<usize, StoreError> {
+pub async fn reconcile_once(
+    engine: &Engine,
+    provider: Provider,
+    stale_after: Duration,
+) -> Result<usize, StoreError> {
     let stale_before = chrono::Utc::now().timestamp_millis() - stale_after.as_millis() as i64;
     let ids = engine
         .store
-        .reconcile_candidates(Provider::Atmos, stale_before, 200)
+        .reconcile_candidates(provider, stale_before, 200)
         .await?;
     if ids.is_empty() {
         return Ok(0);
@@ -61,7 +67,7 @@ pub async fn reconcile_once(engine: &Engine, stale_after: Duration) -> Result<us
             count = messages.len(),
             "reconciler queued verification of stale payments"
         );
-        metrics::counter!("paygate_reconciler_checks_total", "provider" => "atmos")
+        metrics::counter!("paygate_reconciler_checks_total", "provider" => provider.as_str())
             .increment(messages.len() as u64);
         dispatch_all(engine.queue.as_ref(), &messages).await;
     }

@@ -84,7 +84,10 @@ async fn create(
     let provider = match fields.optional_string("provider")? {
         None => Provider::Medogram,
         Some(p) => Provider::parse(&p).ok_or_else(|| {
-            ApiError::invalid_field("provider", "provider must be one of: medogram, atmos")
+            ApiError::invalid_field(
+                "provider",
+                format!("provider must be one of: {}", Provider::names()),
+            )
         })?,
     };
     if provider != Provider::Medogram {

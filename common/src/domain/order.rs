@@ -74,12 +74,10 @@ impl PaymentType {
             PaymentType::Click => "click",
         }
     }
-    /// The gateway that serves this payment type, if paygate has one.
+    /// The gateway that serves this payment type (the provider of the same
+    /// name), if paygate has one.
     pub fn provider(self) -> Option<Provider> {
-        match self {
-            PaymentType::Atmos => Some(Provider::Atmos),
-            PaymentType::Payme | PaymentType::Click => None,
-        }
+        Provider::parse(self.as_str())
     }
 }
 

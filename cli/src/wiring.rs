@@ -48,28 +48,33 @@ pub async fn create_api_key(cfg: &Config, name: &str, admin: bool) -> anyhow::Re
     Ok(())
 }
 
-pub fn gateways(cfg: &Config) -> GatewayRegistry {
-    let mut registry =
-        GatewayRegistry::default().with(Arc::new(MedogramGateway::new(MedogramConfig {
+pub fn gateways(cfg: &Config) -> anyhow::Result<GatewayRegistry> {
+    let mut registry = GatewayRegistry::default().with(Arc::new(
+        MedogramGateway::new(MedogramConfig {
             base_url: cfg.medogram.gateway_url.clone(),
             api_key: cfg.medogram.api_key.clone(),
             test_mode: cfg.medogram.test_mode,
             page_suffix_get: cfg.medogram.page_suffix_get,
             timeout: cfg.gateway_timeout,
-        })));
+        })
+        .context("medogram gateway")?,
+    ));
     if let Some(a) = &cfg.atmos {
-        registry = registry.with(Arc::new(AtmosGateway::new(AtmosConfig {
-            api_base: a.api_base.clone(),
-            checkout_base: a.checkout_base.clone(),
-            consumer_key: a.consumer_key.clone(),
-            consumer_secret: a.consumer_secret.clone(),
-            store_id: a.store_id.clone(),
-            terminal_id: a.terminal_id.clone(),
-            lang: a.lang.clone(),
-            timeout: cfg.gateway_timeout,
-        })));
+        registry = registry.with(Arc::new(
+            AtmosGateway::new(AtmosConfig {
+                api_base: a.api_base.clone(),
+                checkout_base: a.checkout_base.clone(),
+                consumer_key: a.consumer_key.clone(),
+                consumer_secret: a.consumer_secret.clone(),
+                store_id: a.store_id.clone(),
+                terminal_id: a.terminal_id.clone(),
+                lang: a.lang.clone(),
+                timeout: cfg.gateway_timeout,
+            })
+            .context("Atmos gateway")?,
+        ));
     }
-    registry
+    Ok(registry)
 }
 
 pub fn engine(
@@ -86,12 +91,13 @@ pub fn engine(
         auth_prefix: cfg.medogram.user_auth_prefix.clone(),
         api_key: cfg.medogram.api_key.clone(),
         timeout: cfg.gateway_timeout,
-    });
+    })
+    .context("user directory")?;
     Ok(Engine {
         store,
         queue,
         cipher,
-        gateways: gateways(cfg),
+        gateways: gateways(cfg)?,
         users,
         return_urls: ReturnUrls {
             medogram: cfg.crazyminer_callback_url(),

@@ -34,7 +34,7 @@
 //! call once. Neither the token nor the consumer secret is ever logged or put
 //! into an error message.
 
-use super::http::{client, observe, status_error, transport_error};
+use super::http::{client, observe, status_error, transport_error, ClientSetupError};
 use super::{Gateway, GatewayError, Invoice, InvoiceRequest, Verification, VerifyRequest};
 use crate::domain::Provider;
 use async_trait::async_trait;
@@ -124,13 +124,14 @@ impl fmt::Debug for AtmosGateway {
 }
 
 impl AtmosGateway {
-    pub fn new(cfg: AtmosConfig) -> Self {
-        let http = client(cfg.timeout);
-        AtmosGateway {
+    /// Fails only when the HTTP client cannot be built (see [`ClientSetupError`]).
+    pub fn new(cfg: AtmosConfig) -> Result<Self, ClientSetupError> {
+        let http = client(cfg.timeout)?;
+        Ok(AtmosGateway {
             cfg,
             http,
             token: tokio::sync::Mutex::new(None),
-        }
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -979,6 +980,7 @@ mod tests {
             lang: "ru".into(),
             timeout: Duration::from_secs(1),
         })
+        .expect("HTTP client")
     }
 
     #[test]

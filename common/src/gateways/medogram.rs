@@ -4,7 +4,7 @@
 //! `json=1` says whether the money moved. There is no signature: the API key
 //! and the server-to-server verification are the security.
 
-use super::http::{client, observe, status_error, transport_error};
+use super::http::{client, observe, status_error, transport_error, ClientSetupError};
 use super::{Gateway, GatewayError, Invoice, InvoiceRequest, Verification, VerifyRequest};
 use crate::domain::Provider;
 use async_trait::async_trait;
@@ -30,9 +30,10 @@ pub struct MedogramGateway {
 }
 
 impl MedogramGateway {
-    pub fn new(cfg: MedogramConfig) -> Self {
-        let http = client(cfg.timeout);
-        MedogramGateway { cfg, http }
+    /// Fails only when the HTTP client cannot be built (see [`ClientSetupError`]).
+    pub fn new(cfg: MedogramConfig) -> Result<Self, ClientSetupError> {
+        let http = client(cfg.timeout)?;
+        Ok(MedogramGateway { cfg, http })
     }
 
     fn endpoint(&self, name: &str) -> String {

@@ -1,4 +1,4 @@
-//! medogram speaks the bitpay.ir protocol (shared/gateways.md §2):
+//! medogram speaks the bitpay.ir protocol (docs/gateways/medogram.md):
 //! `gateway-send` answers a bare integer (id_get > 0, or an error code ≤ 0);
 //! the payer pays at `gateway-{id_get}-get`; `gateway-result-second` with
 //! `json=1` says whether the money moved. There is no signature: the API key

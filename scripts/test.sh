@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, the store contract suite on SQLite and
-# PostgreSQL, and whole-process tests against real `paygate` binaries.
+# The whole test suite: the lint gate (formatting, clippy with warnings as
+# errors, unused dependencies), then unit tests, the store contract suite on
+# SQLite and PostgreSQL, and whole-process tests against real `paygate` binaries.
 # Starts the machine's PostgreSQL and Redis if they are stopped; tests create
 # their own databases and drop them when done.
 set -euo pipefail
@@ -9,6 +10,34 @@ cd "$(dirname "$0")/.."
 PG_URL="${PAYGATE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export PAYGATE_TEST_POSTGRES_URL="$PG_URL"
 export PAYGATE_TEST_REDIS_URL="${PAYGATE_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+
+# cargo-machete finds dependencies a crate declares but never uses. Pinned, so
+# every machine judges the same way; installed on first use.
+CARGO_MACHETE_VERSION=0.9.2
+
+ensure_machete() {
+  if [ "$(cargo machete --version 2>/dev/null)" = "$CARGO_MACHETE_VERSION" ]; then return 0; fi
+  echo "test.sh: installing cargo-machete $CARGO_MACHETE_VERSION" >&2
+  cargo install --locked "cargo-machete@$CARGO_MACHETE_VERSION"
+}
+
+# rustfmt and clippy ship with rustup's default profile, not its minimal one.
+ensure_lint_components() {
+  if cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1; then return 0; fi
+  if command -v rustup >/dev/null 2>&1; then
+    echo "test.sh: installing the rustfmt and clippy components" >&2
+    rustup component add rustfmt clippy
+  fi
+}
+
+# Cheapest first, so a formatting slip fails in seconds.
+lint() {
+  ensure_lint_components
+  cargo fmt --all -- --check
+  ensure_machete
+  cargo machete
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+}
 
 ensure_postgres() {
   if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return 0; fi
@@ -54,6 +83,7 @@ ensure_check_tools() {
   fi
 }
 
+lint
 ensure_postgres
 ensure_redis
 ensure_check_tools

@@ -72,7 +72,8 @@ fn md5_hex(input: &[u8]) -> String {
         .collect()
 }
 
-/// md5(store_id ‖ transaction_id ‖ invoice ‖ amount ‖ api_key), gateways.md §1.8.
+/// md5(store_id ‖ transaction_id ‖ invoice ‖ amount ‖ api_key), docs/gateways/atmos.md,
+/// 'Signature rule'.
 fn sign(store_id: &str, transaction_id: &str, invoice: &str, amount: &str) -> String {
     md5_hex(format!("{store_id}{transaction_id}{invoice}{amount}{API_KEY}").as_bytes())
 }
@@ -99,7 +100,7 @@ fn md5_matches_known_vectors() {
         ),
         "57edf4a22be3c955ac49da2e2107b67a"
     );
-    // gateways.md §1.8's test vector.
+    // The test vector of docs/gateways/atmos.md, 'Signature rule'.
     assert_eq!(
         md5_hex("81571234567891975000000TEST_API_KEY".as_bytes()),
         "f2561258ec213cc7ff8bc4ca50868cf7"

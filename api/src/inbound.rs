@@ -17,6 +17,8 @@ use paygate_common::gateways::inbound::{
 };
 use paygate_common::queue::dispatch_all;
 use paygate_common::store::{Committed, StoreError};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// How many times a call is decided again after losing a race.
@@ -42,7 +44,7 @@ pub fn router(adapters: &[Arc<dyn InboundAdapter>]) -> Router<AppState> {
 
 fn handler(
     adapter: Arc<dyn InboundAdapter>,
-) -> impl Fn(State<AppState>, RawQuery, Request) -> futures::future::BoxFuture<'static, Response>
+) -> impl Fn(State<AppState>, RawQuery, Request) -> Pin<Box<dyn Future<Output = Response> + Send>>
        + Clone
        + Send
        + Sync

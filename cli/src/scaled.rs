@@ -87,7 +87,7 @@ pub async fn api(cfg: Config) -> anyhow::Result<()> {
     let queue: Arc<dyn JobQueue> = Arc::new(
         RedisQueue::connect_lazy(redis_config(&cfg)?).map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let state = wiring::api_state(&cfg, store.clone(), queue);
+    let state = wiring::api_state(&cfg, store.clone(), queue)?;
     let app = paygate_api::router(state, None);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

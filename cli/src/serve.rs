@@ -38,7 +38,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let (queue, storage) = EmbeddedQueue::new();
     let queue: Arc<dyn JobQueue> = Arc::new(queue);
     let engine = Arc::new(wiring::engine(&cfg, store.clone(), queue.clone(), &secret)?);
-    let state = wiring::api_state(&cfg, store.clone(), queue.clone());
+    let state = wiring::api_state(&cfg, store.clone(), queue.clone())?;
     let extra = if cfg.sandbox {
         Some(sandbox(&cfg)?.router())
     } else {

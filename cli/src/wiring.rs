@@ -60,12 +60,13 @@ pub fn engine(
         auth_prefix: cfg.medogram.user_auth_prefix.clone(),
         api_key: cfg.medogram.api_key.clone(),
         timeout: cfg.gateway_timeout,
-    });
+    })
+    .context("user directory")?;
     Ok(Engine {
         store,
         queue,
         cipher,
-        gateways: registry::configured(cfg),
+        gateways: registry::configured(cfg).context("building the gateway clients")?,
         users,
         return_urls: ReturnUrls {
             medogram: cfg.crazyminer_callback_url(),
@@ -77,8 +78,8 @@ pub fn engine(
     })
 }
 
-pub fn api_state(cfg: &Config, store: Store, queue: Arc<dyn JobQueue>) -> AppState {
-    AppState {
+pub fn api_state(cfg: &Config, store: Store, queue: Arc<dyn JobQueue>) -> anyhow::Result<AppState> {
+    Ok(AppState {
         store,
         queue,
         settings: Arc::new(ApiSettings {
@@ -89,9 +90,9 @@ pub fn api_state(cfg: &Config, store: Store, queue: Arc<dyn JobQueue>) -> AppSta
             max_body_bytes: cfg.max_body_bytes,
             retry: cfg.retry,
         }),
-        gateways: registry::configured(cfg),
+        gateways: registry::configured(cfg).context("building the gateway clients")?,
         metrics: paygate_common::telemetry::metrics(),
-    }
+    })
 }
 
 /// Prints an admin key the first time a database is used, so a new user can

@@ -68,7 +68,7 @@ pub struct AtmosSettings {
     pub api_key: String,
     pub test_mode: bool,
     /// `ATMOS_SIGN_ALGORITHMS`: which hashes a callback `sign` may use (md5 by
-    /// default; the sources disagree, see shared/gateways.md §1.8).
+    /// default; the sources disagree, see docs/gateways/atmos.md, 'Signature rule').
     pub sign_algorithms: Vec<String>,
     pub lang: String,
     /// `ATMOS_REDIRECT_URL`: where the payer returns after the checkout

@@ -1,7 +1,7 @@
 //! The CrazyMiner main server, where payers' profiles live. paygate fetches a
 //! profile once per payment (the `fetch_user` job) and keeps it only encrypted.
 
-use crate::gateways::http::{client, observe, status_error, transport_error};
+use crate::gateways::http::{client, observe, status_error, transport_error, ClientSetupError};
 use crate::gateways::{GatewayError, Payer};
 use std::time::{Duration, Instant};
 
@@ -24,9 +24,10 @@ pub struct UserDirectory {
 }
 
 impl UserDirectory {
-    pub fn new(cfg: UserDirectoryConfig) -> Self {
-        let http = client(cfg.timeout);
-        UserDirectory { cfg, http }
+    /// Fails only when the HTTP client cannot be built (see [`ClientSetupError`]).
+    pub fn new(cfg: UserDirectoryConfig) -> Result<Self, ClientSetupError> {
+        let http = client(cfg.timeout)?;
+        Ok(UserDirectory { cfg, http })
     }
 
     /// The profile JSON, or `None` when the main server does not know the user.

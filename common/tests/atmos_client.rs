@@ -58,7 +58,7 @@ impl Sim {
     }
 
     fn gateway(&self) -> AtmosGateway {
-        AtmosGateway::new(self.client_config())
+        AtmosGateway::new(self.client_config()).expect("HTTP client")
     }
 
     async fn set_config(&self, cfg: &SimConfig) {
@@ -212,7 +212,8 @@ async fn wrong_consumer_secret_is_permanent() {
     let gw = AtmosGateway::new(AtmosConfig {
         consumer_secret: "not-the-secret".into(),
         ..sim.client_config()
-    });
+    })
+    .expect("HTTP client");
     let err = gw.create_invoice(&invoice_request("1")).await.unwrap_err();
     assert!(
         !err.to_string().contains("not-the-secret"),
@@ -240,7 +241,8 @@ async fn refusals_map_to_permanent_reasons() {
     let other_store = AtmosGateway::new(AtmosConfig {
         store_id: "9999".into(),
         ..sim.client_config()
-    });
+    })
+    .expect("HTTP client");
     let err = other_store
         .create_invoice(&invoice_request("1"))
         .await
@@ -287,7 +289,8 @@ async fn server_errors_and_timeouts_are_retryable() {
     let impatient = AtmosGateway::new(AtmosConfig {
         timeout: Duration::from_millis(300),
         ..sim.client_config()
-    });
+    })
+    .expect("HTTP client");
     let err = impatient
         .create_invoice(&invoice_request("3"))
         .await

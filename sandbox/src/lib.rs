@@ -1,6 +1,7 @@
 //! Faithful HTTP simulators of the payment gateways paygate talks to, used by
 //! `paygate serve`'s built-in test mode, `paygate sandbox`, integration tests
-//! and benchmarks (design.md §6, protocols in gateways.md §1 and §2).
+//! and benchmarks (docs/design.md, 'Gateway simulators'; protocols in docs/gateways/atmos.md
+//! and docs/gateways/medogram.md).
 //!
 //! [`Sandbox::router`] serves:
 //! - `/sandbox/medogram/…`: the BitPay.ir protocol the medogram gateway speaks

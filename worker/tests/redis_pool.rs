@@ -77,7 +77,8 @@ fn engine(store: Store, queue: Arc<dyn JobQueue>) -> Arc<Engine> {
             auth_prefix: "Api-Key ".into(),
             api_key: "test-key".into(),
             timeout: Duration::from_secs(2),
-        }),
+        })
+        .expect("HTTP client"),
         return_urls: ReturnUrls {
             medogram: "http://127.0.0.1:1/crazyminer/payment/callback/".into(),
             atmos_template: "http://127.0.0.1:1/shop/orders/{order_id}".into(),

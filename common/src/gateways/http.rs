@@ -4,16 +4,27 @@
 use super::GatewayError;
 use std::time::{Duration, Instant};
 
+/// The outbound HTTP client could not be built (TLS backend, bad settings).
+/// It stops start-up: a client without our timeouts would let a slow gateway
+/// hold a job's lease indefinitely, so there is no default to fall back on.
+#[derive(Debug, thiserror::Error)]
+#[error("could not build the outbound HTTP client: {0}")]
+pub struct ClientSetupError(#[source] reqwest::Error);
+
 /// A client for outbound calls. Timeouts are short because a job holds a
 /// lease while it waits; a slow gateway becomes a retry, not a stuck worker.
-pub fn client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .pool_max_idle_per_host(256)
-        .user_agent(concat!("paygate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+pub fn client(timeout: Duration) -> Result<reqwest::Client, ClientSetupError> {
+    build(
+        reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(256)
+            .user_agent(concat!("paygate/", env!("CARGO_PKG_VERSION"))),
+    )
+}
+
+fn build(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, ClientSetupError> {
+    builder.build().map_err(ClientSetupError)
 }
 
 /// Maps a failed send (no HTTP answer at all) to a retryable error. The
@@ -70,4 +81,19 @@ pub fn observe<T>(
     metrics::histogram!("paygate_gateway_call_duration_seconds",
         "provider" => provider, "operation" => operation)
     .record(started.elapsed().as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_that_cannot_be_built_is_an_error_not_a_default() {
+        // A header value with a newline makes reqwest's builder fail.
+        let err = build(reqwest::Client::builder().user_agent("paygate\n")).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("could not build the outbound HTTP client"));
+        assert!(client(Duration::from_secs(1)).is_ok());
+    }
 }

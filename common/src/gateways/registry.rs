@@ -2,6 +2,7 @@
 //! `register` builds its outbound client and inbound adapter from the
 //! configuration. Adding a gateway adds one line to [`configured`].
 
+use super::http::ClientSetupError;
 use super::inbound::InboundAdapter;
 use super::{atmos, medogram, Gateway};
 use crate::config::Config;
@@ -44,9 +45,10 @@ impl GatewayRegistry {
     }
 }
 
-/// Every gateway the configuration enables.
-pub fn configured(cfg: &Config) -> GatewayRegistry {
+/// Every gateway the configuration enables. A client that cannot be built is
+/// a start-up error.
+pub fn configured(cfg: &Config) -> Result<GatewayRegistry, ClientSetupError> {
     let registry = GatewayRegistry::default();
-    let registry = medogram::register(cfg, registry);
+    let registry = medogram::register(cfg, registry)?;
     atmos::register(cfg, registry)
 }

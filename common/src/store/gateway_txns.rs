@@ -48,8 +48,8 @@ fn txn(row: &AnyRow) -> StoreResult<GatewayTxn> {
         amount_minor: row.try_get("amount_minor")?,
         external_time_ms: row.try_get("external_time")?,
         data: serde_json::from_str(&data).map_err(|_| corrupt("data", &data))?,
-        created_at: time(row.try_get("created_at")?),
-        updated_at: time(row.try_get("updated_at")?),
+        created_at: time(row.try_get("created_at")?)?,
+        updated_at: time(row.try_get("updated_at")?)?,
         version: row.try_get("version")?,
     })
 }

@@ -36,8 +36,8 @@ fn order(row: &AnyRow) -> StoreResult<Order> {
         payment_id: payment_id
             .map(|p: String| PaymentId::parse(&p).ok_or_else(|| corrupt("order payment id", &p)))
             .transpose()?,
-        created_at: rows::time(row.try_get("created_at")?),
-        updated_at: rows::time(row.try_get("updated_at")?),
+        created_at: rows::time(row.try_get("created_at")?)?,
+        updated_at: rows::time(row.try_get("updated_at")?)?,
     })
 }
 

@@ -21,10 +21,12 @@ macro_rules! payment_columns {
 }
 pub(crate) use payment_columns;
 
-pub(crate) fn time(ms: i64) -> DateTime<Utc> {
+/// A stored millisecond timestamp; one chrono cannot represent is a corrupt
+/// row, never a stand-in date that would sort and age wrongly.
+pub(crate) fn time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     Utc.timestamp_millis_opt(ms)
         .single()
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        .ok_or_else(|| corrupt("timestamp", &ms.to_string()))
 }
 
 fn corrupt(what: &str, value: &str) -> StoreError {
@@ -55,9 +57,12 @@ pub(crate) fn payment(row: &AnyRow) -> Result<Payment, StoreError> {
         encrypted_user_data: row.try_get("encrypted_user_data")?,
         idempotency_key: row.try_get("idempotency_key")?,
         order_id: row.try_get("order_id")?,
-        created_at: time(row.try_get("created_at")?),
-        updated_at: time(row.try_get("updated_at")?),
-        completed_at: row.try_get::<Option<i64>, _>("completed_at")?.map(time),
+        created_at: time(row.try_get("created_at")?)?,
+        updated_at: time(row.try_get("updated_at")?)?,
+        completed_at: row
+            .try_get::<Option<i64>, _>("completed_at")?
+            .map(time)
+            .transpose()?,
         version: row.try_get("version")?,
     })
 }
@@ -73,7 +78,7 @@ pub(crate) fn event(row: &AnyRow) -> Result<PaymentEvent, StoreError> {
         kind: EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?,
         message: row.try_get("message")?,
         detail: serde_json::from_str(&detail).map_err(|_| corrupt("event detail", &detail))?,
-        created_at: time(row.try_get("created_at")?),
+        created_at: time(row.try_get("created_at")?)?,
     })
 }
 
@@ -91,4 +96,19 @@ pub(crate) fn job_message(id: &str, kind: &str) -> Result<crate::domain::JobMess
         job_id: uuid::Uuid::parse_str(id).map_err(|_| corrupt("job id", id))?,
         kind: job_kind(kind)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unrepresentable_timestamp_is_corrupt_not_a_stand_in_date() {
+        assert!(matches!(time(i64::MAX), Err(StoreError::Corrupt(_))));
+        assert!(matches!(time(i64::MIN), Err(StoreError::Corrupt(_))));
+        assert_eq!(
+            time(1_700_000_000_123).unwrap().timestamp_millis(),
+            1_700_000_000_123
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! `/merchant/pay/create`, `/get` and `/reverse` (gateways.md §1.3, §1.5).
+//! `/merchant/pay/create`, `/get` and `/reverse` (docs/gateways/atmos.md, 'Endpoints' and
+//! 'Result envelope and error codes').
 
 use super::codes::{self, Code};
 use super::store::{NewTxn, ReverseError, TxnStatus};
@@ -47,7 +48,8 @@ async fn preamble(
 }
 
 /// A JSON string (trimmed) or an integer, as text. Clients disagree on
-/// whether ids travel as strings or numbers (§1.6), so both are accepted.
+/// whether ids travel as strings or numbers (docs/gateways/atmos.md,
+/// 'Amounts and ids'), so both are accepted.
 fn text(v: Option<&Value>) -> Option<String> {
     match v? {
         Value::String(s) => Some(s.trim().to_owned()),
@@ -135,7 +137,7 @@ pub(super) async fn get(State(a): State<Atmos>, headers: HeaderMap, body: Bytes)
     Json(json!({ "result": result(code), "store_transaction": txn.to_json() })).into_response()
 }
 
-/// Accepts the three body shapes seen in client code (§1.3):
+/// Accepts the three body shapes seen in client code (docs/gateways/atmos.md, 'Refunds'):
 /// (a) `{transaction_id: <success_trans_id>, reason}`,
 /// (b) `{store_id, success_trans_id}`,
 /// (c) `{transaction_id, store_id[, reason]}`.

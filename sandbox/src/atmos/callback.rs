@@ -1,4 +1,4 @@
-//! Paying a transaction: the signed merchant callback (gateways.md §1.8),
+//! Paying a transaction: the signed merchant callback (docs/gateways/atmos.md, 'The callback'),
 //! whose answer decides whether the money is taken.
 
 use super::config::AtmosConfig;

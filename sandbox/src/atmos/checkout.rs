@@ -1,4 +1,4 @@
-//! The hosted checkout page (gateways.md §1.7) with Pay, Decline and
+//! The hosted checkout page (docs/gateways/atmos.md, 'Checkout link') with Pay, Decline and
 //! Wrong OTP buttons.
 
 use super::callback::{self, PayOutcome};

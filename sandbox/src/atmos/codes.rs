@@ -1,9 +1,10 @@
 //! `result.code` values of the Atmos simulator.
 //!
 //! Business errors travel as HTTP 200 with a non-"OK" `result.code`
-//! (gateways.md §1.5). Only 044, 061 and 092 are seen in real client code;
-//! the others are plausible picks in the same STPIMS-ERR-NNN family, chosen
-//! so every refusal the simulator can produce has a distinct code.
+//! (docs/gateways/atmos.md, 'Result envelope and error codes'). Only 044,
+//! 061 and 092 are seen in real client code; the others are plausible picks
+//! in the same STPIMS-ERR-NNN family, chosen so every refusal the simulator
+//! can produce has a distinct code.
 
 pub(crate) struct Code {
     pub code: &'static str,

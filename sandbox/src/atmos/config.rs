@@ -4,7 +4,8 @@ use crate::env::Env;
 use crate::faults;
 use serde::{Deserialize, Serialize};
 
-/// Hash of the callback `sign` (gateways.md §1.8: the docs never name it).
+/// Hash of the callback `sign` (docs/gateways/atmos.md, 'Signature rule':
+/// Atmos' docs never name it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HashAlg {

@@ -1,4 +1,4 @@
-//! Simulator of the Atmos merchant API and hosted checkout (gateways.md §1).
+//! Simulator of the Atmos merchant API and hosted checkout (docs/gateways/atmos.md).
 
 mod api;
 mod callback;

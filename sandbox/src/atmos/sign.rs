@@ -1,4 +1,4 @@
-//! The callback signature (gateways.md §1.8).
+//! The callback signature (docs/gateways/atmos.md, 'Signature rule').
 
 use super::config::HashAlg;
 use md5::Md5;

@@ -1,4 +1,4 @@
-//! OAuth2 client-credentials tokens (gateways.md §1.4) and the Bearer check
+//! OAuth2 client-credentials tokens (docs/gateways/atmos.md, 'Token') and the Bearer check
 //! of the business endpoints.
 
 use super::Atmos;

@@ -1,5 +1,5 @@
 //! The hosted payment page and the browser's return to the merchant
-//! (gateways.md §2.4, §2.5).
+//! (docs/gateways/medogram.md, 'Payment page' and 'Return to the merchant').
 
 use super::config::ReturnMethod;
 use super::store::{BrowserReturn, Decision, Invoice, InvoiceState};

@@ -1,5 +1,5 @@
 //! Simulator of the BitPay.ir protocol that the "medogram" gateway speaks
-//! (gateways.md §2), plus the medogram main server's user API.
+//! (docs/gateways/medogram.md), plus the medogram main server's user API.
 
 mod autopay;
 mod checkout;

@@ -1,4 +1,5 @@
-//! `gateway-send` and `gateway-result-second` (gateways.md §2.3, §2.6, §2.7).
+//! `gateway-send` and `gateway-result-second` (docs/gateways/medogram.md,
+//! 'Create invoice: gateway-send', 'Verify: gateway-result-second' and 'Simulator').
 
 use super::store::NewInvoice;
 use super::{autopay, Medogram};
@@ -12,11 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-// Send answers (§2.3).
+// Send answers (docs/gateways/medogram.md, 'Send answers and error codes').
 const SEND_BAD_API: i64 = -1;
 const SEND_BAD_AMOUNT: i64 = -2;
 const SEND_NO_REDIRECT: i64 = -3;
-// Verify answers (§2.6).
+// Verify answers (docs/gateways/medogram.md, 'Verify answers and status codes').
 const VERIFY_BAD_API: i64 = -1;
 const VERIFY_BAD_TRANS_ID: i64 = -2;
 const VERIFY_BAD_ID_GET: i64 = -3;

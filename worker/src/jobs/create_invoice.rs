@@ -3,6 +3,7 @@
 use super::{require_payment, Effects, JobHandler, Step};
 use crate::Engine;
 use async_trait::async_trait;
+use paygate_common::crypto::Cipher;
 use paygate_common::domain::{EventKind, JobPayload, NewEvent, Payment, PaymentStatus};
 use paygate_common::gateways::{InvoiceRequest, Payer};
 use paygate_common::userdir::payer_from_profile;
@@ -22,6 +23,34 @@ impl JobHandler for CreateInvoice {
     }
 }
 
+/// The payment's failure reason when its stored payer profile cannot be read.
+pub const PAYER_DATA_UNREADABLE: &str = "payer_data_unreadable";
+
+/// Why a stored payer profile cannot be read. Invoicing an anonymous payer
+/// instead would hide the fault (a lost `SECRET_KEY`, a corrupt row) and send
+/// the gateway less than the merchant stored, so the job fails.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PayerUnreadable {
+    #[error("stored payer data does not decrypt with SECRET_KEY or its fallbacks")]
+    DoesNotDecrypt,
+    #[error("stored payer data decrypts but is not a JSON object")]
+    NotAProfile,
+}
+
+/// The payer for the gateway's form; no stored profile means no payer details.
+fn read_payer(cipher: &Cipher, stored: Option<&str>) -> Result<Payer, PayerUnreadable> {
+    let Some(token) = stored else {
+        return Ok(Payer::default());
+    };
+    let bytes = cipher
+        .decrypt(token)
+        .map_err(|_| PayerUnreadable::DoesNotDecrypt)?;
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(profile) if profile.is_object() => Ok(payer_from_profile(&profile)),
+        _ => Err(PayerUnreadable::NotAProfile),
+    }
+}
+
 async fn run(engine: &Engine, payment: &Payment) -> Step {
     if payment.status != PaymentStatus::Pending || payment.gateway_ref.is_some() {
         // Already invoiced (a duplicate delivery) or no longer payable.
@@ -33,20 +62,14 @@ async fn run(engine: &Engine, payment: &Payment) -> Step {
             error: format!("no {} gateway is configured", payment.provider),
         };
     };
-    let payer = match &payment.encrypted_user_data {
-        None => Payer::default(),
-        Some(token) => match engine.cipher.decrypt(token) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(|profile| payer_from_profile(&profile))
-                .unwrap_or_default(),
-            Err(_) => {
-                return Step::Fail {
-                    reason: "user_data_unreadable".into(),
-                    error: "stored user data does not decrypt with SECRET_KEY or its fallbacks"
-                        .into(),
-                }
+    let payer = match read_payer(&engine.cipher, payment.encrypted_user_data.as_deref()) {
+        Ok(payer) => payer,
+        Err(e) => {
+            return Step::Fail {
+                reason: PAYER_DATA_UNREADABLE.into(),
+                error: e.to_string(),
             }
-        },
+        }
     };
     let request = InvoiceRequest {
         payment_id: payment.id,
@@ -82,4 +105,44 @@ async fn run(engine: &Engine, payment: &Payment) -> Step {
         ],
         next: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cipher(secret: &str) -> Cipher {
+        Cipher::from_secrets(secret, &[]).expect("cipher")
+    }
+
+    #[test]
+    fn a_profile_that_cannot_be_read_is_an_error_not_an_anonymous_payer() {
+        let ours = cipher("the-secret");
+        let not_json = ours.encrypt(b"not a profile");
+        assert_eq!(
+            read_payer(&ours, Some(&not_json)).unwrap_err(),
+            PayerUnreadable::NotAProfile
+        );
+        let a_list = ours.encrypt(b"[]");
+        assert_eq!(
+            read_payer(&ours, Some(&a_list)).unwrap_err(),
+            PayerUnreadable::NotAProfile
+        );
+        let theirs = cipher("another-secret").encrypt(br#"{"email":"a@b.example"}"#);
+        assert_eq!(
+            read_payer(&ours, Some(&theirs)).unwrap_err(),
+            PayerUnreadable::DoesNotDecrypt
+        );
+    }
+
+    #[test]
+    fn a_readable_profile_or_none_gives_the_payer() {
+        let ours = cipher("the-secret");
+        let token = ours.encrypt(br#"{"first_name":"Ali","email":"a@b.example"}"#);
+        let payer = read_payer(&ours, Some(&token)).unwrap();
+        assert_eq!(payer.name.as_deref(), Some("Ali"));
+        assert_eq!(payer.email.as_deref(), Some("a@b.example"));
+        let none = read_payer(&ours, None).unwrap();
+        assert!(none.name.is_none() && none.email.is_none() && none.phone.is_none());
+    }
 }

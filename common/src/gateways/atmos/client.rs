@@ -1,4 +1,4 @@
-//! Atmos (Uzbekistan, UzCard/Humo acquiring), shared/gateways.md §1.
+//! Atmos (Uzbekistan, UzCard/Humo acquiring), docs/gateways/atmos.md.
 //!
 //! Flow: an OAuth2 client-credentials token (`POST /token`), then
 //! `POST /merchant/pay/create` for a draft transaction, the payer pays on the
@@ -7,7 +7,8 @@
 //! and we confirm server to server with `POST /merchant/pay/get`.
 //!
 //! Business errors arrive as HTTP 200 with `result.code != "OK"`
-//! (`STPIMS-ERR-NNN`). Their meanings are low-confidence (§1.5); the mapping
+//! (`STPIMS-ERR-NNN`). Their meanings are low-confidence
+//! (docs/gateways/atmos.md, 'Result envelope and error codes'); the mapping
 //! used here ([`result_error`]) is:
 //!
 //! | code | meaning (as far as known) | error |
@@ -35,7 +36,7 @@
 //! into an error message.
 
 use crate::domain::Provider;
-use crate::gateways::http::{client, observe, status_error, transport_error};
+use crate::gateways::http::{client, observe, status_error, transport_error, ClientSetupError};
 use crate::gateways::{
     Gateway, GatewayError, Invoice, InvoiceRequest, Verification, VerifyRequest,
 };
@@ -67,7 +68,8 @@ pub struct AtmosConfig {
 }
 
 impl AtmosConfig {
-    /// The hosted checkout host for production or test stores (§1.2).
+    /// The hosted checkout host for production or test stores
+    /// (docs/gateways/atmos.md, 'Hosts and environments').
     pub fn checkout_base_for(test_mode: bool) -> &'static str {
         if test_mode {
             "https://test-checkout.pays.uz"
@@ -126,13 +128,14 @@ impl fmt::Debug for AtmosGateway {
 }
 
 impl AtmosGateway {
-    pub fn new(cfg: AtmosConfig) -> Self {
-        let http = client(cfg.timeout);
-        AtmosGateway {
+    /// Fails only when the HTTP client cannot be built (see [`ClientSetupError`]).
+    pub fn new(cfg: AtmosConfig) -> Result<Self, ClientSetupError> {
+        let http = client(cfg.timeout)?;
+        Ok(AtmosGateway {
             cfg,
             http,
             token: tokio::sync::Mutex::new(None),
-        }
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -285,9 +288,10 @@ impl AtmosGateway {
 
     /// Full refund of a confirmed payment (`POST /merchant/pay/reverse`).
     ///
-    /// Body variant (a) of §1.3, `{transaction_id: <success_trans_id>, reason}`:
-    /// three sources (A8, A11, A13) key the reverse on the processing id,
-    /// while (c) is flagged unverified. When `success_trans_id` is empty,
+    /// Body variant (a) of docs/gateways/atmos.md, 'Refunds',
+    /// `{transaction_id: <success_trans_id>, reason}`: three sources (A8,
+    /// A11, A13) key the reverse on the processing id, while (c) is flagged
+    /// unverified. When `success_trans_id` is empty,
     /// variant (c) `{transaction_id: <gateway_ref>, store_id, reason}` is sent
     /// instead. `STPIMS-ERR-092` (already closed) counts as done, so a
     /// repeated reverse after a lost reply succeeds.
@@ -667,11 +671,12 @@ fn append_detail(err: GatewayError, detail: &str) -> GatewayError {
 }
 
 // ---------------------------------------------------------------------------
-// Callback signature (§1.8)
+// Callback signature (docs/gateways/atmos.md, 'Signature rule')
 // ---------------------------------------------------------------------------
 
-/// Hash of the callback `sign`. The docs never name it (§5 question 1):
-/// md5 is the majority reading, sha256 and sha1 are seen too.
+/// Hash of the callback `sign`. Atmos' docs never name it
+/// (docs/gateways/atmos.md, 'Open questions', 1): md5 is the majority
+/// reading, sha256 and sha1 are seen too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SignAlgorithm {
     Md5,
@@ -981,6 +986,7 @@ mod tests {
             lang: "ru".into(),
             timeout: Duration::from_secs(1),
         })
+        .expect("HTTP client")
     }
 
     #[test]

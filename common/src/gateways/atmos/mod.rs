@@ -13,11 +13,14 @@ use crate::gateways::GatewayRegistry;
 use std::sync::Arc;
 
 /// Atmos when `ATMOS_*` (or the simulator) configures it.
-pub fn register(cfg: &Config, registry: GatewayRegistry) -> GatewayRegistry {
+pub fn register(
+    cfg: &Config,
+    registry: GatewayRegistry,
+) -> Result<GatewayRegistry, crate::gateways::http::ClientSetupError> {
     let Some(a) = &cfg.atmos else {
-        return registry;
+        return Ok(registry);
     };
-    registry
+    Ok(registry
         .with(Arc::new(AtmosGateway::new(AtmosConfig {
             api_base: a.api_base.clone(),
             checkout_base: a.checkout_base.clone(),
@@ -27,7 +30,7 @@ pub fn register(cfg: &Config, registry: GatewayRegistry) -> GatewayRegistry {
             terminal_id: a.terminal_id.clone(),
             lang: a.lang.clone(),
             timeout: cfg.gateway_timeout,
-        })))
+        })?))
         .with_inbound(Arc::new(AtmosWebhook {
             store_id: a.store_id.clone(),
             api_key: a.api_key.clone(),
@@ -36,5 +39,5 @@ pub fn register(cfg: &Config, registry: GatewayRegistry) -> GatewayRegistry {
                 .iter()
                 .filter_map(|s| SignAlgorithm::parse(s))
                 .collect(),
-        }))
+        })))
 }

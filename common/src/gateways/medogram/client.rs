@@ -1,11 +1,11 @@
-//! medogram speaks the bitpay.ir protocol (shared/gateways.md §2):
+//! medogram speaks the bitpay.ir protocol (docs/gateways/medogram.md):
 //! `gateway-send` answers a bare integer (id_get > 0, or an error code ≤ 0);
 //! the payer pays at `gateway-{id_get}-get`; `gateway-result-second` with
 //! `json=1` says whether the money moved. There is no signature: the API key
 //! and the server-to-server verification are the security.
 
 use crate::domain::Provider;
-use crate::gateways::http::{client, observe, status_error, transport_error};
+use crate::gateways::http::{client, observe, status_error, transport_error, ClientSetupError};
 use crate::gateways::{
     Gateway, GatewayError, Invoice, InvoiceRequest, Verification, VerifyRequest,
 };
@@ -32,9 +32,10 @@ pub struct MedogramGateway {
 }
 
 impl MedogramGateway {
-    pub fn new(cfg: MedogramConfig) -> Self {
-        let http = client(cfg.timeout);
-        MedogramGateway { cfg, http }
+    /// Fails only when the HTTP client cannot be built (see [`ClientSetupError`]).
+    pub fn new(cfg: MedogramConfig) -> Result<Self, ClientSetupError> {
+        let http = client(cfg.timeout)?;
+        Ok(MedogramGateway { cfg, http })
     }
 
     fn endpoint(&self, name: &str) -> String {

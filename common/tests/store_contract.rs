@@ -737,7 +737,7 @@ mod contracts {
     /// An order moves with the attempt that settles its payment, once, and
     /// not at all when the attempt is refused.
     pub async fn finish_job_moves_the_order_once(store: Store) {
-        use paygate_common::domain::{OrderStatus, PaymentType, ProductName};
+        use paygate_common::domain::{OrderChange, OrderStatus, PaymentType, ProductName};
         use paygate_common::store::NewOrder;
         let new = new_payment(Provider::Atmos, "", 250_000);
         let first = new_job(JobKind::CreateInvoice, new.id, 5);
@@ -761,7 +761,7 @@ mod contracts {
         let current = claim(&store, job_id, "worker-b", LONG_LEASE).await;
         let failed = |p: &Payment| JobFinish {
             change: Some(p.change().status(PaymentStatus::Failed, Some("x")).unwrap()),
-            order_status: Some((order.id, OrderStatus::Failed)),
+            order_status: OrderChange::from_pending(order.id, OrderStatus::Failed),
             ..JobFinish::default()
         };
         let err = store
@@ -794,7 +794,7 @@ mod contracts {
                 &c,
                 &policies(),
                 JobFinish {
-                    order_status: Some((order.id, OrderStatus::Paid)),
+                    order_status: OrderChange::from_pending(order.id, OrderStatus::Paid),
                     ..JobFinish::default()
                 },
             )

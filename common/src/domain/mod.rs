@@ -16,7 +16,7 @@ pub use job::{
     VerifyArgs,
 };
 pub use money::{Amount, Currency, MoneyError};
-pub use order::{Order, OrderStatus, PaymentType, ProductName};
+pub use order::{Order, OrderChange, OrderStatus, PaymentType, ProductName};
 pub use payment::{Description, FieldError, Payment, PaymentChange, PaymentId, UserIdentifier};
 pub use provider::{Capabilities, Checkout, Descriptor, InboundMetric, Provider};
 pub use status::{IllegalTransition, Lang, PaymentStatus};

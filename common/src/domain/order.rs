@@ -34,18 +34,43 @@ impl OrderStatus {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|x| x.as_str() == s)
     }
-    /// Only a pending order moves, and only once.
+    /// A pending order moves once; a paid order whose payment was refunded
+    /// becomes cancelled (the seed's statuses have no "refunded").
     pub fn can_become(self, to: OrderStatus) -> bool {
-        self == OrderStatus::Pending && to != OrderStatus::Pending
+        match self {
+            OrderStatus::Pending => to != OrderStatus::Pending,
+            OrderStatus::Paid => to == OrderStatus::Cancelled,
+            OrderStatus::Failed | OrderStatus::Cancelled => false,
+        }
     }
     /// The order status a settled payment implies (`None` while it is unsettled).
     pub fn for_payment(status: PaymentStatus) -> Option<OrderStatus> {
         match status {
             PaymentStatus::Completed => Some(OrderStatus::Paid),
             PaymentStatus::Failed => Some(OrderStatus::Failed),
-            PaymentStatus::Cancelled => Some(OrderStatus::Cancelled),
+            PaymentStatus::Cancelled | PaymentStatus::Refunded => Some(OrderStatus::Cancelled),
             PaymentStatus::Pending | PaymentStatus::Processing => None,
         }
+    }
+}
+
+/// An order's move, applied only while the order is still `from` (a repeat
+/// finds it moved and changes nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderChange {
+    pub id: i64,
+    pub from: OrderStatus,
+    pub to: OrderStatus,
+}
+
+impl OrderChange {
+    /// The move from `from` to `to`, if the order's state machine allows it.
+    pub fn new(id: i64, from: OrderStatus, to: OrderStatus) -> Option<Self> {
+        from.can_become(to).then_some(OrderChange { id, from, to })
+    }
+    /// A pending order moving to `to`.
+    pub fn from_pending(id: i64, to: OrderStatus) -> Option<Self> {
+        Self::new(id, OrderStatus::Pending, to)
     }
 }
 
@@ -134,13 +159,13 @@ mod tests {
                 OrderStatus::Pending.can_become(to),
                 to != OrderStatus::Pending
             );
-            for from in [
-                OrderStatus::Paid,
-                OrderStatus::Failed,
-                OrderStatus::Cancelled,
-            ] {
+            for from in [OrderStatus::Failed, OrderStatus::Cancelled] {
                 assert!(!from.can_become(to));
             }
+            assert_eq!(
+                OrderStatus::Paid.can_become(to),
+                to == OrderStatus::Cancelled
+            );
         }
         assert_eq!(
             OrderStatus::for_payment(PaymentStatus::Completed),

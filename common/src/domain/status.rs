@@ -15,6 +15,9 @@ pub enum PaymentStatus {
     Completed,
     Failed,
     Cancelled,
+    /// The money went back to the payer after completion (a gateway-side
+    /// refund, e.g. Payme's CancelTransaction on a performed transaction).
+    Refunded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -25,12 +28,13 @@ pub struct IllegalTransition {
 }
 
 impl PaymentStatus {
-    pub const ALL: [PaymentStatus; 5] = [
+    pub const ALL: [PaymentStatus; 6] = [
         PaymentStatus::Pending,
         PaymentStatus::Processing,
         PaymentStatus::Completed,
         PaymentStatus::Failed,
         PaymentStatus::Cancelled,
+        PaymentStatus::Refunded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +44,7 @@ impl PaymentStatus {
             PaymentStatus::Completed => "completed",
             PaymentStatus::Failed => "failed",
             PaymentStatus::Cancelled => "cancelled",
+            PaymentStatus::Refunded => "refunded",
         }
     }
 
@@ -50,13 +55,18 @@ impl PaymentStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            PaymentStatus::Completed | PaymentStatus::Failed | PaymentStatus::Cancelled
+            PaymentStatus::Completed
+                | PaymentStatus::Failed
+                | PaymentStatus::Cancelled
+                | PaymentStatus::Refunded
         )
     }
 
     /// pending → processing → completed | failed; pending/processing → cancelled;
-    /// pending → failed (the invoice could never be created). Nothing leaves a
-    /// terminal status, and staying put is not a transition.
+    /// pending → failed (the invoice could never be created); completed →
+    /// refunded (the one move out of a settled status: the money went back).
+    /// Nothing else leaves a terminal status, and staying put is not a
+    /// transition.
     pub fn can_become(self, to: PaymentStatus) -> bool {
         use PaymentStatus::*;
         matches!(
@@ -67,6 +77,7 @@ impl PaymentStatus {
                 | (Processing, Completed)
                 | (Processing, Failed)
                 | (Processing, Cancelled)
+                | (Completed, Refunded)
         )
     }
 
@@ -87,21 +98,25 @@ impl PaymentStatus {
             (Lang::Fa, Completed) => "تکمیل شده",
             (Lang::Fa, Failed) => "ناموفق",
             (Lang::Fa, Cancelled) => "لغو شده",
+            (Lang::Fa, Refunded) => "بازپرداخت شده",
             (Lang::En, Pending) => "Pending",
             (Lang::En, Processing) => "Processing",
             (Lang::En, Completed) => "Completed",
             (Lang::En, Failed) => "Failed",
             (Lang::En, Cancelled) => "Cancelled",
+            (Lang::En, Refunded) => "Refunded",
             (Lang::Ru, Pending) => "Ожидает",
             (Lang::Ru, Processing) => "В обработке",
             (Lang::Ru, Completed) => "Завершён",
             (Lang::Ru, Failed) => "Ошибка",
             (Lang::Ru, Cancelled) => "Отменён",
+            (Lang::Ru, Refunded) => "Возвращён",
             (Lang::Uz, Pending) => "Kutilmoqda",
             (Lang::Uz, Processing) => "Jarayonda",
             (Lang::Uz, Completed) => "Yakunlandi",
             (Lang::Uz, Failed) => "Muvaffaqiyatsiz",
             (Lang::Uz, Cancelled) => "Bekor qilindi",
+            (Lang::Uz, Refunded) => "Qaytarildi",
         }
     }
 }
@@ -158,6 +173,7 @@ mod tests {
             (Processing, Completed),
             (Processing, Failed),
             (Processing, Cancelled),
+            (Completed, Refunded),
         ];
         for from in PaymentStatus::ALL {
             for to in PaymentStatus::ALL {
@@ -171,11 +187,12 @@ mod tests {
     }
 
     #[test]
-    fn terminal_statuses_never_move() {
-        for from in [Completed, Failed, Cancelled] {
+    fn terminal_statuses_never_move_but_a_completed_one_may_be_refunded() {
+        for from in [Completed, Failed, Cancelled, Refunded] {
             assert!(from.is_terminal());
             for to in PaymentStatus::ALL {
-                assert!(from.check_transition(to).is_err());
+                let refund = (from, to) == (Completed, Refunded);
+                assert_eq!(from.check_transition(to).is_ok(), refund, "{from} -> {to}");
             }
         }
     }

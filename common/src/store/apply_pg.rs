@@ -158,7 +158,9 @@ const SQL: &str = concat!(
     has!("order_status"),
     " AND id = ",
     doc!("order_status", "id"),
-    "::bigint AND status = 'pending' AND (SELECT ok FROM go) RETURNING id), \
+    "::bigint AND status = ",
+    doc!("order_status", "from"),
+    " AND (SELECT ok FROM go) RETURNING id), \
      txn_new AS (INSERT INTO gateway_transactions (provider, external_id, payment_id, state, \
        amount_minor, external_time, data, created_at, updated_at, version) \
        SELECT x->>'provider', x->>'external_id', x->>'payment_id', x->>'state', \
@@ -286,6 +288,7 @@ struct ChangeDoc<'a> {
 #[derive(Serialize)]
 struct OrderStatusDoc {
     id: i64,
+    from: &'static str,
     status: &'static str,
 }
 
@@ -371,9 +374,10 @@ fn doc(cs: &Changeset, now: i64) -> Doc<'_> {
             encrypted_user_data: c.encrypted_user_data.as_deref(),
             completed_at: c.completes().then_some(now),
         }),
-        order_status: cs.order_status.map(|(id, s)| OrderStatusDoc {
-            id,
-            status: s.as_str(),
+        order_status: cs.order_status.map(|c| OrderStatusDoc {
+            id: c.id,
+            from: c.from.as_str(),
+            status: c.to.as_str(),
         }),
         txn: cs.gateway_txn.as_ref().map(|t| TxnDoc {
             provider: t.provider.as_str(),
@@ -489,7 +493,7 @@ mod tests {
                     "finished_at",
                 ],
             ),
-            ("order_status", &["id", "status"]),
+            ("order_status", &["id", "from", "status"]),
         ];
         let mut rest = SQL;
         let mut seen = 0;

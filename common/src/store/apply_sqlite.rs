@@ -140,13 +140,14 @@ async fn apply(
     if let Some(new) = &cs.payment {
         payment = Some(insert_payment(tx, new, order_id, now).await?);
     }
-    if let Some((id, status)) = cs.order_status {
+    if let Some(c) = cs.order_status {
         sqlx::query(
-            "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'pending'",
+            "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
         )
-        .bind(status.as_str())
+        .bind(c.to.as_str())
         .bind(now)
-        .bind(id)
+        .bind(c.id)
+        .bind(c.from.as_str())
         .execute(&mut **tx)
         .await?;
     }

@@ -20,7 +20,7 @@
 
 use super::jobs::{ClaimedJob, JobResult};
 use crate::domain::{
-    reactions, JobMessage, NewEvent, NewJob, Order, OrderStatus, Payment, PaymentChange,
+    reactions, JobMessage, NewEvent, NewJob, Order, OrderChange, Payment, PaymentChange,
     RetryPolicies,
 };
 use crate::store::{NewInbound, NewOrder, NewPayment};
@@ -70,7 +70,7 @@ pub struct Changeset {
     pub(crate) order: Option<NewOrder>,
     pub(crate) payment: Option<NewPayment>,
     pub(crate) change: Option<PaymentChange>,
-    pub(crate) order_status: Option<(i64, OrderStatus)>,
+    pub(crate) order_status: Option<OrderChange>,
     pub(crate) gateway_txn: Option<GatewayTxnWrite>,
     pub(crate) events: Vec<NewEvent>,
     pub(crate) jobs: Vec<NewJob>,
@@ -149,9 +149,9 @@ impl Changeset {
         self
     }
 
-    /// Moves a pending order to `status` (an order that already moved stays).
-    pub fn order_status(mut self, order_id: i64, status: OrderStatus) -> Self {
-        self.order_status = Some((order_id, status));
+    /// Moves an order (one that already moved on stays as it is).
+    pub fn order_status(mut self, change: OrderChange) -> Self {
+        self.order_status = Some(change);
         self
     }
 

@@ -7,7 +7,7 @@ use super::changeset::{Changeset, Committed};
 use super::rows::{self, job_message};
 use super::{now_ms, Dialect, Lane, Store, StoreError, StoreResult};
 use crate::domain::{
-    JobKind, JobMessage, JobPayload, JobStatus, NewEvent, NewJob, OrderStatus, PayloadError,
+    JobKind, JobMessage, JobPayload, JobStatus, NewEvent, NewJob, OrderChange, PayloadError,
     Payment, PaymentChange, PaymentId, RetryPolicies,
 };
 use sqlx::any::AnyRow;
@@ -42,8 +42,8 @@ pub struct ClaimedJob {
 #[derive(Debug, Default)]
 pub struct JobFinish {
     pub change: Option<PaymentChange>,
-    /// A shop order that moves with this attempt: (order id, new status).
-    pub order_status: Option<(i64, OrderStatus)>,
+    /// A shop order that moves with this attempt.
+    pub order_status: Option<OrderChange>,
     pub events: Vec<NewEvent>,
     pub next_jobs: Vec<NewJob>,
     pub result: JobResult,
@@ -56,8 +56,8 @@ impl JobFinish {
         if let Some(change) = self.change {
             cs = cs.change_payment(change, policies);
         }
-        if let Some((order_id, status)) = self.order_status {
-            cs = cs.order_status(order_id, status);
+        if let Some(change) = self.order_status {
+            cs = cs.order_status(change);
         }
         cs.events(self.events).jobs(self.next_jobs)
     }

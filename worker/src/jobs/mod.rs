@@ -10,7 +10,7 @@ pub mod verify_payment;
 use crate::Engine;
 use async_trait::async_trait;
 use paygate_common::domain::{
-    EventKind, JobKind, JobPayload, NewEvent, NewJob, OrderStatus, Payment, PaymentChange,
+    EventKind, JobKind, JobPayload, NewEvent, NewJob, OrderChange, Payment, PaymentChange,
     PaymentStatus,
 };
 use paygate_common::gateways::GatewayError;
@@ -94,7 +94,7 @@ pub enum Step {
 #[derive(Debug, Default)]
 pub struct Effects {
     pub change: Option<PaymentChange>,
-    pub order_status: Option<(i64, OrderStatus)>,
+    pub order_status: Option<OrderChange>,
     pub events: Vec<NewEvent>,
     pub next: Vec<NewJob>,
 }

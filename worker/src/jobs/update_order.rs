@@ -4,7 +4,7 @@
 use super::{require_payment, Effects, JobHandler, Step};
 use crate::Engine;
 use async_trait::async_trait;
-use paygate_common::domain::{EventKind, JobPayload, NewEvent, OrderStatus, Payment};
+use paygate_common::domain::{EventKind, JobPayload, NewEvent, OrderChange, OrderStatus, Payment};
 
 /// Queued by the status-change hook (`domain::reactions`) in the same write
 /// that settles a shop order's payment.
@@ -45,16 +45,20 @@ async fn run(engine: &Engine, payment: &Payment) -> Step {
         }
         Err(e) => return Step::retry(format!("loading the order failed: {e}")),
     };
-    if !order.status.can_become(target) {
+    let Some(change) = OrderChange::new(order_id, order.status, target) else {
         // Already moved (a repeated job) or moved by someone else: nothing to do.
         return Step::nothing();
-    }
+    };
     Step::Done(Effects {
-        order_status: Some((order_id, target)),
+        order_status: Some(change),
         events: vec![NewEvent::new(
             payment.id,
             EventKind::StatusChange,
-            format!("order {order_id}: pending → {}", target.as_str()),
+            format!(
+                "order {order_id}: {} → {}",
+                change.from.as_str(),
+                change.to.as_str()
+            ),
         )],
         ..Effects::default()
     })

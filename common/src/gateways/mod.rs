@@ -5,6 +5,7 @@
 pub mod atmos;
 pub mod http;
 pub mod medogram;
+pub mod payme;
 
 use crate::domain::{Amount, PaymentId, Provider};
 use async_trait::async_trait;

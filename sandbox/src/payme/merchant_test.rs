@@ -704,15 +704,7 @@ impl Runner<'_> {
         let id = self.id();
         let body = rpc::request_body(id, method, params);
         let echo = json!(id);
-        let send = || {
-            rpc::send(
-                &self.http,
-                &self.test.url,
-                Some(auth),
-                body.clone(),
-                &echo,
-            )
-        };
+        let send = || rpc::send(&self.http, &self.test.url, Some(auth), body.clone(), &echo);
         let (a, b) = tokio::join!(send(), send());
         self.calls += 2;
         for e in [&a, &b] {

@@ -143,7 +143,10 @@ async fn create_order(State(shared): State<Arc<Shared>>, Json(body): Json<Value>
 }
 
 fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
 async fn rpc(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Json<Value> {

@@ -16,9 +16,12 @@ use std::sync::{Arc, Mutex};
 
 const P: &str = "/sandbox/payme";
 
+/// One call as the merchant saw it: the Authorization header and the body.
+type Seen = (Option<String>, Value);
+
 #[derive(Clone, Default)]
 struct Recorder {
-    calls: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    calls: Arc<Mutex<Vec<Seen>>>,
     /// Answer this method with an error.
     refuse: Option<&'static str>,
     /// Leave `id` out of every answer.
@@ -97,7 +100,7 @@ fn link(text: &str) -> String {
 const ORDER: &str = "ac.order_id=7;a=500000;c=https://shop.example/r?o=7;l=en";
 
 impl Setup {
-    fn calls(&self) -> Vec<(Option<String>, Value)> {
+    fn calls(&self) -> Vec<Seen> {
         self.recorder.calls.lock().unwrap().clone()
     }
 

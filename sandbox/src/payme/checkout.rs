@@ -21,21 +21,37 @@ fn som(tiyin: i64) -> String {
     format!("{}.{:02}", html::group_thousands(tiyin / 100), tiyin % 100)
 }
 
-/// The link, decoded and addressed to this cashbox, or the page saying why not.
-fn open(p: &Payme, encoded: &str) -> Result<Link, Response> {
-    let link = link::decode(encoded).map_err(|why| {
-        html::message(
-            StatusCode::BAD_REQUEST,
-            "Invalid payment link",
-            &format!("-31610: {why}."),
-        )
-    })?;
+/// Why a link does not lead to a payment (Payme's checkout error codes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum LinkError {
+    /// -31610: the link cannot be read.
+    Invalid(String),
+    /// -31601: the link names another cashbox.
+    UnknownMerchant,
+}
+
+impl IntoResponse for LinkError {
+    fn into_response(self) -> Response {
+        match self {
+            LinkError::Invalid(why) => html::message(
+                StatusCode::BAD_REQUEST,
+                "Invalid payment link",
+                &format!("-31610: {why}."),
+            ),
+            LinkError::UnknownMerchant => html::message(
+                StatusCode::NOT_FOUND,
+                "Merchant not found",
+                "-31601: this link names a cashbox the simulator does not know (merchant_id).",
+            ),
+        }
+    }
+}
+
+/// The link, decoded and addressed to this cashbox.
+fn open(p: &Payme, encoded: &str) -> Result<Link, LinkError> {
+    let link = link::decode(encoded).map_err(LinkError::Invalid)?;
     if link.merchant_id != p.config().merchant_id {
-        return Err(html::message(
-            StatusCode::NOT_FOUND,
-            "Merchant not found",
-            "-31601: this link names a cashbox the simulator does not know (merchant_id).",
-        ));
+        return Err(LinkError::UnknownMerchant);
     }
     Ok(link)
 }
@@ -137,7 +153,7 @@ async fn pay_and_answer(p: &Payme, link: &Link) -> Response {
 pub(super) async fn page(State(p): State<Payme>, Path(encoded): Path<String>) -> Response {
     let link = match open(&p, &encoded) {
         Ok(link) => link,
-        Err(page) => return page,
+        Err(e) => return e.into_response(),
     };
     if p.config().autopay {
         return pay_and_answer(&p, &link).await;
@@ -145,14 +161,14 @@ pub(super) async fn page(State(p): State<Payme>, Path(encoded): Path<String>) ->
     render(&link, &encoded)
 }
 
-fn posted(p: &Payme, form: &FormFields) -> Result<Link, Response> {
+fn posted(p: &Payme, form: &FormFields) -> Result<Link, LinkError> {
     open(p, form.get("link").unwrap_or_default())
 }
 
 pub(super) async fn pay(State(p): State<Payme>, form: FormFields) -> Response {
     match posted(&p, &form) {
         Ok(link) => pay_and_answer(&p, &link).await,
-        Err(page) => page,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -168,7 +184,7 @@ pub(super) async fn cancel(State(p): State<Payme>, form: FormFields) -> Response
                 "You cancelled this payment.",
             ),
         ),
-        Err(page) => page,
+        Err(e) => e.into_response(),
     }
 }
 

@@ -247,7 +247,7 @@ fn order_refusal(
 
 /// The order's active transaction, unless it has expired (then it no
 /// longer holds the order).
-fn live<'a>(active: Option<&'a PaymeTransaction>, now_ms: i64) -> Option<&'a PaymeTransaction> {
+fn live(active: Option<&PaymeTransaction>, now_ms: i64) -> Option<&PaymeTransaction> {
     active.filter(|t| t.is_active() && !t.is_expired(now_ms))
 }
 
@@ -1303,7 +1303,7 @@ mod tests {
                     from_ms: 0,
                     to_ms: T0,
                 },
-                get_statement(0, T0, &[t.clone()], FIELD),
+                get_statement(0, T0, std::slice::from_ref(&t), FIELD),
             ),
             (
                 Command::SetFiscalData {

@@ -79,13 +79,11 @@ impl MerchantTest {
 /// 2xx JSON answer. Each order is for `amount_tiyin`.
 pub fn orders_from_url(url: &str, amount_tiyin: i64) -> OrderFactory {
     let url = url.to_owned();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new());
+    let http = client();
     Arc::new(move || {
         let (url, http) = (url.clone(), http.clone());
         Box::pin(async move {
+            let http = http?;
             let amount = format!("{}.{:02}", amount_tiyin / 100, amount_tiyin % 100);
             let body = json!({"product_name": "Payme merchant test", "amount": amount, "payment_type": "payme"});
             let response = http
@@ -142,13 +140,28 @@ impl ScenarioResult {
     }
 }
 
-/// Runs every scenario against `test.url`.
-pub async fn run(test: &MerchantTest) -> Vec<ScenarioResult> {
-    let http = reqwest::Client::builder()
+/// The run's HTTP client: bounded waits, redirects not followed (a Payme
+/// endpoint answers 200 or it is wrong).
+fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap_or_else(|_| reqwest::Client::new());
+        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+}
+
+/// Runs every scenario against `test.url`.
+pub async fn run(test: &MerchantTest) -> Vec<ScenarioResult> {
+    let http = match client() {
+        Ok(http) => http,
+        Err(why) => {
+            return vec![ScenarioResult {
+                scenario: "setup".to_owned(),
+                verdict: Verdict::Fail,
+                detail: why,
+            }]
+        }
+    };
     let mut r = Runner {
         test,
         http,

@@ -14,7 +14,9 @@
 //! PerformTransaction on state 2 the same `perform_time`; CancelTransaction
 //! on -1/-2 the same `cancel_time` (the first reason stays). A repeat that
 //! finds a cancelled transaction answers -31008, with the "expired" message
-//! when it was the timeout, so the text is identical every time too.
+//! when it was the timeout, so the text is identical every time too. A
+//! repeat is recognised by the Payme id alone: Payme never sends other
+//! amounts or accounts under an id it has used.
 //!
 //! One active transaction per order: a CreateTransaction with a new Payme id
 //! for an order that already has a state-1 (not expired) or state-2

@@ -35,7 +35,8 @@ impl Link {
 
 /// Why a link cannot be paid (shown to the payer, like Payme's -31610).
 pub(crate) fn decode(encoded: &str) -> Result<Link, String> {
-    let encoded = encoded.trim().trim_end_matches('/');
+    // A `+` that reached us as a space (an unencoded form post) is restored.
+    let encoded = encoded.trim().trim_end_matches('/').replace(' ', "+");
     let bytes = [
         &base64::engine::general_purpose::STANDARD,
         &base64::engine::general_purpose::STANDARD_NO_PAD,
@@ -43,7 +44,7 @@ pub(crate) fn decode(encoded: &str) -> Result<Link, String> {
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
     ]
     .iter()
-    .find_map(|engine| engine.decode(encoded).ok())
+    .find_map(|engine| engine.decode(&encoded).ok())
     .ok_or("the link is not base64")?;
     let text = String::from_utf8(bytes).map_err(|_| "the link is not UTF-8 text")?;
     let mut merchant_id = None;
@@ -138,6 +139,9 @@ mod tests {
         let text = "m=abc;ac.order_id=1;a=1";
         let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
         assert_eq!(decode(&url_safe).unwrap().amount, 1);
+        let plus = enc("m=abc;ac.order_id=1;a=1;c=>>>");
+        assert!(plus.contains('+'));
+        assert_eq!(decode(&plus.replace('+', " ")).unwrap().amount, 1);
     }
 
     #[test]

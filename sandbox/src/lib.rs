@@ -8,7 +8,9 @@
 //!   (`gateway-send`, the hosted page, `gateway-result-second`) and the
 //!   medogram main server's user API;
 //! - `/sandbox/atmos/…`: the Atmos OAuth token, merchant API and hosted
-//!   checkout, which POSTs the signed callback to the merchant.
+//!   checkout, which POSTs the signed callback to the merchant;
+//! - `/sandbox/payme/…`: the Payme checkout, which calls the merchant's
+//!   Payme endpoint as Payme does; [`payme_test`] is the merchant test run.
 //!
 //! Each simulator also has `GET`/`PUT _config`, `GET _stats` and
 //! `POST _reset`, so knobs can be turned while it runs.
@@ -25,20 +27,24 @@ mod html;
 mod links;
 mod locks;
 mod medogram;
+mod payme;
 
 pub use atmos::{AtmosConfig, AtmosStats, CallbackField, HashAlg};
 pub use medogram::{MedogramConfig, MedogramStats, ReturnMethod};
+pub use payme::merchant_test as payme_test;
+pub use payme::{PaymeConfig, PaymeStats};
 
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Knobs of both simulators.
+/// Knobs of every simulator.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SandboxConfig {
     pub medogram: MedogramConfig,
     pub atmos: AtmosConfig,
+    pub payme: PaymeConfig,
 }
 
 impl SandboxConfig {
@@ -52,6 +58,7 @@ impl SandboxConfig {
         Ok(Self {
             medogram: MedogramConfig::from_env(&env::Env::new(lookup, MedogramConfig::ENV_PREFIX))?,
             atmos: AtmosConfig::from_env(&env::Env::new(lookup, AtmosConfig::ENV_PREFIX))?,
+            payme: PaymeConfig::from_env(&env::Env::new(lookup, PaymeConfig::ENV_PREFIX))?,
         })
     }
 }
@@ -61,6 +68,7 @@ impl SandboxConfig {
 pub struct Sandbox {
     medogram: medogram::Medogram,
     atmos: atmos::Atmos,
+    payme: payme::Payme,
 }
 
 impl Sandbox {
@@ -68,7 +76,8 @@ impl Sandbox {
         let http = http_client();
         Self {
             medogram: medogram::Medogram::new(cfg.medogram, http.clone()),
-            atmos: atmos::Atmos::new(cfg.atmos, http),
+            atmos: atmos::Atmos::new(cfg.atmos, http.clone()),
+            payme: payme::Payme::new(cfg.payme, http),
         }
     }
 
@@ -78,6 +87,7 @@ impl Sandbox {
         Router::new()
             .nest("/sandbox/medogram", self.medogram.router())
             .nest("/sandbox/atmos", self.atmos.router())
+            .nest(payme::MOUNT, self.payme.router())
     }
 
     pub fn medogram_stats(&self) -> MedogramStats {
@@ -86,6 +96,10 @@ impl Sandbox {
 
     pub fn atmos_stats(&self) -> AtmosStats {
         self.atmos.stats()
+    }
+
+    pub fn payme_stats(&self) -> PaymeStats {
+        self.payme.stats()
     }
 }
 
@@ -139,6 +153,12 @@ mod tests {
             ("PAYGATE_SANDBOX_ATMOS_CALLBACK_FIELD", "account"),
             ("PAYGATE_SANDBOX_ATMOS_DUPLICATE_CALLBACKS", "2"),
             ("PAYGATE_SANDBOX_ATMOS_STORE_ID", ""),
+            (
+                "PAYGATE_SANDBOX_PAYME_MERCHANT_URL",
+                "http://127.0.0.1:8080/payme/",
+            ),
+            ("PAYGATE_SANDBOX_PAYME_DUPLICATE_CALLS", "on"),
+            ("PAYGATE_SANDBOX_PAYME_CLOCK_OFFSET_MS", "-43200000"),
         ])
         .unwrap();
         assert_eq!(cfg.medogram.api_key, "k");
@@ -154,6 +174,12 @@ mod tests {
         assert_eq!(cfg.atmos.callback_field, CallbackField::Account);
         assert_eq!(cfg.atmos.duplicate_callbacks, 2);
         assert_eq!(cfg.atmos.store_id, "8157", "empty means unset");
+        assert_eq!(
+            cfg.payme.merchant_url.as_deref(),
+            Some("http://127.0.0.1:8080/payme/")
+        );
+        assert!(cfg.payme.duplicate_calls);
+        assert_eq!(cfg.payme.clock_offset_ms, -43_200_000);
     }
 
     #[test]
@@ -163,6 +189,8 @@ mod tests {
             ("PAYGATE_SANDBOX_MEDOGRAM_AUTOPAY", "maybe"),
             ("PAYGATE_SANDBOX_ATMOS_HASH", "crc32"),
             ("PAYGATE_SANDBOX_ATMOS_TOKEN_TTL_SECS", "-1"),
+            ("PAYGATE_SANDBOX_PAYME_CLOCK_OFFSET_MS", "yesterday"),
+            ("PAYGATE_SANDBOX_PAYME_AUTOPAY", "sometimes"),
         ] {
             let err = lookup(&[(var, value)]).unwrap_err();
             assert!(err.contains(var), "{err}");

@@ -10,6 +10,7 @@ pub mod atmos;
 pub mod http;
 pub mod inbound;
 pub mod medogram;
+pub mod payme;
 pub mod registry;
 
 use crate::domain::{Amount, PaymentId, Provider};

@@ -1,6 +1,7 @@
 //! `paygate`: one binary, one subcommand per process kind.
 
 mod background;
+mod click_test;
 mod scaled;
 mod secret;
 mod serve;
@@ -30,8 +31,11 @@ enum Command {
     Api,
     /// Worker pool only (scaled mode); run as many as you like.
     Worker,
-    /// Gateway simulators only (medogram, Atmos), on PAYGATE_LISTEN.
-    Sandbox,
+    /// Gateway simulators only (medogram, Atmos, Click), on PAYGATE_LISTEN.
+    Sandbox {
+        #[command(subcommand)]
+        action: Option<SandboxAction>,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Manage API keys.
@@ -39,6 +43,12 @@ enum Command {
         #[command(subcommand)]
         action: ApikeyAction,
     },
+}
+
+#[derive(Subcommand)]
+enum SandboxAction {
+    /// Play Click's merchant acceptance test (15 scenarios + retry) against a merchant.
+    ClickTest(click_test::ClickTestArgs),
 }
 
 #[derive(Subcommand)]
@@ -88,7 +98,10 @@ fn main() -> ExitCode {
                 Ok(cfg) => scaled::worker(cfg).await,
                 Err(code) => return code,
             },
-            Command::Sandbox => match config(Mode::Admin) {
+            Command::Sandbox {
+                action: Some(SandboxAction::ClickTest(args)),
+            } => return click_test::run(args).await,
+            Command::Sandbox { action: None } => match config(Mode::Admin) {
                 Ok(cfg) => serve::sandbox_only(cfg).await,
                 Err(code) => return code,
             },

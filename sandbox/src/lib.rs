@@ -7,7 +7,10 @@
 //!   (`gateway-send`, the hosted page, `gateway-result-second`) and the
 //!   medogram main server's user API;
 //! - `/sandbox/atmos/…`: the Atmos OAuth token, merchant API and hosted
-//!   checkout, which POSTs the signed callback to the merchant.
+//!   checkout, which POSTs the signed callback to the merchant;
+//! - `/sandbox/click/…`: Click's pay page, which calls the merchant's Prepare
+//!   and Complete, and the Merchant API (payment status, reversal). The
+//!   merchant acceptance test is [`click::merchant_test`].
 //!
 //! Each simulator also has `GET`/`PUT _config`, `GET _stats` and
 //! `POST _reset`, so knobs can be turned while it runs.
@@ -17,6 +20,7 @@
 
 mod admin;
 mod atmos;
+pub mod click;
 mod env;
 mod faults;
 mod form;
@@ -26,22 +30,25 @@ mod locks;
 mod medogram;
 
 pub use atmos::{AtmosConfig, AtmosStats, CallbackField, HashAlg};
+pub use click::{AmountFormat, ClickConfig, ClickStats};
 pub use medogram::{MedogramConfig, MedogramStats, ReturnMethod};
 
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Knobs of both simulators.
+/// Knobs of every simulator.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SandboxConfig {
     pub medogram: MedogramConfig,
     pub atmos: AtmosConfig,
+    pub click: ClickConfig,
 }
 
 impl SandboxConfig {
-    /// Reads `PAYGATE_SANDBOX_MEDOGRAM_*` and `PAYGATE_SANDBOX_ATMOS_*`;
+    /// Reads `PAYGATE_SANDBOX_MEDOGRAM_*`, `PAYGATE_SANDBOX_ATMOS_*` and
+    /// `PAYGATE_SANDBOX_CLICK_*`;
     /// every variable is optional. The error names the offending variable.
     pub fn from_env() -> Result<Self, String> {
         Self::from_lookup(&|name| std::env::var(name).ok())
@@ -51,15 +58,17 @@ impl SandboxConfig {
         Ok(Self {
             medogram: MedogramConfig::from_env(&env::Env::new(lookup, MedogramConfig::ENV_PREFIX))?,
             atmos: AtmosConfig::from_env(&env::Env::new(lookup, AtmosConfig::ENV_PREFIX))?,
+            click: ClickConfig::from_env(&env::Env::new(lookup, ClickConfig::ENV_PREFIX))?,
         })
     }
 }
 
-/// Both simulators with their shared state. Clones share the state.
+/// Every simulator with its shared state. Clones share the state.
 #[derive(Clone)]
 pub struct Sandbox {
     medogram: medogram::Medogram,
     atmos: atmos::Atmos,
+    click: click::Click,
 }
 
 impl Sandbox {
@@ -67,16 +76,18 @@ impl Sandbox {
         let http = http_client();
         Self {
             medogram: medogram::Medogram::new(cfg.medogram, http.clone()),
-            atmos: atmos::Atmos::new(cfg.atmos, http),
+            atmos: atmos::Atmos::new(cfg.atmos, http.clone()),
+            click: click::Click::new(cfg.click, http),
         }
     }
 
-    /// Everything under `/sandbox/medogram` and `/sandbox/atmos`, ready to be
-    /// merged into another router or served alone.
+    /// Everything under `/sandbox/medogram`, `/sandbox/atmos` and
+    /// `/sandbox/click`, ready to be merged into another router or served alone.
     pub fn router(&self) -> Router {
         Router::new()
             .nest("/sandbox/medogram", self.medogram.router())
             .nest("/sandbox/atmos", self.atmos.router())
+            .nest("/sandbox/click", self.click.router())
     }
 
     pub fn medogram_stats(&self) -> MedogramStats {
@@ -85,6 +96,10 @@ impl Sandbox {
 
     pub fn atmos_stats(&self) -> AtmosStats {
         self.atmos.stats()
+    }
+
+    pub fn click_stats(&self) -> ClickStats {
+        self.click.stats()
     }
 }
 
@@ -138,6 +153,12 @@ mod tests {
             ("PAYGATE_SANDBOX_ATMOS_CALLBACK_FIELD", "account"),
             ("PAYGATE_SANDBOX_ATMOS_DUPLICATE_CALLBACKS", "2"),
             ("PAYGATE_SANDBOX_ATMOS_STORE_ID", ""),
+            ("PAYGATE_SANDBOX_CLICK_AMOUNT_FORMAT", "5000.00"),
+            (
+                "PAYGATE_SANDBOX_CLICK_PREPARE_URL",
+                "http://127.0.0.1:8000/click/",
+            ),
+            ("PAYGATE_SANDBOX_CLICK_DUPLICATE_CALLS", "1"),
         ])
         .unwrap();
         assert_eq!(cfg.medogram.api_key, "k");
@@ -153,6 +174,13 @@ mod tests {
         assert_eq!(cfg.atmos.callback_field, CallbackField::Account);
         assert_eq!(cfg.atmos.duplicate_callbacks, 2);
         assert_eq!(cfg.atmos.store_id, "8157", "empty means unset");
+        assert_eq!(cfg.click.amount_format, AmountFormat::TwoDecimals);
+        assert_eq!(
+            cfg.click.prepare_url.as_deref(),
+            Some("http://127.0.0.1:8000/click/")
+        );
+        assert_eq!(cfg.click.complete_url, None);
+        assert_eq!(cfg.click.duplicate_calls, 1);
     }
 
     #[test]
@@ -162,6 +190,8 @@ mod tests {
             ("PAYGATE_SANDBOX_MEDOGRAM_AUTOPAY", "maybe"),
             ("PAYGATE_SANDBOX_ATMOS_HASH", "crc32"),
             ("PAYGATE_SANDBOX_ATMOS_TOKEN_TTL_SECS", "-1"),
+            ("PAYGATE_SANDBOX_CLICK_AMOUNT_FORMAT", "50"),
+            ("PAYGATE_SANDBOX_CLICK_CALL_DELAY_MS", "x"),
         ] {
             let err = lookup(&[(var, value)]).unwrap_err();
             assert!(err.contains(var), "{err}");
@@ -173,5 +203,10 @@ mod tests {
         );
         let err = lookup(&[("PAYGATE_SANDBOX_ATMOS_CALLBACK_URL", "not a url")]).unwrap_err();
         assert!(err.contains("callback_url"), "{err}");
+        let err = lookup(&[("PAYGATE_SANDBOX_CLICK_SERVICE_ID", "abc")]).unwrap_err();
+        assert!(
+            err.contains("PAYGATE_SANDBOX_CLICK_") && err.contains("service_id"),
+            "{err}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! what the answers mean for a payment.
 
 pub mod atmos;
+pub mod click;
 pub mod http;
 pub mod medogram;
 

@@ -2,7 +2,9 @@
 //! 15-scenario matrix and the retry case) against a running merchant and
 //! prints one line per scenario.
 
-use paygate_sandbox::click::merchant_test::{orders_from_url, run_merchant_test, MerchantTest};
+use paygate_sandbox::click::merchant_test::{
+    orders_from_url, run_merchant_test, MerchantTest, ScenarioResult,
+};
 use paygate_sandbox::AmountFormat;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -45,15 +47,13 @@ fn default_create_order_url(url: &str) -> Option<String> {
         .then(|| format!("{}/api/orders/create", origin.ascii_serialization()))
 }
 
-pub async fn run(args: ClickTestArgs) -> ExitCode {
-    let Some(create_url) = args
+/// Runs the test; `Err` when the arguments cannot work.
+async fn results(args: ClickTestArgs) -> Result<(MerchantTest, Vec<ScenarioResult>), String> {
+    let create_url = args
         .create_order_url
         .clone()
         .or_else(|| default_create_order_url(&args.url))
-    else {
-        eprintln!("paygate: --url is not an http(s) URL; give --create-order-url");
-        return ExitCode::from(2);
-    };
+        .ok_or("--url is not an http(s) URL; give --create-order-url")?;
     let test = MerchantTest {
         prepare_url: args.url,
         complete_url: args.complete_url,
@@ -64,21 +64,34 @@ pub async fn run(args: ClickTestArgs) -> ExitCode {
         timeout: Duration::from_secs(args.timeout_secs.max(1)),
     };
     let results = run_merchant_test(&test, &orders_from_url(create_url)).await;
+    Ok((test, results))
+}
+
+/// One line per scenario and a summary; true when all passed.
+fn print(test: &MerchantTest, results: &[ScenarioResult], out: &mut impl std::io::Write) -> bool {
     let failed = results.iter().filter(|r| !r.passed).count();
-    for r in &results {
+    for r in results {
         let mark = if r.passed { "pass" } else { "FAIL" };
-        println!("{mark}  {:<58} {}", r.scenario, r.detail);
+        let _ = writeln!(out, "{mark}  {:<58} {}", r.scenario, r.detail);
     }
-    println!(
+    let _ = writeln!(
+        out,
         "{} of {} scenarios passed (amount format {})",
         results.len() - failed,
         results.len(),
         test.amount_format
     );
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    failed == 0
+}
+
+pub async fn run(args: ClickTestArgs) -> ExitCode {
+    match results(args).await {
+        Ok((test, results)) if print(&test, &results, &mut std::io::stdout()) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("paygate: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -97,5 +110,71 @@ mod tests {
             Some("https://shop.example/api/orders/create")
         );
         assert_eq!(default_create_order_url("not a url"), None);
+    }
+
+    fn args(line: &[&str]) -> ClickTestArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ClickTestArgs,
+        }
+        <Cli as clap::Parser>::try_parse_from(
+            std::iter::once("click-test").chain(line.iter().copied()),
+        )
+        .map(|c| c.args)
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A merchant that answers 0 to everything, and hands out orders.
+    async fn yes_merchant() -> String {
+        use axum::routing::post;
+        let app = axum::Router::new()
+            .route(
+                "/click/",
+                post(|| async {
+                    axum::Json(serde_json::json!({"error": 0, "error_note": "Success", "merchant_prepare_id": 1}))
+                }),
+            )
+            .route(
+                "/api/orders/create",
+                post(|| async { axum::Json(serde_json::json!({"order_id": 7, "amount": "50.00"})) }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_merchant_saying_yes_to_everything_fails() {
+        let base = yes_merchant().await;
+        let url = format!("{base}/click/");
+        let a = args(&[
+            "--url",
+            &url,
+            "--secret",
+            "s",
+            "--service-id",
+            "1",
+            "--amount-format",
+            "5000.00",
+        ]);
+        assert_eq!(a.amount_format, AmountFormat::TwoDecimals);
+        let (test, results) = results(a).await.unwrap();
+        let mut out = Vec::new();
+        assert!(!print(&test, &results, &mut out));
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("FAIL  1. Prepare with a bad sign → -1"),
+            "{out}"
+        );
+        assert!(out.contains("pass  3. Prepare → 0"), "{out}");
+        assert!(out.contains("(amount format 5000.00)"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn a_url_without_host_needs_an_order_url() {
+        let a = args(&["--url", "nowhere", "--secret", "s", "--service-id", "1"]);
+        assert!(results(a).await.unwrap_err().contains("--create-order-url"));
     }
 }

@@ -205,7 +205,14 @@ async fn acceptance(base: &str, format: AmountFormat, split: bool) -> Vec<Scenar
 fn report(results: &[ScenarioResult]) -> String {
     results
         .iter()
-        .map(|r| format!("{} {} {}", if r.passed { "ok  " } else { "FAIL" }, r.scenario, r.detail))
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                if r.passed { "ok  " } else { "FAIL" },
+                r.scenario,
+                r.detail
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -216,14 +223,28 @@ async fn the_reference_merchant_passes_in_every_amount_format() {
     for format in AmountFormat::ALL {
         let results = acceptance(&base, format, false).await;
         assert_eq!(results.len(), 19, "{}", report(&results));
-        assert!(results.iter().all(|r| r.passed), "{format}:\n{}", report(&results));
-        assert!(results[0].scenario.starts_with("1. Prepare with a bad sign"));
+        assert!(
+            results.iter().all(|r| r.passed),
+            "{format}:\n{}",
+            report(&results)
+        );
+        assert!(results[0]
+            .scenario
+            .starts_with("1. Prepare with a bad sign"));
     }
     let results = acceptance(&base, AmountFormat::TwoDecimals, true).await;
-    assert!(results.iter().all(|r| r.passed), "split URLs:\n{}", report(&results));
+    assert!(
+        results.iter().all(|r| r.passed),
+        "split URLs:\n{}",
+        report(&results)
+    );
     // Scenario 8 left its order paid; 13–15 left theirs pending.
     let shop = merchant.shop.lock().unwrap();
-    let paid = shop.orders.values().filter(|o| o.state == OrderState::Paid).count();
+    let paid = shop
+        .orders
+        .values()
+        .filter(|o| o.state == OrderState::Paid)
+        .count();
     assert_eq!(paid, 4 * 3, "orders of 6, 11 and R3 in each of four runs");
 }
 
@@ -238,12 +259,22 @@ async fn a_merchant_that_breaks_a_rule_fails() {
         .collect();
     assert_eq!(
         failed,
-        ["7. Complete repeated → -4", "R4. Retry: Complete sent again → -4"],
+        [
+            "7. Complete repeated → -4",
+            "R4. Retry: Complete sent again → -4"
+        ],
         "{}",
         report(&results)
     );
-    let seven = results.iter().find(|r| r.scenario.starts_with("7.")).unwrap();
-    assert!(seven.detail.contains("expected error -4, got error 0"), "{}", seven.detail);
+    let seven = results
+        .iter()
+        .find(|r| r.scenario.starts_with("7."))
+        .unwrap();
+    assert!(
+        seven.detail.contains("expected error -4, got error 0"),
+        "{}",
+        seven.detail
+    );
 
     let (_, base) = start_merchant(SECRET, SERVICE_ID, Flaw::IgnoresClickError).await;
     let results = acceptance(&base, AmountFormat::Integer, false).await;
@@ -269,7 +300,11 @@ async fn wrong_secret_or_unreachable_merchant_fails_every_scenario() {
     assert!(results.iter().any(|r| r.detail.starts_with("not run")));
 
     let test = MerchantTest::new("http://127.0.0.1:9/click/", SECRET, "1");
-    let results = run_merchant_test(&test, &orders_from_url("http://127.0.0.1:9/api/orders/create")).await;
+    let results = run_merchant_test(
+        &test,
+        &orders_from_url("http://127.0.0.1:9/api/orders/create"),
+    )
+    .await;
     assert!(!results.is_empty() && results.iter().all(|r| !r.passed));
     assert!(results[0].detail.contains("could not create an order"));
 }
@@ -292,7 +327,11 @@ async fn start_sim(cfg: ClickConfig) -> Sim {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    Sim { sandbox, base, http }
+    Sim {
+        sandbox,
+        base,
+        http,
+    }
 }
 
 fn sim_config(merchant: &str, format: AmountFormat) -> ClickConfig {
@@ -344,7 +383,8 @@ fn add_order(m: &Merchant) -> i64 {
 
 #[tokio::test]
 async fn the_pay_page_pays_through_prepare_and_complete() {
-    let (merchant, mbase) = start_merchant(SANDBOX_SECRET_KEY, SANDBOX_SERVICE_ID, Flaw::None).await;
+    let (merchant, mbase) =
+        start_merchant(SANDBOX_SECRET_KEY, SANDBOX_SERVICE_ID, Flaw::None).await;
     for format in AmountFormat::ALL {
         let sim = start_sim(ClickConfig {
             duplicate_calls: 1,
@@ -362,7 +402,10 @@ async fn the_pay_page_pays_through_prepare_and_complete() {
             .unwrap();
         assert_eq!(page.status(), 200);
         let html = page.text().await.unwrap();
-        assert!(html.contains("50.00 so&#39;m") || html.contains("50.00 so'm"), "{html}");
+        assert!(
+            html.contains("50.00 so&#39;m") || html.contains("50.00 so'm"),
+            "{html}"
+        );
         assert!(html.contains("pay/confirm") && html.contains("pay/insufficient"));
         assert!(!html.contains("<script"), "no inline script");
 
@@ -377,14 +420,18 @@ async fn the_pay_page_pays_through_prepare_and_complete() {
         let stats = sim.sandbox.click_stats();
         assert_eq!((stats.prepares_sent, stats.completes_sent), (1, 1));
         assert_eq!(stats.duplicates_sent, 2);
-        assert_eq!(stats.duplicate_answers_wrong, 0, "repeats answered from state");
+        assert_eq!(
+            stats.duplicate_answers_wrong, 0,
+            "repeats answered from state"
+        );
         assert_eq!(stats.payments_successful, 1);
     }
 }
 
 #[tokio::test]
 async fn insufficient_funds_cancels_the_attempt_and_the_payer_may_retry() {
-    let (merchant, mbase) = start_merchant(SANDBOX_SECRET_KEY, SANDBOX_SERVICE_ID, Flaw::None).await;
+    let (merchant, mbase) =
+        start_merchant(SANDBOX_SECRET_KEY, SANDBOX_SERVICE_ID, Flaw::None).await;
     let sim = start_sim(sim_config(&mbase, AmountFormat::Integer)).await;
     let order = add_order(&merchant);
     let resp = sim.press("insufficient", order).await;
@@ -392,14 +439,21 @@ async fn insufficient_funds_cancels_the_attempt_and_the_payer_may_retry() {
     {
         let shop = merchant.shop.lock().unwrap();
         assert_eq!(shop.orders[&order].state, OrderState::Pending);
-        let attempt = shop.prepares.values().find(|p| p.order_id == order).unwrap();
+        let attempt = shop
+            .prepares
+            .values()
+            .find(|p| p.order_id == order)
+            .unwrap();
         assert_eq!(
             (attempt.state, attempt.click_error),
             (PrepareState::Cancelled, Some(-5017))
         );
     }
     assert_eq!(sim.press("confirm", order).await.status(), 302);
-    assert_eq!(merchant.shop.lock().unwrap().orders[&order].state, OrderState::Paid);
+    assert_eq!(
+        merchant.shop.lock().unwrap().orders[&order].state,
+        OrderState::Paid
+    );
     // A third attempt on the paid order is refused at Prepare.
     let resp = sim.press("confirm", order).await;
     assert_eq!(resp.status(), 200);
@@ -430,7 +484,11 @@ async fn the_pay_page_refuses_foreign_links_and_needs_a_merchant() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
-    assert_eq!(sim.press("confirm", 1).await.status(), 503, "no prepare_url");
+    assert_eq!(
+        sim.press("confirm", 1).await.status(),
+        503,
+        "no prepare_url"
+    );
 }
 
 // ---- The Merchant API client against the simulator ----
@@ -447,7 +505,8 @@ fn api(sim: &Sim, secret: &str) -> ClickMerchantApi {
 
 #[tokio::test]
 async fn merchant_api_status_and_reversal() {
-    let (merchant, mbase) = start_merchant(SANDBOX_SECRET_KEY, SANDBOX_SERVICE_ID, Flaw::None).await;
+    let (merchant, mbase) =
+        start_merchant(SANDBOX_SECRET_KEY, SANDBOX_SERVICE_ID, Flaw::None).await;
     let sim = start_sim(sim_config(&mbase, AmountFormat::Integer)).await;
     let paid = add_order(&merchant);
     sim.press("confirm", paid).await;
@@ -482,7 +541,11 @@ async fn merchant_api_status_and_reversal() {
     );
     client.reverse_payment(paydoc(paid)).await.unwrap();
     client.reverse_payment(paydoc(paid)).await.unwrap();
-    assert_eq!(sim.sandbox.click_stats().reversals, 1, "a repeat reverses nothing twice");
+    assert_eq!(
+        sim.sandbox.click_stats().reversals,
+        1,
+        "a repeat reverses nothing twice"
+    );
     assert!(matches!(
         client.payment_status(paydoc(paid)).await,
         Ok(ClickPaymentStatus::Failed { code: -99 })
@@ -497,7 +560,10 @@ async fn merchant_api_status_and_reversal() {
 #[tokio::test]
 async fn merchant_api_errors_are_typed() {
     let sim = start_sim(ClickConfig::default()).await;
-    let err = api(&sim, "wrong-secret").payment_status(1).await.unwrap_err();
+    let err = api(&sim, "wrong-secret")
+        .payment_status(1)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, GatewayError::Permanent { reason, .. } if reason == "click_unauthorized"),
         "{err:?}"
@@ -516,7 +582,10 @@ async fn merchant_api_errors_are_typed() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let err = api(&sim, SANDBOX_SECRET_KEY).reverse_payment(1).await.unwrap_err();
+    let err = api(&sim, SANDBOX_SECRET_KEY)
+        .reverse_payment(1)
+        .await
+        .unwrap_err();
     assert!(matches!(err, GatewayError::Retryable { .. }), "{err:?}");
 
     let nobody = ClickMerchantApi::new(MerchantApiConfig {

@@ -1,9 +1,7 @@
 //! One payment attempt as Click runs it: Prepare, the debit, Complete
 //! (gateways.md §4.1–4.3), with the configured duplicates and delays.
 
-use super::store::{
-    LACK_OF_MONEY, STATUS_MERCHANT_REFUSED, STATUS_PROCESSING, STATUS_SUCCESSFUL,
-};
+use super::store::{LACK_OF_MONEY, STATUS_MERCHANT_REFUSED, STATUS_PROCESSING, STATUS_SUCCESSFUL};
 use super::wire::{self, Call, Reply};
 use super::Click;
 use std::time::Duration;
@@ -81,9 +79,10 @@ pub(super) async fn run(
     funds: Funds,
 ) -> Outcome {
     let cfg = click.config();
-    let (Some(prepare_url), Some(complete_url)) =
-        (cfg.prepare_url.clone(), cfg.complete_target().map(str::to_owned))
-    else {
+    let (Some(prepare_url), Some(complete_url)) = (
+        cfg.prepare_url.clone(),
+        cfg.complete_target().map(str::to_owned),
+    ) else {
         return Outcome::NoMerchant;
     };
     let (trans_id, paydoc_id) = click.store().begin(merchant_trans_id, amount_tiyin);
@@ -101,7 +100,10 @@ pub(super) async fn run(
         sign_time: wire::sign_time_now(),
     };
     // A repeated Prepare must get the same answer, id included.
-    let prepared = deliver(click, &prepare_url, &prepare, |f, a| f.essence() == a.essence()).await;
+    let prepared = deliver(click, &prepare_url, &prepare, |f, a| {
+        f.essence() == a.essence()
+    })
+    .await;
     let prepare_id = match prepared {
         Err(e) => {
             refused(click);

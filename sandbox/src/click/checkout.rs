@@ -26,25 +26,43 @@ struct PayRequest {
     return_url: Option<String>,
 }
 
-fn read(click: &Click, get: impl Fn(&str) -> Option<String>) -> Result<PayRequest, Response> {
+/// Why a pay link or form is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkError {
+    UnknownService,
+    BadAmount,
+    NoTransactionParam,
+}
+
+impl IntoResponse for LinkError {
+    fn into_response(self) -> Response {
+        let bad = |text| html::message(StatusCode::BAD_REQUEST, "Invalid payment link", text);
+        match self {
+            LinkError::UnknownService => html::message(
+                StatusCode::NOT_FOUND,
+                "Service not found",
+                "This payment link names an unknown service or merchant.",
+            ),
+            LinkError::BadAmount => bad("amount must be a positive number of so'm such as 50.00."),
+            LinkError::NoTransactionParam => bad("transaction_param is missing."),
+        }
+    }
+}
+
+fn read(click: &Click, get: impl Fn(&str) -> Option<String>) -> Result<PayRequest, LinkError> {
     let cfg = click.config();
-    let bad = |text: &str| html::message(StatusCode::BAD_REQUEST, "Invalid payment link", text);
     let service_id = get("service_id").unwrap_or_default();
     let merchant_id = get("merchant_id").unwrap_or_default();
     if service_id != cfg.service_id || merchant_id != cfg.merchant_id {
-        return Err(html::message(
-            StatusCode::NOT_FOUND,
-            "Service not found",
-            "This payment link names an unknown service or merchant.",
-        ));
+        return Err(LinkError::UnknownService);
     }
     let amount = get("amount").unwrap_or_default();
     let amount_tiyin = parse_som(&amount)
         .filter(|t| *t > 0)
-        .ok_or_else(|| bad("amount must be a positive number of so'm such as 50.00."))?;
+        .ok_or(LinkError::BadAmount)?;
     let transaction_param = get("transaction_param")
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| bad("transaction_param is missing."))?;
+        .ok_or(LinkError::NoTransactionParam)?;
     Ok(PayRequest {
         service_id,
         merchant_id,
@@ -99,7 +117,7 @@ pub(super) async fn page(State(click): State<Click>, RawQuery(query): RawQuery) 
             .collect();
     match read(&click, |k| pairs.get(k).map(|v| v.trim().to_owned())) {
         Ok(req) => render(&req),
-        Err(resp) => resp,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -114,7 +132,7 @@ pub(super) async fn insufficient(State(click): State<Click>, form: FormFields) -
 async fn pay(click: Click, form: FormFields, funds: Funds) -> Response {
     let req = match read(&click, |k| form.get(k).map(str::to_owned)) {
         Ok(req) => req,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let outcome = attempt::run(&click, &req.transaction_param, req.amount_tiyin, funds).await;
     tracing::info!(order = %req.transaction_param, ?outcome, "click: attempt finished");
@@ -135,7 +153,9 @@ async fn pay(click: Click, form: FormFields, funds: Funds) -> Response {
         },
         Outcome::PrepareRefused { error, note } => tell(
             "Payment refused by the merchant",
-            &format!("The merchant refused this payment (error {error}: {note}). No money was taken."),
+            &format!(
+                "The merchant refused this payment (error {error}: {note}). No money was taken."
+            ),
             link,
         ),
         Outcome::CompleteRefused { error, note } => tell(

@@ -30,7 +30,11 @@ pub struct MerchantTest {
 }
 
 impl MerchantTest {
-    pub fn new(url: impl Into<String>, secret_key: impl Into<String>, service_id: impl Into<String>) -> Self {
+    pub fn new(
+        url: impl Into<String>,
+        secret_key: impl Into<String>,
+        service_id: impl Into<String>,
+    ) -> Self {
         MerchantTest {
             prepare_url: url.into(),
             complete_url: None,
@@ -172,7 +176,13 @@ impl<'a> Runner<'a> {
             (Some(_), Some(complete)) => complete.as_str(),
             _ => self.test.prepare_url.as_str(),
         };
-        wire::send(&self.http, url, &call.form(&call.sign(&secret)), self.test.timeout).await
+        wire::send(
+            &self.http,
+            url,
+            &call.form(&call.sign(&secret)),
+            self.test.timeout,
+        )
+        .await
     }
 
     fn record(&mut self, scenario: String, passed: bool, detail: String) {
@@ -184,7 +194,13 @@ impl<'a> Runner<'a> {
     }
 
     /// Sends and judges one scenario; the reply when it passed.
-    async fn play(&mut self, name: &str, expected: i64, call: &Call, twist: Twist) -> Option<Reply> {
+    async fn play(
+        &mut self,
+        name: &str,
+        expected: i64,
+        call: &Call,
+        twist: Twist,
+    ) -> Option<Reply> {
         let scenario = format!("{name} → {expected}");
         let reply = self.send(call, &twist).await;
         let reply = match reply {
@@ -235,7 +251,11 @@ impl<'a> Runner<'a> {
     }
 
     fn skip(&mut self, name: &str, expected: i64, why: &str) {
-        self.record(format!("{name} → {expected}"), false, format!("not run: {why}"));
+        self.record(
+            format!("{name} → {expected}"),
+            false,
+            format!("not run: {why}"),
+        );
     }
 
     /// The Complete that follows `prepare`, naming `prepare_id`.
@@ -302,14 +322,20 @@ pub async fn run_merchant_test(
     match create_order().await {
         Ok(order) => {
             let prepare = r.prepare(&order);
-            r.play("1. Prepare with a bad sign", -1, &prepare, bad_sign()).await;
+            r.play("1. Prepare with a bad sign", -1, &prepare, bad_sign())
+                .await;
             let unknown = TestOrder {
                 merchant_trans_id: test.unknown_order.clone(),
                 amount_tiyin: order.amount_tiyin,
             };
             let call = r.prepare(&unknown);
-            r.play("2. Prepare for an unknown order", -5, &call, Twist::default())
-                .await;
+            r.play(
+                "2. Prepare for an unknown order",
+                -5,
+                &call,
+                Twist::default(),
+            )
+            .await;
             let prepared = r.play("3. Prepare", 0, &prepare, Twist::default()).await;
             let steps: [(&str, i64, Twist); 5] = [
                 ("4. Complete with a bad sign", -1, bad_sign()),
@@ -364,9 +390,11 @@ pub async fn run_merchant_test(
     match r.prepared("9. Prepare a second order", create_order).await {
         Ok((prepare, id)) => {
             let missing = Runner::complete(&prepare, "999999999");
-            r.play(steps[0].0, steps[0].1, &missing, Twist::default()).await;
+            r.play(steps[0].0, steps[0].1, &missing, Twist::default())
+                .await;
             let complete = Runner::complete(&prepare, &id);
-            r.play(steps[1].0, steps[1].1, &complete, Twist::default()).await;
+            r.play(steps[1].0, steps[1].1, &complete, Twist::default())
+                .await;
         }
         Err(why) => steps.iter().for_each(|(n, e)| r.skip(n, *e, &why)),
     }
@@ -375,7 +403,11 @@ pub async fn run_merchant_test(
     let steps: [(&str, i64, Twist); 3] = [
         ("13. Complete with error -5017", -9, lack()),
         ("14. Complete with error -5017 repeated", -9, lack()),
-        ("15. Complete with error 0 after cancellation", -9, Twist::default()),
+        (
+            "15. Complete with error 0 after cancellation",
+            -9,
+            Twist::default(),
+        ),
     ];
     match r.prepared("12. Prepare a third order", create_order).await {
         Ok((prepare, id)) => {
@@ -392,7 +424,10 @@ pub async fn run_merchant_test(
         ("R3. Retry: Complete (its answer treated as lost)", 0),
         ("R4. Retry: Complete sent again", -4),
     ];
-    match r.prepared("R1. Retry: Prepare a fourth order", create_order).await {
+    match r
+        .prepared("R1. Retry: Prepare a fourth order", create_order)
+        .await
+    {
         Ok((prepare, id)) => {
             let name = "R2. Retry: Prepare repeated, same merchant_prepare_id";
             if let Some(again) = r.play(name, 0, &prepare, Twist::default()).await {

@@ -72,8 +72,7 @@ impl std::str::FromStr for AmountFormat {
 pub(crate) fn parse_som(text: &str) -> Option<u64> {
     let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() || whole.len() > 15 || !digits(whole) || !digits(frac) || frac.len() > 2
-    {
+    if whole.is_empty() || whole.len() > 15 || !digits(whole) || !digits(frac) || frac.len() > 2 {
         return None;
     }
     if text.ends_with('.') {
@@ -84,7 +83,11 @@ pub(crate) fn parse_som(text: &str) -> Option<u64> {
         1 => frac.parse::<u64>().ok()? * 10,
         _ => frac.parse().ok()?,
     };
-    whole.parse::<u64>().ok()?.checked_mul(100)?.checked_add(frac_tiyin)
+    whole
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(frac_tiyin)
 }
 
 /// One Prepare (`action` "0") or Complete (`action` "1") call, as texts.

@@ -94,7 +94,12 @@ mod tests {
 
     #[test]
     fn an_override_with_a_query_keeps_it() {
-        let url = pay_url(&settings("https://pay.example/p?card_type=humo"), "1", 100, None);
+        let url = pay_url(
+            &settings("https://pay.example/p?card_type=humo"),
+            "1",
+            100,
+            None,
+        );
         assert_eq!(
             url,
             "https://pay.example/p?card_type=humo&service_id=12345&merchant_id=678&amount=1.00&transaction_param=1"

@@ -65,7 +65,9 @@ pub enum ClickPaymentStatus {
     Processing,
     Successful,
     /// Negative: failed, cancelled or reversed (the code says which).
-    Failed { code: i64 },
+    Failed {
+        code: i64,
+    },
 }
 
 impl ClickPaymentStatus {
@@ -209,9 +211,18 @@ mod tests {
 
     #[test]
     fn statuses() {
-        assert_eq!(ClickPaymentStatus::from_code(2), Some(ClickPaymentStatus::Successful));
-        assert_eq!(ClickPaymentStatus::from_code(1), Some(ClickPaymentStatus::Processing));
-        assert_eq!(ClickPaymentStatus::from_code(0), Some(ClickPaymentStatus::Created));
+        assert_eq!(
+            ClickPaymentStatus::from_code(2),
+            Some(ClickPaymentStatus::Successful)
+        );
+        assert_eq!(
+            ClickPaymentStatus::from_code(1),
+            Some(ClickPaymentStatus::Processing)
+        );
+        assert_eq!(
+            ClickPaymentStatus::from_code(0),
+            Some(ClickPaymentStatus::Created)
+        );
         assert_eq!(
             ClickPaymentStatus::from_code(-5017),
             Some(ClickPaymentStatus::Failed { code: -5017 })
@@ -222,7 +233,10 @@ mod tests {
     #[test]
     fn ids_as_numbers_or_text() {
         assert_eq!(int(Some(&serde_json::json!(5))), Some(5));
-        assert_eq!(int(Some(&serde_json::json!("598761234"))), Some(598_761_234));
+        assert_eq!(
+            int(Some(&serde_json::json!("598761234"))),
+            Some(598_761_234)
+        );
         assert_eq!(int(Some(&serde_json::json!(null))), None);
         assert_eq!(int(None), None);
     }

@@ -333,9 +333,7 @@ pub fn authenticate(
 /// Parses an `application/x-www-form-urlencoded` body. Unknown fields are
 /// ignored; a known field sent twice is refused (which copy was signed?).
 pub fn parse_form(body: &[u8]) -> Result<ClickRequest, Rejection> {
-    parse_pairs(
-        url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())),
-    )
+    parse_pairs(url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())))
 }
 
 const FIELDS: [&str; 11] = [
@@ -497,7 +495,11 @@ pub fn parse_amount(text: &str) -> Option<i64> {
     if beyond.bytes().any(|b| b != b'0') {
         return None;
     }
-    let som: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let som: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let tiyin: i64 = match tiyin.len() {
         0 => 0,
         1 => tiyin.parse::<i64>().ok()? * 10,
@@ -625,9 +627,12 @@ pub(crate) mod tests {
             .unwrap()
             .1
             .into_owned();
-        let tampered = body("0", &[("amount", Some("5000.00")), ("sign_string", Some(&sign))]);
-        let err = authenticate(parse_form(tampered.as_bytes()).unwrap(), SECRET, SERVICE_ID)
-            .unwrap_err();
+        let tampered = body(
+            "0",
+            &[("amount", Some("5000.00")), ("sign_string", Some(&sign))],
+        );
+        let err =
+            authenticate(parse_form(tampered.as_bytes()).unwrap(), SECRET, SERVICE_ID).unwrap_err();
         assert_eq!(err.code, ErrorCode::SignCheckFailed);
     }
 
@@ -638,9 +643,24 @@ pub(crate) mod tests {
         assert_eq!(parse_amount("1000.5"), Some(100_050));
         assert_eq!(parse_amount("007"), Some(700));
         assert_eq!(parse_amount("0"), Some(0));
-        assert_eq!(parse_amount("999999999999999.99"), Some(99_999_999_999_999_999));
+        assert_eq!(
+            parse_amount("999999999999999.99"),
+            Some(99_999_999_999_999_999)
+        );
         for bad in [
-            "", ".", "5.", ".5", "5,00", "-5", "+5", "5e3", " 5", "5 ", "5.001", "1.2.3", "0x10",
+            "",
+            ".",
+            "5.",
+            ".5",
+            "5,00",
+            "-5",
+            "+5",
+            "5e3",
+            " 5",
+            "5 ",
+            "5.001",
+            "1.2.3",
+            "0x10",
             "1000000000000000",
         ] {
             assert_eq!(parse_amount(bad), None, "{bad:?}");
@@ -720,7 +740,11 @@ pub(crate) mod tests {
             ("error", "--1"),
             ("merchant_prepare_id", "5.5"),
         ] {
-            let action = if field == "merchant_prepare_id" { "1" } else { "0" };
+            let action = if field == "merchant_prepare_id" {
+                "1"
+            } else {
+                "0"
+            };
             let r = rejection(&body(action, &[(field, Some(value))]));
             assert_eq!(r.code, ErrorCode::RequestError, "{field}={value}");
             assert_eq!(r.reason, format!("{field} is malformed"));
@@ -736,7 +760,10 @@ pub(crate) mod tests {
             }
         );
         assert_eq!(rejection("").code, ErrorCode::RequestError);
-        assert_eq!(rejection("\u{0}\u{ff}garbage").code, ErrorCode::RequestError);
+        assert_eq!(
+            rejection("\u{0}\u{ff}garbage").code,
+            ErrorCode::RequestError
+        );
     }
 
     #[test]
@@ -765,14 +792,24 @@ pub(crate) mod tests {
         let b = format!("{}&extra=1", body("0", &[("error_note", None)]));
         let req = parse_form(b.as_bytes()).unwrap();
         assert_eq!(req.fields.error_note, "");
-        let v = verified("1", &[("error", Some("-5017")), ("error_note", Some("Insufficient funds"))]);
+        let v = verified(
+            "1",
+            &[
+                ("error", Some("-5017")),
+                ("error_note", Some("Insufficient funds")),
+            ],
+        );
         assert_eq!(v.fields.click_error, -5017);
         assert_eq!(v.fields.error_note, "Insufficient funds");
     }
 
     #[test]
     fn order_ids_are_canonical_decimals() {
-        let id = |m: &str| verified("0", &[("merchant_trans_id", Some(m))]).fields.order_id();
+        let id = |m: &str| {
+            verified("0", &[("merchant_trans_id", Some(m))])
+                .fields
+                .order_id()
+        };
         assert_eq!(id("197"), Some(197));
         assert_eq!(id("0197"), None);
         assert_eq!(id("order-197"), None);
@@ -797,7 +834,10 @@ pub(crate) mod tests {
             r#"{"click_trans_id":2011976,"merchant_trans_id":"197","error":-1,"error_note":"SIGN CHECK FAILED!"}"#
         );
         let down = Answer::failed_to_update(&v);
-        assert_eq!((down.error, down.code()), (-7, Some(ErrorCode::FailedToUpdate)));
+        assert_eq!(
+            (down.error, down.code()),
+            (-7, Some(ErrorCode::FailedToUpdate))
+        );
         for c in ErrorCode::ALL {
             assert_eq!(ErrorCode::from_code(c.code()), Some(c));
         }

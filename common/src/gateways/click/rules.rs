@@ -327,6 +327,9 @@ mod tests {
         Some(OrderFacts { state, ..ORDER })
     }
 
+    /// Fields to override in a test request (`None` drops the field).
+    type Overrides<'a> = &'a [(&'a str, Option<&'a str>)];
+
     fn code(d: &Decision) -> i32 {
         d.answer.error
     }
@@ -335,9 +338,15 @@ mod tests {
 
     #[test]
     fn prepare_records_a_new_attempt() {
-        let d = decide(&verified("0", &[]), &facts(order(OrderState::Pending), None));
+        let d = decide(
+            &verified("0", &[]),
+            &facts(order(OrderState::Pending), None),
+        );
         assert_eq!(code(&d), 0);
-        assert_eq!(d.answer.merchant_prepare_id, None, "the insert gives the id");
+        assert_eq!(
+            d.answer.merchant_prepare_id, None,
+            "the insert gives the id"
+        );
         assert_eq!(d.answer.click_trans_id, Some(2011976));
         assert_eq!(d.answer.merchant_trans_id.as_deref(), Some("197"));
         let Effect::RecordPrepare(new) = d.effect else {
@@ -349,9 +358,13 @@ mod tests {
 
     #[test]
     fn prepare_checks_in_documented_order() {
-        let cases: &[(Option<OrderFacts>, &[(&str, Option<&str>)], i32)] = &[
+        let cases: &[(Option<OrderFacts>, Overrides, i32)] = &[
             (None, &[], -5),
-            (order(OrderState::Pending), &[("amount", Some("4999.99"))], -2),
+            (
+                order(OrderState::Pending),
+                &[("amount", Some("4999.99"))],
+                -2,
+            ),
             (order(OrderState::Pending), &[("amount", Some("0"))], -2),
             // Amount is checked before the order's state.
             (order(OrderState::Paid), &[("amount", Some("1"))], -2),
@@ -360,7 +373,11 @@ mod tests {
             // Paid wins over Click's own error.
             (order(OrderState::Paid), &[("error", Some("-5017"))], -4),
             (order(OrderState::Pending), &[("error", Some("-1"))], -9),
-            (order(OrderState::Pending), &[("amount", Some("5000.00"))], 0),
+            (
+                order(OrderState::Pending),
+                &[("amount", Some("5000.00"))],
+                0,
+            ),
         ];
         for (order, overrides, expected) in cases {
             let d = decide(&verified("0", overrides), &facts(*order, None));
@@ -419,7 +436,10 @@ mod tests {
         for amount in ["5000", "5000.0", "5000.00"] {
             let d = decide(
                 &verified("1", &[("amount", Some(amount))]),
-                &facts(order(OrderState::Pending), Some(prepare(PrepareState::Prepared))),
+                &facts(
+                    order(OrderState::Pending),
+                    Some(prepare(PrepareState::Prepared)),
+                ),
             );
             assert_eq!(code(&d), 0);
             assert_eq!(d.answer.merchant_confirm_id, Some(55));
@@ -436,13 +456,25 @@ mod tests {
     #[test]
     fn complete_needs_the_attempts_own_prepare() {
         let pending = order(OrderState::Pending);
-        let cases: Vec<(&[(&str, Option<&str>)], Option<ClickPrepare>)> = vec![
+        let cases: Vec<(Overrides, Option<ClickPrepare>)> = vec![
             (&[], None),
-            (&[("merchant_prepare_id", Some("56"))], Some(prepare(PrepareState::Prepared))),
-            (&[("merchant_trans_id", Some("198"))], Some(prepare(PrepareState::Prepared))),
-            (&[("click_trans_id", Some("2011977"))], Some(prepare(PrepareState::Prepared))),
+            (
+                &[("merchant_prepare_id", Some("56"))],
+                Some(prepare(PrepareState::Prepared)),
+            ),
+            (
+                &[("merchant_trans_id", Some("198"))],
+                Some(prepare(PrepareState::Prepared)),
+            ),
+            (
+                &[("click_trans_id", Some("2011977"))],
+                Some(prepare(PrepareState::Prepared)),
+            ),
             // Even Click's error cannot cancel a prepare that is not this attempt's.
-            (&[("error", Some("-5017")), ("merchant_trans_id", Some("198"))], Some(prepare(PrepareState::Prepared))),
+            (
+                &[("error", Some("-5017")), ("merchant_trans_id", Some("198"))],
+                Some(prepare(PrepareState::Prepared)),
+            ),
         ];
         for (overrides, stored) in cases {
             let d = decide(&verified("1", overrides), &facts(pending, stored));
@@ -454,10 +486,16 @@ mod tests {
 
     #[test]
     fn complete_with_clicks_error_cancels() {
-        let failed = [("error", Some("-5017")), ("error_note", Some("Insufficient funds"))];
+        let failed = [
+            ("error", Some("-5017")),
+            ("error_note", Some("Insufficient funds")),
+        ];
         let d = decide(
             &verified("1", &failed),
-            &facts(order(OrderState::Pending), Some(prepare(PrepareState::Prepared))),
+            &facts(
+                order(OrderState::Pending),
+                Some(prepare(PrepareState::Prepared)),
+            ),
         );
         assert_eq!(code(&d), -9);
         assert_eq!(
@@ -479,7 +517,10 @@ mod tests {
         // Click's error wins over a wrong amount.
         let d = decide(
             &verified("1", &[("error", Some("-1")), ("amount", Some("300"))]),
-            &facts(order(OrderState::Pending), Some(prepare(PrepareState::Prepared))),
+            &facts(
+                order(OrderState::Pending),
+                Some(prepare(PrepareState::Prepared)),
+            ),
         );
         assert_eq!(code(&d), -9);
     }
@@ -488,19 +529,28 @@ mod tests {
     fn complete_of_settled_attempts() {
         let d = decide(
             &verified("1", &[]),
-            &facts(order(OrderState::Paid), Some(prepare(PrepareState::Completed))),
+            &facts(
+                order(OrderState::Paid),
+                Some(prepare(PrepareState::Completed)),
+            ),
         );
         assert_eq!((code(&d), d.answer.merchant_confirm_id), (-4, Some(55)));
         assert_eq!(d.effect, Effect::None);
         let d = decide(
             &verified("1", &[]),
-            &facts(order(OrderState::Pending), Some(prepare(PrepareState::Cancelled))),
+            &facts(
+                order(OrderState::Pending),
+                Some(prepare(PrepareState::Cancelled)),
+            ),
         );
         assert_eq!((code(&d), &d.effect), (-9, &Effect::None));
         // -4 comes before the amount check: a repeat is a repeat.
         let d = decide(
             &verified("1", &[("amount", Some("300"))]),
-            &facts(order(OrderState::Paid), Some(prepare(PrepareState::Completed))),
+            &facts(
+                order(OrderState::Paid),
+                Some(prepare(PrepareState::Completed)),
+            ),
         );
         assert_eq!(code(&d), -4);
     }
@@ -513,7 +563,10 @@ mod tests {
             &facts(order(OrderState::Pending), stored.clone()),
         );
         assert_eq!((code(&d), &d.effect), (-2, &Effect::None));
-        let d = decide(&verified("1", &[]), &facts(order(OrderState::Paid), stored.clone()));
+        let d = decide(
+            &verified("1", &[]),
+            &facts(order(OrderState::Paid), stored.clone()),
+        );
         assert_eq!((code(&d), &d.effect), (-4, &Effect::None));
         for gone in [order(OrderState::Cancelled), None] {
             let d = decide(&verified("1", &[]), &facts(gone, stored.clone()));
@@ -545,7 +598,10 @@ mod tests {
             };
             let facts = match v.action {
                 Action::Prepare => Facts {
-                    order: v.fields.order_id().and_then(|id| self.orders.get(&id).copied()),
+                    order: v
+                        .fields
+                        .order_id()
+                        .and_then(|id| self.orders.get(&id).copied()),
                     prepare: self
                         .prepares
                         .values()
@@ -659,7 +715,11 @@ mod tests {
             assert_eq!(p("1", a4, Some(4), &[]), -4);
 
             assert_eq!(m.orders[&197].state, OrderState::Paid, "8 does not un-pay");
-            assert_eq!(m.orders[&199].state, OrderState::Pending, "the payer may retry");
+            assert_eq!(
+                m.orders[&199].state,
+                OrderState::Pending,
+                "the payer may retry"
+            );
             assert_eq!(m.prepares[&3].click_error, Some(-5017));
             // A repeated Prepare gets the identical answer, ids included.
             let first = play(&mut m, "0", ("200", "5"), None, amount, &[]);

@@ -128,8 +128,10 @@ impl ClickSettings {
                 merchant_id: SANDBOX_MERCHANT_ID.to_owned(),
                 secret_key: SANDBOX_SECRET_KEY.to_owned(),
                 merchant_user_id: Some(SANDBOX_MERCHANT_USER_ID.to_owned()),
-                checkout_url: vars
-                    .url("CLICK_CHECKOUT_URL", format!("{base}{SANDBOX_CHECKOUT_PATH}"))?,
+                checkout_url: vars.url(
+                    "CLICK_CHECKOUT_URL",
+                    format!("{base}{SANDBOX_CHECKOUT_PATH}"),
+                )?,
                 merchant_api_url: vars.url(
                     "CLICK_MERCHANT_API_URL",
                     format!("{base}{SANDBOX_MERCHANT_API_PATH}"),
@@ -170,7 +172,10 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn load(vars: &[(&str, &str)], sandbox: Option<&str>) -> Result<Option<ClickSettings>, ConfigError> {
+    fn load(
+        vars: &[(&str, &str)],
+        sandbox: Option<&str>,
+    ) -> Result<Option<ClickSettings>, ConfigError> {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -187,8 +192,14 @@ mod tests {
         assert!(s.sandbox);
         assert_eq!(s.service_id, SANDBOX_SERVICE_ID);
         assert_eq!(s.secret_key, SANDBOX_SECRET_KEY);
-        assert_eq!(s.checkout_url, "http://127.0.0.1:8080/sandbox/click/services/pay");
-        assert_eq!(s.merchant_api_url, "http://127.0.0.1:8080/sandbox/click/v2/merchant");
+        assert_eq!(
+            s.checkout_url,
+            "http://127.0.0.1:8080/sandbox/click/services/pay"
+        );
+        assert_eq!(
+            s.merchant_api_url,
+            "http://127.0.0.1:8080/sandbox/click/v2/merchant"
+        );
         let api = s.merchant_api(Duration::from_secs(5)).unwrap();
         assert_eq!(api.merchant_user_id, SANDBOX_MERCHANT_USER_ID);
     }
@@ -209,7 +220,10 @@ mod tests {
         assert_eq!(s.service_id, 12345);
         assert_eq!(s.checkout_url, CHECKOUT_URL);
         assert_eq!(s.merchant_api_url, MERCHANT_API_URL);
-        assert!(s.merchant_api(Duration::from_secs(5)).is_none(), "no merchant user");
+        assert!(
+            s.merchant_api(Duration::from_secs(5)).is_none(),
+            "no merchant user"
+        );
         assert!(!format!("{s:?}").contains("\"k\""), "secret redacted");
     }
 
@@ -219,9 +233,18 @@ mod tests {
             (&[("CLICK_SECRET_KEY", "k")], "CLICK_SERVICE_ID"),
             (&[("CLICK_MERCHANT_USER_ID", "1")], "CLICK_SERVICE_ID"),
             (&[("CLICK_SERVICE_ID", "12a")], "CLICK_SERVICE_ID"),
-            (&[("CLICK_SERVICE_ID", "99999999999999999999")], "CLICK_SERVICE_ID"),
-            (&[("CLICK_SERVICE_ID", "1"), ("CLICK_SECRET_KEY", "k")], "CLICK_MERCHANT_ID"),
-            (&[("CLICK_SERVICE_ID", "1"), ("CLICK_MERCHANT_ID", "2")], "CLICK_SECRET_KEY"),
+            (
+                &[("CLICK_SERVICE_ID", "99999999999999999999")],
+                "CLICK_SERVICE_ID",
+            ),
+            (
+                &[("CLICK_SERVICE_ID", "1"), ("CLICK_SECRET_KEY", "k")],
+                "CLICK_MERCHANT_ID",
+            ),
+            (
+                &[("CLICK_SERVICE_ID", "1"), ("CLICK_MERCHANT_ID", "2")],
+                "CLICK_SECRET_KEY",
+            ),
             (
                 &[
                     ("CLICK_SERVICE_ID", "1"),
@@ -232,7 +255,10 @@ mod tests {
                 "CLICK_MERCHANT_USER_ID",
             ),
             (&[("CLICK_CHECKOUT_URL", "ftp://x")], "CLICK_CHECKOUT_URL"),
-            (&[("CLICK_MERCHANT_API_URL", "nope")], "CLICK_MERCHANT_API_URL"),
+            (
+                &[("CLICK_MERCHANT_API_URL", "nope")],
+                "CLICK_MERCHANT_API_URL",
+            ),
         ];
         for (vars, var) in cases {
             let e = load(vars, Some("http://127.0.0.1/sandbox/click")).unwrap_err();

@@ -1,6 +1,7 @@
 //! `paygate`: one binary, one subcommand per process kind.
 
 mod background;
+mod click_test;
 mod payme_test;
 mod scaled;
 mod secret;
@@ -31,7 +32,7 @@ enum Command {
     Api,
     /// Worker pool only (scaled mode); run as many as you like.
     Worker,
-    /// Gateway simulators only (medogram, Atmos, Payme), on PAYGATE_LISTEN.
+    /// Gateway simulators only (medogram, Atmos, Payme, Click), on PAYGATE_LISTEN.
     Sandbox {
         #[command(subcommand)]
         action: Option<SandboxAction>,
@@ -49,6 +50,8 @@ enum Command {
 enum SandboxAction {
     /// Run Payme's merchant test scenarios against a merchant endpoint.
     PaymeTest(payme_test::PaymeTestArgs),
+    /// Play Click's merchant acceptance test (15 scenarios + retry) against a merchant.
+    ClickTest(click_test::ClickTestArgs),
 }
 
 #[derive(Subcommand)]
@@ -101,6 +104,9 @@ fn main() -> ExitCode {
             Command::Sandbox {
                 action: Some(SandboxAction::PaymeTest(args)),
             } => return payme_test::run(args).await,
+            Command::Sandbox {
+                action: Some(SandboxAction::ClickTest(args)),
+            } => return click_test::run(args).await,
             Command::Sandbox { action: None } => match config(Mode::Admin) {
                 Ok(cfg) => serve::sandbox_only(cfg).await,
                 Err(code) => return code,

@@ -11,6 +11,9 @@
 //!   checkout, which POSTs the signed callback to the merchant;
 //! - `/sandbox/payme/…`: the Payme checkout, which calls the merchant's
 //!   Payme endpoint as Payme does; [`payme_test`] is the merchant test run.
+//! - `/sandbox/click/…`: Click's pay page, which calls the merchant's Prepare
+//!   and Complete, and the Merchant API (payment status, reversal). The
+//!   merchant acceptance test is [`click::merchant_test`].
 //!
 //! Each simulator also has `GET`/`PUT _config`, `GET _stats` and
 //! `POST _reset`, so knobs can be turned while it runs.
@@ -20,6 +23,7 @@
 
 mod admin;
 mod atmos;
+pub mod click;
 mod env;
 mod faults;
 mod form;
@@ -30,6 +34,7 @@ mod medogram;
 mod payme;
 
 pub use atmos::{AtmosConfig, AtmosStats, CallbackField, HashAlg};
+pub use click::{AmountFormat, ClickConfig, ClickStats};
 pub use medogram::{MedogramConfig, MedogramStats, ReturnMethod};
 pub use payme::merchant_test as payme_test;
 pub use payme::{PaymeConfig, PaymeStats};
@@ -45,10 +50,12 @@ pub struct SandboxConfig {
     pub medogram: MedogramConfig,
     pub atmos: AtmosConfig,
     pub payme: PaymeConfig,
+    pub click: ClickConfig,
 }
 
 impl SandboxConfig {
-    /// Reads `PAYGATE_SANDBOX_MEDOGRAM_*` and `PAYGATE_SANDBOX_ATMOS_*`;
+    /// Reads `PAYGATE_SANDBOX_MEDOGRAM_*`, `PAYGATE_SANDBOX_ATMOS_*` and
+    /// `PAYGATE_SANDBOX_CLICK_*`;
     /// every variable is optional. The error names the offending variable.
     pub fn from_env() -> Result<Self, String> {
         Self::from_lookup(&|name| std::env::var(name).ok())
@@ -59,16 +66,18 @@ impl SandboxConfig {
             medogram: MedogramConfig::from_env(&env::Env::new(lookup, MedogramConfig::ENV_PREFIX))?,
             atmos: AtmosConfig::from_env(&env::Env::new(lookup, AtmosConfig::ENV_PREFIX))?,
             payme: PaymeConfig::from_env(&env::Env::new(lookup, PaymeConfig::ENV_PREFIX))?,
+            click: ClickConfig::from_env(&env::Env::new(lookup, ClickConfig::ENV_PREFIX))?,
         })
     }
 }
 
-/// Both simulators with their shared state. Clones share the state.
+/// Every simulator with its shared state. Clones share the state.
 #[derive(Clone)]
 pub struct Sandbox {
     medogram: medogram::Medogram,
     atmos: atmos::Atmos,
     payme: payme::Payme,
+    click: click::Click,
 }
 
 impl Sandbox {
@@ -77,17 +86,19 @@ impl Sandbox {
         Self {
             medogram: medogram::Medogram::new(cfg.medogram, http.clone()),
             atmos: atmos::Atmos::new(cfg.atmos, http.clone()),
-            payme: payme::Payme::new(cfg.payme, http),
+            payme: payme::Payme::new(cfg.payme, http.clone()),
+            click: click::Click::new(cfg.click, http),
         }
     }
 
-    /// Everything under `/sandbox/medogram` and `/sandbox/atmos`, ready to be
-    /// merged into another router or served alone.
+    /// Everything under `/sandbox/medogram`, `/sandbox/atmos` and
+    /// `/sandbox/click`, ready to be merged into another router or served alone.
     pub fn router(&self) -> Router {
         Router::new()
             .nest("/sandbox/medogram", self.medogram.router())
             .nest("/sandbox/atmos", self.atmos.router())
             .nest(payme::MOUNT, self.payme.router())
+            .nest("/sandbox/click", self.click.router())
     }
 
     pub fn medogram_stats(&self) -> MedogramStats {
@@ -100,6 +111,10 @@ impl Sandbox {
 
     pub fn payme_stats(&self) -> PaymeStats {
         self.payme.stats()
+    }
+
+    pub fn click_stats(&self) -> ClickStats {
+        self.click.stats()
     }
 }
 
@@ -159,6 +174,12 @@ mod tests {
             ),
             ("PAYGATE_SANDBOX_PAYME_DUPLICATE_CALLS", "on"),
             ("PAYGATE_SANDBOX_PAYME_CLOCK_OFFSET_MS", "-43200000"),
+            ("PAYGATE_SANDBOX_CLICK_AMOUNT_FORMAT", "5000.00"),
+            (
+                "PAYGATE_SANDBOX_CLICK_PREPARE_URL",
+                "http://127.0.0.1:8000/click/",
+            ),
+            ("PAYGATE_SANDBOX_CLICK_DUPLICATE_CALLS", "1"),
         ])
         .unwrap();
         assert_eq!(cfg.medogram.api_key, "k");
@@ -180,6 +201,13 @@ mod tests {
         );
         assert!(cfg.payme.duplicate_calls);
         assert_eq!(cfg.payme.clock_offset_ms, -43_200_000);
+        assert_eq!(cfg.click.amount_format, AmountFormat::TwoDecimals);
+        assert_eq!(
+            cfg.click.prepare_url.as_deref(),
+            Some("http://127.0.0.1:8000/click/")
+        );
+        assert_eq!(cfg.click.complete_url, None);
+        assert_eq!(cfg.click.duplicate_calls, 1);
     }
 
     #[test]
@@ -191,6 +219,8 @@ mod tests {
             ("PAYGATE_SANDBOX_ATMOS_TOKEN_TTL_SECS", "-1"),
             ("PAYGATE_SANDBOX_PAYME_CLOCK_OFFSET_MS", "yesterday"),
             ("PAYGATE_SANDBOX_PAYME_AUTOPAY", "sometimes"),
+            ("PAYGATE_SANDBOX_CLICK_AMOUNT_FORMAT", "50"),
+            ("PAYGATE_SANDBOX_CLICK_CALL_DELAY_MS", "x"),
         ] {
             let err = lookup(&[(var, value)]).unwrap_err();
             assert!(err.contains(var), "{err}");
@@ -202,5 +232,10 @@ mod tests {
         );
         let err = lookup(&[("PAYGATE_SANDBOX_ATMOS_CALLBACK_URL", "not a url")]).unwrap_err();
         assert!(err.contains("callback_url"), "{err}");
+        let err = lookup(&[("PAYGATE_SANDBOX_CLICK_SERVICE_ID", "abc")]).unwrap_err();
+        assert!(
+            err.contains("PAYGATE_SANDBOX_CLICK_") && err.contains("service_id"),
+            "{err}"
+        );
     }
 }

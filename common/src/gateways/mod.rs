@@ -7,6 +7,7 @@
 //! ones.
 
 pub mod atmos;
+pub mod click;
 pub mod http;
 pub mod inbound;
 pub mod medogram;

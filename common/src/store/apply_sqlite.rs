@@ -141,15 +141,13 @@ async fn apply(
         payment = Some(insert_payment(tx, new, order_id, now).await?);
     }
     if let Some(c) = cs.order_status {
-        sqlx::query(
-            "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
-        )
-        .bind(c.to.as_str())
-        .bind(now)
-        .bind(c.id)
-        .bind(c.from.as_str())
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query("UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4")
+            .bind(c.to.as_str())
+            .bind(now)
+            .bind(c.id)
+            .bind(c.from.as_str())
+            .execute(&mut **tx)
+            .await?;
     }
     for e in &cs.events {
         insert_event(tx, e, now).await?;

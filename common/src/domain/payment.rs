@@ -157,6 +157,31 @@ pub struct PaymentChange {
 }
 
 impl Payment {
+    /// The gateway's checkout is ready: pending → processing with its URL
+    /// (and the gateway's id for it, when it has one), and the events that
+    /// say so. Used by the invoice job and by the API for checkout links it
+    /// builds itself.
+    pub fn invoiced(
+        &self,
+        payment_url: String,
+        gateway_ref: Option<String>,
+    ) -> Result<(PaymentChange, Vec<super::NewEvent>), IllegalTransition> {
+        use super::{EventKind, NewEvent};
+        let mut change = self
+            .change()
+            .status(PaymentStatus::Processing, None)?
+            .payment_url(payment_url);
+        let detail = serde_json::json!({ "gateway_ref": gateway_ref });
+        if let Some(r) = gateway_ref {
+            change = change.gateway_ref(r);
+        }
+        let events = vec![
+            NewEvent::new(self.id, EventKind::Invoice, "gateway invoice created").detail(detail),
+            NewEvent::new(self.id, EventKind::StatusChange, "pending → processing"),
+        ];
+        Ok((change, events))
+    }
+
     pub fn change(&self) -> PaymentChange {
         PaymentChange {
             id: self.id,

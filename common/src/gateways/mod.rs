@@ -40,8 +40,10 @@ pub struct InvoiceRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invoice {
-    /// The gateway's id for the invoice (medogram `id_get`, Atmos transaction id).
-    pub gateway_ref: String,
+    /// The gateway's id for the invoice (medogram `id_get`, Atmos transaction
+    /// id); `None` for gateways whose checkout link is built locally (Payme,
+    /// Click), which name their transaction only when they call us.
+    pub gateway_ref: Option<String>,
     pub payment_url: String,
 }
 

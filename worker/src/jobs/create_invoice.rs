@@ -4,7 +4,7 @@ use super::{require_payment, Effects, JobHandler, Step};
 use crate::Engine;
 use async_trait::async_trait;
 use paygate_common::crypto::Cipher;
-use paygate_common::domain::{EventKind, JobPayload, NewEvent, Payment, PaymentStatus};
+use paygate_common::domain::{JobPayload, Payment, PaymentStatus};
 use paygate_common::gateways::{InvoiceRequest, Payer};
 use paygate_common::userdir::payer_from_profile;
 
@@ -83,28 +83,19 @@ async fn run(engine: &Engine, payment: &Payment) -> Step {
         Ok(invoice) => invoice,
         Err(e) => return e.into(),
     };
-    let change = match payment.change().status(PaymentStatus::Processing, None) {
-        Ok(c) => c
-            .payment_url(invoice.payment_url.clone())
-            .gateway_ref(invoice.gateway_ref.clone()),
+    match payment.invoiced(invoice.payment_url, invoice.gateway_ref) {
+        Ok((change, events)) => Step::Done(Effects {
+            order_status: None,
+            change: Some(change),
+            events,
+            next: Vec::new(),
+        }),
         // Unreachable while the guard above holds; refuse rather than guess.
-        Err(e) => {
-            return Step::Fail {
-                reason: "illegal_transition".into(),
-                error: e.to_string(),
-            }
-        }
-    };
-    Step::Done(Effects {
-        order_status: None,
-        change: Some(change),
-        events: vec![
-            NewEvent::new(payment.id, EventKind::Invoice, "gateway invoice created")
-                .detail(serde_json::json!({ "gateway_ref": invoice.gateway_ref })),
-            NewEvent::new(payment.id, EventKind::StatusChange, "pending → processing"),
-        ],
-        next: Vec::new(),
-    })
+        Err(e) => Step::Fail {
+            reason: "illegal_transition".into(),
+            error: e.to_string(),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -393,7 +393,7 @@ impl Gateway for AtmosGateway {
                 .to_string();
             Ok(Invoice {
                 payment_url: self.payment_url(&id, &req.callback_url),
-                gateway_ref: id,
+                gateway_ref: Some(id),
             })
         }
         .await;

@@ -195,7 +195,7 @@ impl Gateway for MedogramGateway {
                 "payment"
             };
             Ok(Invoice {
-                gateway_ref: code.to_string(),
+                gateway_ref: Some(code.to_string()),
                 payment_url: format!(
                     "{}/{prefix}/gateway-{code}{suffix}",
                     self.cfg.base_url.trim_end_matches('/')

@@ -5,13 +5,15 @@
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Fields;
 use crate::state::AppState;
+use paygate_common::domain::Checkout;
 use paygate_common::domain::{
     Amount, Description, EventKind, MoneyError, NewEvent, Order, Payment, PaymentId, PaymentStatus,
     PaymentType, ProductName, Provider, UserIdentifier,
 };
 use paygate_common::domain::{JobPayload, NewJob};
+use paygate_common::gateways::{InvoiceRequest, Payer};
 use paygate_common::queue::dispatch_all;
-use paygate_common::store::{CreateOutcome, NewOrder, NewPayment};
+use paygate_common::store::{Changeset, CreateOutcome, NewOrder, NewPayment, StoreError};
 use std::time::{Duration, Instant};
 
 /// A validated request to pay through medogram (the CrazyMiner flow).
@@ -255,5 +257,53 @@ pub async fn create_order(state: &AppState, input: OrderInput) -> ApiResult<(Ord
         .increment(1);
     tracing::info!(payment_id = %payment.id, order_id = order.id, "order created");
     dispatch_all(state.queue.as_ref(), &messages).await;
+    let payment = match provider.descriptor().checkout {
+        Checkout::Link => checkout_link_now(state, payment).await?,
+        Checkout::Invoice => payment,
+    };
     Ok((order, payment))
+}
+
+/// For gateways whose checkout link is built locally (Payme, Click), builds it
+/// now, so the order is answered with its link at once. The order's
+/// `create_invoice` job, committed with it, does the same if this process
+/// stops first (whichever commits first wins; the other finds the payment
+/// moved on). A failure here is logged and left to that job.
+async fn checkout_link_now(state: &AppState, payment: Payment) -> ApiResult<Payment> {
+    let Some(gateway) = state.gateways.get(payment.provider) else {
+        return Ok(payment);
+    };
+    let request = InvoiceRequest {
+        payment_id: payment.id,
+        amount: payment.amount,
+        description: payment.description.as_str().to_string(),
+        payer: Payer::default(),
+        callback_url: state.return_urls.for_payment(&payment),
+        account: payment.merchant_ref.clone(),
+    };
+    let invoice = match gateway.create_invoice(&request).await {
+        Ok(invoice) => invoice,
+        Err(e) => {
+            tracing::warn!(payment_id = %payment.id, error = %e, "checkout link not built; the invoice job will retry");
+            return Ok(payment);
+        }
+    };
+    let Ok((change, events)) = payment.invoiced(invoice.payment_url, invoice.gateway_ref) else {
+        return Ok(payment);
+    };
+    let write = Changeset::from_api()
+        .change_payment(change, &state.settings.retry)
+        .events(events);
+    match state.store.commit(&write).await {
+        Ok(_) | Err(StoreError::Conflict) => {}
+        Err(e) => {
+            tracing::warn!(payment_id = %payment.id, error = %e, "checkout link not stored; the invoice job will retry");
+            return Ok(payment);
+        }
+    }
+    state
+        .store
+        .payment(payment.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("payment"))
 }

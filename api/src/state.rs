@@ -28,5 +28,7 @@ pub struct AppState {
     /// The configured gateways (which providers take payments; whose
     /// inbound routes are mounted).
     pub gateways: paygate_common::gateways::GatewayRegistry,
+    /// Where gateways send payers back (checkout links built by the API).
+    pub return_urls: paygate_common::gateways::ReturnUrls,
     pub metrics: PrometheusHandle,
 }

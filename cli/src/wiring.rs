@@ -46,6 +46,13 @@ pub async fn create_api_key(cfg: &Config, name: &str, admin: bool) -> anyhow::Re
     Ok(())
 }
 
+fn return_urls(cfg: &Config) -> ReturnUrls {
+    ReturnUrls {
+        medogram: cfg.crazyminer_callback_url(),
+        shop_template: cfg.shop_return_url_template(),
+    }
+}
+
 pub fn engine(
     cfg: &Config,
     store: Store,
@@ -68,10 +75,7 @@ pub fn engine(
         cipher,
         gateways: registry::configured(cfg).context("building the gateway clients")?,
         users,
-        return_urls: ReturnUrls {
-            medogram: cfg.crazyminer_callback_url(),
-            atmos_template: cfg.atmos_return_url_template(),
-        },
+        return_urls: return_urls(cfg),
         retry: cfg.retry,
         job_lease: cfg.job_lease,
         worker_id: cfg.worker_id.clone(),
@@ -91,6 +95,7 @@ pub fn api_state(cfg: &Config, store: Store, queue: Arc<dyn JobQueue>) -> anyhow
             retry: cfg.retry,
         }),
         gateways: registry::configured(cfg).context("building the gateway clients")?,
+        return_urls: return_urls(cfg),
         metrics: paygate_common::telemetry::metrics(),
     })
 }

@@ -99,6 +99,10 @@ pub struct Config {
     pub medogram: MedogramSettings,
     /// `None` when Atmos is not configured (orders with payment_type atmos are refused).
     pub atmos: Option<AtmosSettings>,
+    /// `None` when Payme is not configured (and no simulator runs).
+    pub payme: Option<crate::gateways::payme::settings::PaymeSettings>,
+    /// `None` when Click is not configured (and no simulator runs).
+    pub click: Option<crate::gateways::click::settings::ClickSettings>,
     pub payment_redirect_url: Option<String>,
     /// How long seed routes wait for the worker before answering 202.
     pub seed_wait: Duration,
@@ -353,6 +357,17 @@ impl Config {
         }
         let payment_redirect_url = env.url("PAYMENT_REDIRECT_URL")?;
         let atmos = load_atmos(env, sandbox, &public_url)?;
+        // Payme and Click: their own sections (common/src/gateways/<name>/settings.rs).
+        let payme = crate::gateways::payme::settings::PaymeSettings::from_lookup(
+            env.get,
+            sandbox,
+            &public_url,
+        )?;
+        let click_sandbox = format!("{public_url}/sandbox/click");
+        let click = crate::gateways::click::settings::ClickSettings::from_lookup(
+            env.get,
+            sandbox.then_some(click_sandbox.as_str()),
+        )?;
 
         let mut retry = RetryPolicies::default();
         let base = env.text("PAYGATE_RETRY_BASE_MS");
@@ -425,6 +440,8 @@ impl Config {
             sandbox,
             medogram,
             atmos,
+            payme,
+            click,
             payment_redirect_url,
             seed_wait,
             max_wait,
@@ -456,11 +473,14 @@ impl Config {
         match provider {
             Provider::Medogram => None,
             Provider::Atmos => self.atmos.as_ref().map(|a| a.reconcile_after),
+            Provider::Payme | Provider::Click => None,
         }
     }
 
-    /// Where the Atmos checkout sends the payer back (`{order_id}` is filled in).
-    pub fn atmos_return_url_template(&self) -> String {
+    /// Where a shop gateway's checkout sends the payer back (`{order_id}` is
+    /// filled in): `ATMOS_REDIRECT_URL` (the seed's name; it serves every shop
+    /// gateway) or the built-in order page.
+    pub fn shop_return_url_template(&self) -> String {
         match self.atmos.as_ref().and_then(|a| a.redirect_url.clone()) {
             Some(url) => {
                 let sep = if url.contains('?') { '&' } else { '?' };

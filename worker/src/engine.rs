@@ -9,28 +9,7 @@ use paygate_common::userdir::UserDirectory;
 use std::sync::Arc;
 use std::time::Duration;
 
-use paygate_common::domain::{Payment, Provider};
-
-/// Where each gateway sends the payer back after the checkout.
-#[derive(Debug, Clone)]
-pub struct ReturnUrls {
-    /// medogram: our callback route, which verifies and then redirects the payer.
-    pub medogram: String,
-    /// Atmos: a page for the payer; `{order_id}` is replaced. (Atmos tells us
-    /// about the payment through its webhook, not through this redirect.)
-    pub atmos_template: String,
-}
-
-impl ReturnUrls {
-    pub fn for_payment(&self, payment: &Payment) -> String {
-        match payment.provider {
-            Provider::Medogram => self.medogram.clone(),
-            Provider::Atmos => self
-                .atmos_template
-                .replace("{order_id}", &payment.merchant_ref),
-        }
-    }
-}
+pub use paygate_common::gateways::ReturnUrls;
 
 pub struct Engine {
     pub store: Store,

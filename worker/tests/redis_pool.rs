@@ -81,7 +81,7 @@ fn engine(store: Store, queue: Arc<dyn JobQueue>) -> Arc<Engine> {
         .expect("HTTP client"),
         return_urls: ReturnUrls {
             medogram: "http://127.0.0.1:1/crazyminer/payment/callback/".into(),
-            atmos_template: "http://127.0.0.1:1/shop/orders/{order_id}".into(),
+            shop_template: "http://127.0.0.1:1/shop/orders/{order_id}".into(),
         },
         retry: RetryPolicies::default(),
         job_lease: Duration::from_secs(25),

@@ -19,6 +19,10 @@ pub enum Provider {
     /// medogram: the bitpay.ir protocol (gateway-send / gateway-result-second).
     Medogram,
     Atmos,
+    /// Payme (Paycom) Merchant API: Payme calls our JSON-RPC endpoint.
+    Payme,
+    /// Click SHOP-API: Click calls our Prepare and Complete.
+    Click,
 }
 
 /// How a payer reaches the gateway's checkout.
@@ -124,6 +128,42 @@ impl Provider {
                     "error",
                 ],
             },
+            Provider::Payme => &Descriptor {
+                provider: Provider::Payme,
+                name: "payme",
+                currency: Currency::Uzs,
+                min_amount: 100,
+                max_amount: 1_000_000_000_000,
+                checkout: Checkout::Link,
+                // Payme settles inside its own calls; refunds start in
+                // Payme's cabinet (CancelTransaction on a performed one).
+                capabilities: Capabilities {
+                    verify: false,
+                    reconcile: false,
+                    refund: false,
+                },
+                operations: &[],
+                inbound_metric: InboundMetric::Webhooks,
+                inbound_outcomes: &["accepted", "refused", "unauthorized", "invalid", "error"],
+            },
+            Provider::Click => &Descriptor {
+                provider: Provider::Click,
+                name: "click",
+                currency: Currency::Uzs,
+                min_amount: 100,
+                max_amount: 1_000_000_000_000,
+                checkout: Checkout::Link,
+                // Click settles inside Prepare/Complete; its Merchant API
+                // can report a payment and reverse it.
+                capabilities: Capabilities {
+                    verify: false,
+                    reconcile: false,
+                    refund: true,
+                },
+                operations: &["payment_status", "reverse"],
+                inbound_metric: InboundMetric::Webhooks,
+                inbound_outcomes: &["accepted", "refused", "bad_signature", "invalid", "error"],
+            },
         }
     }
 
@@ -173,6 +213,6 @@ mod tests {
             assert!(d.inbound_outcomes.contains(&"accepted"));
         }
         assert_eq!(Provider::parse("paypal"), None);
-        assert_eq!(Provider::names(), "medogram, atmos");
+        assert_eq!(Provider::names(), "medogram, atmos, payme, click");
     }
 }

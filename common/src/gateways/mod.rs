@@ -112,3 +112,25 @@ pub trait Gateway: Send + Sync + 'static {
 }
 
 pub use registry::GatewayRegistry;
+
+/// Where each gateway sends the payer back after the checkout.
+#[derive(Debug, Clone)]
+pub struct ReturnUrls {
+    /// medogram: our callback route, which verifies and then redirects the payer.
+    pub medogram: String,
+    /// Shop gateways (Atmos, Payme, Click): a page for the payer; `{order_id}`
+    /// is replaced. (They tell us about the payment server to server, not
+    /// through this redirect.)
+    pub shop_template: String,
+}
+
+impl ReturnUrls {
+    pub fn for_payment(&self, payment: &crate::domain::Payment) -> String {
+        match payment.provider {
+            Provider::Medogram => self.medogram.clone(),
+            Provider::Atmos | Provider::Payme | Provider::Click => self
+                .shop_template
+                .replace("{order_id}", &payment.merchant_ref),
+        }
+    }
+}

@@ -734,6 +734,123 @@ mod contracts {
         assert_eq!(done.tracking_code.as_deref(), Some("TRK-1"));
     }
 
+    /// A gateway that settles inside its own call (Payme, Click): its call,
+    /// its transaction row, the payment change, the order change and the
+    /// follow-up job land in one write; a second transaction with the same
+    /// gateway id, or an update from a stale version, changes nothing.
+    pub async fn gateway_transactions_settle_in_one_write(store: Store) {
+        use paygate_common::domain::{OrderChange, OrderStatus, PaymentType, ProductName};
+        use paygate_common::store::{Changeset, Committed, GatewayTxnWrite, NewOrder};
+        let new = new_payment(Provider::Payme, "", 250_000);
+        let (order, p, _) = store
+            .create_order(
+                &NewOrder {
+                    product_name: ProductName::parse("Kitob").unwrap(),
+                    amount: Amount::from_minor(250_000).unwrap(),
+                    payment_type: PaymentType::Payme,
+                },
+                new.clone(),
+                request_event(new.id),
+                None,
+            )
+            .await
+            .expect("create_order");
+        let inbound = |key: &str| NewInbound {
+            provider: Provider::Payme,
+            dedupe_key: key.into(),
+            payment_id: Some(p.id),
+            method: "POST".into(),
+            query: String::new(),
+            headers: json!({}),
+            body: "{}".into(),
+            outcome: "accepted".into(),
+        };
+        let txn = |state: &str, version: Option<i64>| GatewayTxnWrite {
+            provider: Provider::Payme,
+            external_id: "5305e3bab097f420a62ced0b".into(),
+            payment_id: p.id,
+            state: state.into(),
+            amount_minor: 250_000,
+            external_time_ms: Some(1_700_000_000_000),
+            data: json!({"state": state}),
+            expected_version: version,
+        };
+        // Created: the payment moves to processing with the transaction.
+        let to_processing = p.change().status(PaymentStatus::Processing, None).unwrap();
+        let created = Changeset::from_inbound(inbound("call-1"))
+            .gateway_txn(txn("1", None))
+            .change_payment(to_processing, &policies());
+        let Committed::Applied(applied) = store.commit(&created).await.unwrap() else {
+            panic!("expected the call to be applied");
+        };
+        let txn_id = applied.gateway_txn_id.expect("the new row's id");
+        let stored = store
+            .gateway_txn(Provider::Payme, "5305e3bab097f420a62ced0b")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (stored.id, stored.state.as_str(), stored.version),
+            (txn_id, "1", 0)
+        );
+        assert_eq!(stored.data, json!({"state": "1"}));
+        // The same gateway id again is a conflict, and nothing of that write lands.
+        let p1 = payment(&store, p.id).await;
+        let again = Changeset::from_inbound(inbound("call-2"))
+            .gateway_txn(txn("1", None))
+            .change_payment(p1.change(), &policies());
+        assert!(matches!(
+            store.commit(&again).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(payment(&store, p.id).await.version, p1.version);
+        assert_eq!(store.inbound_count(Provider::Payme, None).await.unwrap(), 1);
+        // Performed: transaction, payment, order and the order's follow-up together.
+        let done = p1.change().status(PaymentStatus::Completed, None).unwrap();
+        let performed = Changeset::from_inbound(inbound("call-3"))
+            .gateway_txn(txn("2", Some(0)))
+            .change_payment(done, &policies())
+            .order_status(OrderChange::from_pending(order.id, OrderStatus::Paid).unwrap());
+        let Committed::Applied(applied) = store.commit(&performed).await.unwrap() else {
+            panic!("expected the perform to be applied");
+        };
+        assert_eq!(applied.gateway_txn_id, Some(txn_id));
+        assert_eq!(applied.messages.len(), 1, "the order update follows");
+        assert_eq!(payment(&store, p.id).await.status, PaymentStatus::Completed);
+        assert_eq!(
+            store.order(order.id).await.unwrap().unwrap().status,
+            OrderStatus::Paid
+        );
+        // A stale update (version 0 again) changes nothing.
+        let p2 = payment(&store, p.id).await;
+        let stale = Changeset::from_inbound(inbound("call-4"))
+            .gateway_txn(txn("-2", Some(0)))
+            .change_payment(p2.change(), &policies());
+        assert!(matches!(
+            store.commit(&stale).await,
+            Err(StoreError::Conflict)
+        ));
+        let stored = store
+            .gateway_txn(Provider::Payme, "5305e3bab097f420a62ced0b")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((stored.state.as_str(), stored.version), ("2", 1));
+        assert_eq!(payment(&store, p.id).await.version, p2.version);
+        // Reads by our id and by payment.
+        assert_eq!(
+            store
+                .gateway_txn_by_id(Provider::Payme, txn_id)
+                .await
+                .unwrap(),
+            Some(stored.clone())
+        );
+        assert_eq!(
+            store.gateway_txns_of_payment(p.id).await.unwrap(),
+            vec![stored]
+        );
+    }
+
     /// An order moves with the attempt that settles its payment, once, and
     /// not at all when the attempt is refused.
     pub async fn finish_job_moves_the_order_once(store: Store) {
@@ -1696,4 +1813,7 @@ contract_tests! {
         postgres_racing_finishes_change_a_payment_once;
     events_keep_order_and_detail =>
         sqlite_events_keep_order_and_detail, postgres_events_keep_order_and_detail;
+    gateway_transactions_settle_in_one_write =>
+        sqlite_gateway_transactions_settle_in_one_write,
+        postgres_gateway_transactions_settle_in_one_write;
 }

@@ -28,7 +28,7 @@
 //! is taken, or a payment whose idempotency key is, fails the whole statement
 //! with a unique violation, which the caller tells apart by constraint name.
 
-use super::changeset::{Applied, Changeset, Committed, Origin};
+use super::changeset::{Applied, Changeset, Committed, GatewayTxnWrite, Origin};
 use super::jobs::Outcome;
 use super::rows::{self, payment_columns};
 use super::{json_rows, now_ms, Lane, Store, StoreError, StoreResult};
@@ -70,18 +70,18 @@ const SQL: &str = concat!(
     doc!("change", "expected_status"),
     " FOR NO KEY UPDATE), \
      txn_held AS (SELECT id FROM gateway_transactions WHERE ",
-    doc!("txn", "expected_version"),
+    doc!("txn_upd", "expected_version"),
     " IS NOT NULL AND provider = ",
-    doc!("txn", "provider"),
+    doc!("txn_upd", "provider"),
     " AND external_id = ",
-    doc!("txn", "external_id"),
+    doc!("txn_upd", "external_id"),
     " AND version = ",
-    doc!("txn", "expected_version"),
+    doc!("txn_upd", "expected_version"),
     "::bigint FOR NO KEY UPDATE), \
      checks AS (SELECT (NOT ",
     has!("change"),
     " OR EXISTS (SELECT 1 FROM held)) AND (",
-    doc!("txn", "expected_version"),
+    doc!("txn_upd", "expected_version"),
     " IS NULL OR EXISTS (SELECT 1 FROM txn_held)) AS ok), \
      fence AS (UPDATE jobs SET status = ",
     doc!("fence", "status"),
@@ -165,16 +165,16 @@ const SQL: &str = concat!(
        amount_minor, external_time, data, created_at, updated_at, version) \
        SELECT x->>'provider', x->>'external_id', x->>'payment_id', x->>'state', \
        (x->>'amount_minor')::bigint, (x->>'external_time')::bigint, x->>'data', n, n, 0 \
-       FROM (SELECT $1::jsonb -> 'txn' AS x, ",
+       FROM (SELECT $1::jsonb -> 'txn_new' AS x, ",
     now!(),
-    " AS n) s WHERE x IS NOT NULL AND x->>'expected_version' IS NULL AND (SELECT ok FROM go) \
+    " AS n) s WHERE x IS NOT NULL AND (SELECT ok FROM go) \
        RETURNING id), \
      txn_upd AS (UPDATE gateway_transactions SET state = ",
-    doc!("txn", "state"),
+    doc!("txn_upd", "state"),
     ", external_time = COALESCE(",
-    doc!("txn", "external_time"),
+    doc!("txn_upd", "external_time"),
     "::bigint, external_time), data = ",
-    doc!("txn", "data"),
+    doc!("txn_upd", "data"),
     ", updated_at = ",
     now!(),
     ", version = version + 1 WHERE id IN (SELECT id FROM txn_held) AND (SELECT ok FROM go) \
@@ -221,7 +221,9 @@ struct Doc<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     order_status: Option<OrderStatusDoc>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    txn: Option<TxnDoc<'a>>,
+    txn_new: Option<TxnDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    txn_upd: Option<TxnDoc<'a>>,
     events: Vec<json_rows::EventRow<'a>>,
     jobs: Vec<json_rows::JobRow>,
 }
@@ -304,6 +306,21 @@ struct TxnDoc<'a> {
     expected_version: Option<i64>,
 }
 
+impl<'a> TxnDoc<'a> {
+    fn of(t: &'a GatewayTxnWrite) -> Self {
+        TxnDoc {
+            provider: t.provider.as_str(),
+            external_id: &t.external_id,
+            payment_id: t.payment_id.to_string(),
+            state: &t.state,
+            amount_minor: t.amount_minor,
+            external_time: t.external_time_ms,
+            data: t.data.to_string(),
+            expected_version: t.expected_version,
+        }
+    }
+}
+
 fn doc(cs: &Changeset, now: i64) -> Doc<'_> {
     let (inbound, fence) = match &cs.origin {
         Origin::Api => (None, None),
@@ -379,16 +396,8 @@ fn doc(cs: &Changeset, now: i64) -> Doc<'_> {
             from: c.from.as_str(),
             status: c.to.as_str(),
         }),
-        txn: cs.gateway_txn.as_ref().map(|t| TxnDoc {
-            provider: t.provider.as_str(),
-            external_id: &t.external_id,
-            payment_id: t.payment_id.to_string(),
-            state: &t.state,
-            amount_minor: t.amount_minor,
-            external_time: t.external_time_ms,
-            data: t.data.to_string(),
-            expected_version: t.expected_version,
-        }),
+        txn_new: cs.gateway_txn_new.as_ref().map(TxnDoc::of),
+        txn_upd: cs.gateway_txn_update.as_ref().map(TxnDoc::of),
         events: cs.events.iter().map(json_rows::EventRow::of).collect(),
         jobs: cs
             .jobs

@@ -58,11 +58,7 @@ async fn apply(
     let mut gateway_txn_id = None;
     // An update's expected version is a gate (before the origin's); an
     // insert comes after it, as on PostgreSQL.
-    if let Some(t) = cs
-        .gateway_txn
-        .as_ref()
-        .filter(|t| t.expected_version.is_some())
-    {
+    if let Some(t) = &cs.gateway_txn_update {
         gateway_txn_id = Some(write_gateway_txn(tx, t, now).await?);
     }
     match &cs.origin {
@@ -113,11 +109,7 @@ async fn apply(
             }
         }
     }
-    if let Some(t) = cs
-        .gateway_txn
-        .as_ref()
-        .filter(|t| t.expected_version.is_none())
-    {
+    if let Some(t) = &cs.gateway_txn_new {
         gateway_txn_id = Some(write_gateway_txn(tx, t, now).await?);
     }
     let mut order_id = None;

@@ -71,7 +71,12 @@ pub struct Changeset {
     pub(crate) payment: Option<NewPayment>,
     pub(crate) change: Option<PaymentChange>,
     pub(crate) order_status: Option<OrderChange>,
-    pub(crate) gateway_txn: Option<GatewayTxnWrite>,
+    /// At most one new and one updated gateway transaction per write (e.g.
+    /// Payme: the expired transaction that held an order, and the new one).
+    pub(crate) gateway_txn_new: Option<GatewayTxnWrite>,
+    pub(crate) gateway_txn_update: Option<GatewayTxnWrite>,
+    /// Set when a second write of the same kind was added: committing refuses.
+    pub(crate) overfull: bool,
     pub(crate) events: Vec<NewEvent>,
     pub(crate) jobs: Vec<NewJob>,
 }
@@ -104,7 +109,9 @@ impl Changeset {
             payment: None,
             change: None,
             order_status: None,
-            gateway_txn: None,
+            gateway_txn_new: None,
+            gateway_txn_update: None,
+            overfull: false,
             events: Vec::new(),
             jobs: Vec::new(),
         }
@@ -155,8 +162,18 @@ impl Changeset {
         self
     }
 
+    /// Writes a gateway transaction: a new one (`expected_version: None`) or
+    /// an update. One of each per changeset; a second of the same kind makes
+    /// the commit fail rather than drop one.
     pub fn gateway_txn(mut self, txn: GatewayTxnWrite) -> Self {
-        self.gateway_txn = Some(txn);
+        let slot = match txn.expected_version {
+            None => &mut self.gateway_txn_new,
+            Some(_) => &mut self.gateway_txn_update,
+        };
+        if slot.is_some() {
+            self.overfull = true;
+        }
+        *slot = Some(txn);
         self
     }
 
@@ -190,7 +207,8 @@ impl Changeset {
             && self.payment.is_none()
             && self.change.is_none()
             && self.order_status.is_none()
-            && self.gateway_txn.is_none()
+            && self.gateway_txn_new.is_none()
+            && self.gateway_txn_update.is_none()
             && self.events.is_empty()
             && self.jobs.is_empty()
     }

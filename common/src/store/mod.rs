@@ -283,6 +283,11 @@ impl Store {
     }
 
     pub(crate) async fn commit_in(&self, cs: &Changeset, lane: Lane) -> StoreResult<Committed> {
+        if cs.overfull {
+            return Err(StoreError::Corrupt(
+                "a changeset writes at most one new and one updated gateway transaction".into(),
+            ));
+        }
         match self.dialect {
             Dialect::Postgres => self.commit_pg(cs, lane).await,
             Dialect::Sqlite => self.commit_sqlite(cs, lane).await,

@@ -21,8 +21,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-/// How many times a call is decided again after losing a race.
-const DECIDE_ATTEMPTS: usize = 4;
+/// How many times a call is decided again after losing a race. A burst of
+/// concurrent repeats (a gateway retrying) loses at most one race per
+/// competitor, so this covers bursts far beyond what gateways send.
+const DECIDE_ATTEMPTS: usize = 24;
 
 /// The routes of every configured gateway's inbound adapter.
 pub fn router(adapters: &[Arc<dyn InboundAdapter>]) -> Router<AppState> {
@@ -123,7 +125,13 @@ async fn settle(
                 return (decision.outcome, decision.reply);
             }
             Ok(Committed::Duplicate) => return ("duplicate", decision.on_duplicate),
-            Err(StoreError::Conflict) => continue,
+            Err(StoreError::Conflict) => {
+                // Let the winner's commit settle before reading again; the
+                // jitter keeps a crowd of losers from colliding in lockstep.
+                let pause = 1 + rand::random::<u64>() % 8;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "a gateway call could not be stored");
                 return ("error", adapter.unavailable(call));

@@ -24,6 +24,18 @@ fn sandbox(cfg: &Config) -> anyhow::Result<Sandbox> {
             sc.atmos.api_key = a.api_key.clone();
         }
     }
+    // ...and call this paygate's Payme endpoint as the configured cashbox.
+    if let Some(p) = &cfg.payme {
+        if sc.payme.merchant_url.is_none() {
+            sc.payme.merchant_url = Some(format!("{}/payme/", cfg.public_url));
+        }
+        if std::env::var("PAYGATE_SANDBOX_PAYME_KEY").is_err() {
+            sc.payme.key = p.key.clone();
+        }
+        if std::env::var("PAYGATE_SANDBOX_PAYME_MERCHANT_ID").is_err() {
+            sc.payme.merchant_id = p.merchant_id.clone();
+        }
+    }
     Ok(Sandbox::new(sc))
 }
 
@@ -54,7 +66,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     println!("paygate serve listening on http://{local}");
     println!("database: {}", cfg.database_url);
     if cfg.sandbox {
-        println!("gateway simulators: http://{local}/sandbox/medogram (medogram), http://{local}/sandbox/atmos (Atmos)");
+        println!("gateway simulators: http://{local}/sandbox/medogram (medogram), http://{local}/sandbox/atmos (Atmos), http://{local}/sandbox/payme (Payme)");
     }
 
     let background = background::start(engine.clone(), &cfg, None, {

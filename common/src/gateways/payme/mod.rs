@@ -20,6 +20,34 @@
 
 pub mod auth;
 pub mod checkout;
+pub mod gateway;
+pub mod inbound;
 pub mod protocol;
 pub mod rules;
 pub mod settings;
+
+pub use gateway::PaymeCheckout;
+pub use inbound::PaymeRpc;
+
+use crate::config::Config;
+use crate::gateways::GatewayRegistry;
+use std::sync::Arc;
+
+/// Payme when `PAYME_*` (or the simulator) configures it: the checkout link
+/// and the JSON-RPC endpoint.
+pub fn register(
+    cfg: &Config,
+    registry: GatewayRegistry,
+) -> Result<GatewayRegistry, crate::gateways::http::ClientSetupError> {
+    let Some(settings) = &cfg.payme else {
+        return Ok(registry);
+    };
+    Ok(registry
+        .with(Arc::new(PaymeCheckout {
+            settings: settings.clone(),
+            lang: checkout::Lang::Ru,
+        }))
+        .with_inbound(Arc::new(PaymeRpc {
+            settings: settings.clone(),
+        })))
+}

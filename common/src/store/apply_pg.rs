@@ -443,12 +443,12 @@ impl Store {
             Some(id) => Some(self.order(id).await?.ok_or(StoreError::NotFound)?),
             None => None,
         };
-        Ok(Committed::Applied(Applied {
+        Ok(Committed::Applied(Box::new(Applied {
             payment,
             order,
             gateway_txn_id: row.try_get("txn_id")?,
             messages: json_rows::messages(&row.try_get::<String, _>("messages")?)?,
-        }))
+        })))
     }
 }
 

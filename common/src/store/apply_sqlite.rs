@@ -31,7 +31,7 @@ impl Store {
                     Some(id) => Some(self.order(id).await?.ok_or(StoreError::NotFound)?),
                     None => None,
                 };
-                Ok(Committed::Applied(Applied { order, ..applied.0 }))
+                Ok(Committed::Applied(Box::new(Applied { order, ..applied.0 })))
             }
             Ok(None) => {
                 tx.rollback().await?;

@@ -84,7 +84,8 @@ pub struct Changeset {
 /// What a committed changeset produced.
 #[derive(Debug)]
 pub enum Committed {
-    Applied(Applied),
+    /// Boxed: it carries the new payment and order rows, and a duplicate nothing.
+    Applied(Box<Applied>),
     /// The gateway's call was recorded before: nothing changed.
     Duplicate,
 }

@@ -1,6 +1,6 @@
 //! `create_invoice`: ask the payment's gateway for an invoice and a payment URL.
 
-use super::{require_payment, Effects, JobHandler, Step};
+use super::{missing_payment, Effects, JobHandler, Step};
 use crate::Engine;
 use async_trait::async_trait;
 use paygate_common::crypto::Cipher;
@@ -13,9 +13,9 @@ pub struct CreateInvoice;
 #[async_trait]
 impl JobHandler for CreateInvoice {
     async fn run(&self, engine: &Engine, payment: Option<&Payment>, _: &JobPayload) -> Step {
-        match require_payment(payment) {
-            Ok(p) => run(engine, p).await,
-            Err(step) => step,
+        match payment {
+            Some(p) => run(engine, p).await,
+            None => missing_payment(),
         }
     }
     fn exhausted_reason(&self) -> &'static str {

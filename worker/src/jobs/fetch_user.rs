@@ -1,7 +1,7 @@
 //! `fetch_user`: GET the payer's profile from the main server, encrypt it,
 //! store it, and queue the invoice.
 
-use super::{require_payment, Effects, JobHandler, Step};
+use super::{missing_payment, Effects, JobHandler, Step};
 use crate::Engine;
 use async_trait::async_trait;
 use paygate_common::domain::{EventKind, JobPayload, NewEvent, NewJob, Payment, PaymentStatus};
@@ -11,9 +11,9 @@ pub struct FetchUser;
 #[async_trait]
 impl JobHandler for FetchUser {
     async fn run(&self, engine: &Engine, payment: Option<&Payment>, _: &JobPayload) -> Step {
-        match require_payment(payment) {
-            Ok(p) => run(engine, p).await,
-            Err(step) => step,
+        match payment {
+            Some(p) => run(engine, p).await,
+            None => missing_payment(),
         }
     }
     fn exhausted_reason(&self) -> &'static str {

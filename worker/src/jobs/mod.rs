@@ -46,12 +46,12 @@ pub fn handler(kind: JobKind) -> &'static dyn JobHandler {
     }
 }
 
-/// The payment a payment job works on, or the step that ends it without one.
-pub fn require_payment(payment: Option<&Payment>) -> Result<&Payment, Step> {
-    payment.ok_or_else(|| Step::Fail {
+/// The step that ends a payment job whose payment does not exist.
+pub fn missing_payment() -> Step {
+    Step::Fail {
         reason: "payment_missing".into(),
         error: "the job's payment does not exist".into(),
-    })
+    }
 }
 
 /// Fails `payment` (if it still can fail) with an error event.

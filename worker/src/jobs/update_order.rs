@@ -1,7 +1,7 @@
 //! `update_order`: once a shop order's payment settles, move the order to the
 //! matching status (completed → paid, failed → failed, cancelled → cancelled).
 
-use super::{require_payment, Effects, JobHandler, Step};
+use super::{missing_payment, Effects, JobHandler, Step};
 use crate::Engine;
 use async_trait::async_trait;
 use paygate_common::domain::{EventKind, JobPayload, NewEvent, OrderChange, OrderStatus, Payment};
@@ -13,9 +13,9 @@ pub struct UpdateOrder;
 #[async_trait]
 impl JobHandler for UpdateOrder {
     async fn run(&self, engine: &Engine, payment: Option<&Payment>, _: &JobPayload) -> Step {
-        match require_payment(payment) {
-            Ok(p) => run(engine, p).await,
-            Err(step) => step,
+        match payment {
+            Some(p) => run(engine, p).await,
+            None => missing_payment(),
         }
     }
     fn exhausted_reason(&self) -> &'static str {

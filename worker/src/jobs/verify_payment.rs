@@ -2,7 +2,7 @@
 //! server whether the money moved, and settle the payment. The callback itself
 //! proves nothing.
 
-use super::{require_payment, wrong_payload, Effects, JobHandler, Step};
+use super::{missing_payment, wrong_payload, Effects, JobHandler, Step};
 use crate::Engine;
 use async_trait::async_trait;
 use paygate_common::domain::{EventKind, JobPayload, NewEvent, Payment, PaymentStatus, VerifyArgs};
@@ -19,9 +19,9 @@ impl JobHandler for VerifyPayment {
         let JobPayload::VerifyPayment(args) = payload else {
             return wrong_payload(payload);
         };
-        match require_payment(payment) {
-            Ok(p) => run(engine, p, args).await,
-            Err(step) => step,
+        match payment {
+            Some(p) => run(engine, p, args).await,
+            None => missing_payment(),
         }
     }
     fn exhausted_reason(&self) -> &'static str {

@@ -24,6 +24,8 @@ pub struct ApiSettings {
     pub create_invoice_attempts: u32,
     /// `None` when Atmos is not configured.
     pub atmos: Option<AtmosWebhookSettings>,
+    /// Rate limit, trusted proxies, allowlists, the user_identifier pattern.
+    pub security: paygate_common::security::SecuritySettings,
 }
 
 /// What the Atmos webhook needs to judge a callback.

@@ -125,6 +125,7 @@ pub fn api_state(cfg: &Config, store: Store, queue: Arc<dyn JobQueue>) -> AppSta
                     .filter_map(|s| SignAlgorithm::parse(s))
                     .collect(),
             }),
+            security: cfg.security.clone(),
         }),
         metrics: paygate_common::telemetry::metrics(),
     }

@@ -466,14 +466,18 @@ impl Config {
         format!("{}/crazyminer/payment/callback/", self.public_url)
     }
 
-    /// Where the Atmos checkout sends the payer back (`{order_id}` is filled in).
+    /// Where the Atmos checkout sends the payer back (`{order_id}` and the
+    /// order's read token `{order_token}` are filled in).
     pub fn atmos_return_url_template(&self) -> String {
         match self.atmos.as_ref().and_then(|a| a.redirect_url.clone()) {
             Some(url) => {
                 let sep = if url.contains('?') { '&' } else { '?' };
                 format!("{url}{sep}order_id={{order_id}}")
             }
-            None => format!("{}/api/orders/{{order_id}}/result/", self.public_url),
+            None => format!(
+                "{}/api/orders/{{order_id}}/result/?token={{order_token}}",
+                self.public_url
+            ),
         }
     }
 }

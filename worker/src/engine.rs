@@ -16,18 +16,20 @@ use paygate_common::domain::{Payment, Provider};
 pub struct ReturnUrls {
     /// medogram: our callback route, which verifies and then redirects the payer.
     pub medogram: String,
-    /// Atmos: a page for the payer; `{order_id}` is replaced. (Atmos tells us
-    /// about the payment through its webhook, not through this redirect.)
+    /// Atmos: a page for the payer; `{order_id}` and `{order_token}` (the
+    /// order's read token) are replaced. (Atmos tells us about the payment
+    /// through its webhook, not through this redirect.)
     pub atmos_template: String,
 }
 
 impl ReturnUrls {
-    pub fn for_payment(&self, payment: &Payment) -> String {
+    pub fn for_payment(&self, payment: &Payment, order_token: Option<&str>) -> String {
         match payment.provider {
             Provider::Medogram => self.medogram.clone(),
             Provider::Atmos => self
                 .atmos_template
-                .replace("{order_id}", &payment.merchant_ref),
+                .replace("{order_id}", &payment.merchant_ref)
+                .replace("{order_token}", order_token.unwrap_or_default()),
         }
     }
 }

@@ -25,13 +25,17 @@ use serde_json::{json, Value};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/crazyminer/payment/create/", post(create))
-        .route(
-            "/crazyminer/payment/callback/",
-            get(callback).post(callback),
-        )
         .route("/crazyminer/payment/status/{id}/", get(status))
         .route("/crazyminer/payment/list/", get(list))
         .route("/crazyminer/payment/result/{id}/", get(result_page))
+}
+
+/// The gateway's return route alone, so a source allowlist can guard it.
+pub fn callback_router() -> Router<AppState> {
+    Router::new().route(
+        "/crazyminer/payment/callback/",
+        get(callback).post(callback),
+    )
 }
 
 /// The seed's payment body.
@@ -85,6 +89,7 @@ async fn create(
     headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
+    crate::extract::check_user_identifier(&state.settings, &Fields(&body))?;
     let input = CrazyMinerPaymentInput::parse(&Fields(&body))?;
     let (payment, _) = create_crazyminer_payment(&state, input, idempotency_key(&headers)?).await?;
     let payment = wait_for_payment_url(&state, payment, state.settings.seed_wait).await?;

@@ -36,13 +36,14 @@ fn order(row: &AnyRow) -> StoreResult<Order> {
         payment_id: payment_id
             .map(|p: String| PaymentId::parse(&p).ok_or_else(|| corrupt("order payment id", &p)))
             .transpose()?,
+        access_token: row.try_get::<Option<String>, _>("access_token")?,
         created_at: rows::time(row.try_get("created_at")?),
         updated_at: rows::time(row.try_get("updated_at")?),
     })
 }
 
 const ORDER_COLUMNS: &str =
-    "id, product_name, amount_minor, payment_type, status, payment_id, created_at, updated_at";
+    "id, product_name, amount_minor, payment_type, status, payment_id, access_token, created_at, updated_at";
 
 impl Store {
     /// Creates the order, its payment (whose merchant reference is the order
@@ -60,13 +61,15 @@ impl Store {
         let mut tx = writer.begin().await?;
         let row = sqlx::query(
             "INSERT INTO orders (product_name, amount_minor, payment_type, status, payment_id, \
-             created_at, updated_at) VALUES ($1, $2, $3, 'pending', $4, $5, $5) RETURNING id",
+             created_at, updated_at, access_token) VALUES ($1, $2, $3, 'pending', $4, $5, $5, $6) \
+             RETURNING id",
         )
         .bind(new.product_name.as_str())
         .bind(new.amount.minor())
         .bind(new.payment_type.as_str())
         .bind(payment.id.to_string())
         .bind(now)
+        .bind(hex::encode(rand::random::<[u8; 32]>()))
         .fetch_one(&mut *tx)
         .await?;
         let order_id: i64 = row.try_get("id")?;

@@ -68,6 +68,9 @@ pub struct SecuritySettings {
     /// Let the simulators send payers to any http(s) return link, not only
     /// to `PAYGATE_PUBLIC_URL`.
     pub sandbox_any_return_link: bool,
+    /// Leave the control endpoints open (tests and benchmarks only; the
+    /// simulators are never mounted in production anyway).
+    pub sandbox_open_control: bool,
 }
 
 impl Default for SecuritySettings {
@@ -84,6 +87,7 @@ impl Default for SecuritySettings {
                 .expect("literal pattern"),
             sandbox_admin_key: None,
             sandbox_any_return_link: false,
+            sandbox_open_control: false,
         }
     }
 }
@@ -176,6 +180,7 @@ pub fn load(env: &Env<'_>) -> Result<SecuritySettings, ConfigError> {
         user_identifier_pattern,
         sandbox_admin_key: env.text_var("PAYGATE_SANDBOX_ADMIN_KEY"),
         sandbox_any_return_link: env.flag_var("PAYGATE_SANDBOX_ANY_RETURN_LINK", false)?,
+        sandbox_open_control: env.flag_var("PAYGATE_SANDBOX_OPEN_CONTROL", false)?,
     })
 }
 

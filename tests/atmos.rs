@@ -389,6 +389,7 @@ async fn an_order_paid_on_the_checkout_becomes_paid() {
         [
             "amount",
             "order_id",
+            "order_token",
             "payment_type",
             "payment_url",
             "status"

@@ -342,3 +342,6 @@ mod tests {
         assert_eq!(amount_minor("abc"), None);
     }
 }
+
+#[cfg(test)]
+mod props;

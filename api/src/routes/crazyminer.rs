@@ -450,3 +450,6 @@ async fn result_page(
     let payment = load_payment(&state, &id).await?;
     Ok(Html(crate::pages::result_page(&payment)))
 }
+
+#[cfg(test)]
+mod props;

@@ -422,7 +422,10 @@ async fn an_order_paid_on_the_checkout_becomes_paid() {
     let back = press(&url, "pay").await;
     assert_eq!(back.status(), StatusCode::FOUND);
     let to = location(&back);
-    assert!(to.contains(&format!("/api/orders/{id}/result/?token=")), "{to}");
+    assert!(
+        to.contains(&format!("/api/orders/{id}/result/?token=")),
+        "{to}"
+    );
     let page = client().get(&to).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
 
@@ -975,6 +978,9 @@ async fn bad_orders_are_refused_and_write_nothing() {
     assert_eq!(v["amount"], "50.50");
     assert_eq!(v["order_id"], 1);
     assert_eq!(order(&s, 1).await["amount_tiyin"], 5050);
-    assert_eq!(get_order_json(&s, "/api/orders/2").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get_order_json(&s, "/api/orders/2").await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(atmos_stats(&s).await["creates_total"], 1);
 }

@@ -33,7 +33,10 @@ fn read_until_closed(c: &mut TcpStream) -> (String, Duration) {
             Err(e) => panic!("the connection was not closed: {e}"),
         }
     }
-    (String::from_utf8_lossy(&all).into_owned(), started.elapsed())
+    (
+        String::from_utf8_lossy(&all).into_owned(),
+        started.elapsed(),
+    )
 }
 
 fn slow_server(extra: &[(&str, &str)]) -> Server {
@@ -101,10 +104,14 @@ fn slow_clients_are_cut_off() {
 
     // 4. An idle keep-alive connection is closed after the idle timeout.
     let mut c = connect(&s);
-    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let (got, took) = read_until_closed(&mut c);
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
-    assert!(took >= Duration::from_millis(500), "closed too early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(500),
+        "closed too early: {took:?}"
+    );
     assert!(took < Duration::from_secs(4), "{took:?}");
 }
 
@@ -120,7 +127,8 @@ fn the_connection_limit_holds() {
     let mut held: Vec<TcpStream> = (0..4)
         .map(|_| {
             let mut c = connect(&s);
-            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
             c
         })
         .collect();
@@ -173,14 +181,22 @@ async fn creates_are_rate_limited_per_client() {
     }
     let r = create_payment(&s, Some("3.3.3.3, 203.0.113.7")).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=2).contains(&wait), "{wait}");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limited");
     // Another client has its own budget; reads are never limited.
     let r = create_payment(&s, Some("198.51.100.9")).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    for route in ["/crazyminer/payment/create/", "/api/orders/create", "/v1/orders"] {
+    for route in [
+        "/crazyminer/payment/create/",
+        "/api/orders/create",
+        "/v1/orders",
+    ] {
         let r = client()
             .post(s.url(route))
             .header("x-forwarded-for", "203.0.113.7")
@@ -191,11 +207,26 @@ async fn creates_are_rate_limited_per_client() {
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{route}");
     }
     assert_eq!(
-        client().get(s.url("/healthz")).send().await.unwrap().status(),
+        client()
+            .get(s.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         StatusCode::OK
     );
-    let m = client().get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(m.contains("paygate_rate_limited_total{route=\"/v1/payments\"} 1"), "{m}");
+    let m = client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("paygate_rate_limited_total{route=\"/v1/payments\"} 1"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -206,7 +237,12 @@ async fn callbacks_from_outside_the_allowlist_are_refused() {
         ("PAYGATE_TRUSTED_PROXIES", "1"),
     ]);
     let webhook = json!({"store_id": "8157", "transaction_id": 1, "amount": 5000, "invoice": "1", "sign": "x"});
-    let r = client().post(s.url("/atmos/webhook/")).json(&webhook).send().await.unwrap();
+    let r = client()
+        .post(s.url("/atmos/webhook/"))
+        .json(&webhook)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "source_not_allowed");
@@ -256,7 +292,11 @@ async fn every_framework_rejection_is_json() {
             .header("authorization", &auth),
     );
     requests.push(client().delete(s.url("/v1/payments")));
-    requests.push(client().get(s.url("/crazyminer/payment/list/?page=%ff")).header("authorization", &auth));
+    requests.push(
+        client()
+            .get(s.url("/crazyminer/payment/list/?page=%ff"))
+            .header("authorization", &auth),
+    );
     requests.push(
         client()
             .post(s.url("/v1/payments"))
@@ -284,7 +324,14 @@ async fn every_framework_rejection_is_json() {
 #[tokio::test]
 async fn user_identifiers_cannot_steer_the_user_server_call() {
     let s = Server::serve(&[]);
-    for id in ["..", ".", "../api", "0912345678/..", "%2e%2e", "09123456789?x=1"] {
+    for id in [
+        "..",
+        ".",
+        "../api",
+        "0912345678/..",
+        "%2e%2e",
+        "09123456789?x=1",
+    ] {
         for route in ["/crazyminer/payment/create/", "/v1/payments"] {
             let r = client()
                 .post(s.url(route))
@@ -311,7 +358,10 @@ fn assert_protected(headers: &reqwest::header::HeaderMap, what: &str) {
 async fn html_pages_carry_browser_protections_and_simulators_redirect_only_home() {
     let s = Server::serve(&[]);
     let r = create_payment(&s, None).await;
-    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let r = client()
         .get(s.url(&format!("/crazyminer/payment/result/{id}/")))
         .send()
@@ -333,8 +383,17 @@ async fn html_pages_carry_browser_protections_and_simulators_redirect_only_home(
         .await
         .unwrap();
     let url = order["payment_url"].as_str().unwrap();
-    let txn = url.split("transactionId=").nth(1).unwrap().split('&').next().unwrap();
-    for evil in ["javascript:alert(document.domain)", "https://evil.example/landing"] {
+    let txn = url
+        .split("transactionId=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    for evil in [
+        "javascript:alert(document.domain)",
+        "https://evil.example/landing",
+    ] {
         let page = client()
             .get(s.url(&format!(
                 "/sandbox/atmos/invoice/get?storeId=8157&transactionId={txn}&redirectLink={}",
@@ -349,25 +408,41 @@ async fn html_pages_carry_browser_protections_and_simulators_redirect_only_home(
         assert!(!html.contains("evil.example"), "{html}");
         let r = client()
             .post(s.url("/sandbox/atmos/invoice/decline"))
-            .form(&[("storeId", "8157"), ("transactionId", txn), ("redirectLink", evil)])
+            .form(&[
+                ("storeId", "8157"),
+                ("transactionId", txn),
+                ("redirectLink", evil),
+            ])
             .send()
             .await
             .unwrap();
         assert_ne!(r.status(), StatusCode::FOUND, "{evil}");
         let html = r.text().await.unwrap();
-        assert!(!html.contains("evil.example") && !html.contains("javascript:"), "{html}");
+        assert!(
+            !html.contains("evil.example") && !html.contains("javascript:"),
+            "{html}"
+        );
     }
 }
 
 #[tokio::test]
 async fn simulator_controls_need_the_admin_key_and_production_has_no_simulators() {
     let s = Server::serve(&[("PAYGATE_SANDBOX_OPEN_CONTROL", "false")]);
-    for path in ["/sandbox/atmos/_config", "/sandbox/medogram/_config", "/sandbox/medogram/_stats"] {
+    for path in [
+        "/sandbox/atmos/_config",
+        "/sandbox/medogram/_config",
+        "/sandbox/medogram/_stats",
+    ] {
         let r = client().get(s.url(path)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "unauthorized");
-        let r = client().get(s.url(path)).bearer_auth(&s.admin_key).send().await.unwrap();
+        let r = client()
+            .get(s.url(path))
+            .bearer_auth(&s.admin_key)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
     let r = client()
@@ -377,7 +452,12 @@ async fn simulator_controls_need_the_admin_key_and_production_has_no_simulators(
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = client().put(s.url("/sandbox/atmos/_config")).json(&json!({})).send().await.unwrap();
+    let r = client()
+        .put(s.url("/sandbox/atmos/_config"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     let p = Server::serve(&[
@@ -386,7 +466,10 @@ async fn simulator_controls_need_the_admin_key_and_production_has_no_simulators(
         ("PAYMENT_GATEWAY_URL", "http://127.0.0.1:9/gw"),
         ("PAYMENT_API_KEY", "k"),
     ]);
-    for path in ["/sandbox/medogram/_config", "/sandbox/atmos/invoice/get?transactionId=1"] {
+    for path in [
+        "/sandbox/medogram/_config",
+        "/sandbox/atmos/invoice/get?transactionId=1",
+    ] {
         let r = client().get(p.url(path)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
     }

@@ -14,7 +14,10 @@ fn code_for(status: StatusCode, has_path_params: bool) -> (&'static str, &'stati
         400 if has_path_params => ("invalid_id", "the id in the path is malformed"),
         400 => ("invalid_request", "the request is malformed"),
         404 => ("not_found", "not found"),
-        405 => ("method_not_allowed", "this route does not accept that method"),
+        405 => (
+            "method_not_allowed",
+            "this route does not accept that method",
+        ),
         408 => ("request_timeout", "the request did not arrive in time"),
         411 => ("length_required", "send a Content-Length"),
         413 => ("payload_too_large", "the request body is too large"),

@@ -147,30 +147,31 @@ impl Connection {
         let app = self.app.clone();
         let body_timeout = self.limits.body_timeout;
         let svc_activity = activity.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let guard = InFlight::new(&svc_activity);
-            let app = app.clone();
-            async move {
-                let (mut parts, body) = req.into_parts();
-                parts.extensions.insert(ConnectInfo(peer));
-                let expired = Arc::new(AtomicBool::new(false));
-                let body = Body::new(Deadline {
-                    inner: Body::new(body),
-                    sleep: Box::pin(tokio::time::sleep(body_timeout)),
-                    expired: expired.clone(),
-                });
-                let resp = app
-                    .oneshot(Request::from_parts(parts, body))
-                    .await
-                    .unwrap_or_else(|never| match never {});
-                drop(guard);
-                Ok::<_, std::convert::Infallible>(if expired.load(Ordering::Relaxed) {
-                    body_timed_out()
-                } else {
-                    resp
-                })
-            }
-        });
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let guard = InFlight::new(&svc_activity);
+                let app = app.clone();
+                async move {
+                    let (mut parts, body) = req.into_parts();
+                    parts.extensions.insert(ConnectInfo(peer));
+                    let expired = Arc::new(AtomicBool::new(false));
+                    let body = Body::new(Deadline {
+                        inner: Body::new(body),
+                        sleep: Box::pin(tokio::time::sleep(body_timeout)),
+                        expired: expired.clone(),
+                    });
+                    let resp = app
+                        .oneshot(Request::from_parts(parts, body))
+                        .await
+                        .unwrap_or_else(|never| match never {});
+                    drop(guard);
+                    Ok::<_, std::convert::Infallible>(if expired.load(Ordering::Relaxed) {
+                        body_timed_out()
+                    } else {
+                        resp
+                    })
+                }
+            });
         let conn = self.builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(conn);
         let idle = self.limits.idle_timeout;

@@ -5,8 +5,8 @@ use anyhow::Context;
 use paygate_common::config::Config;
 use paygate_common::queue::embedded::EmbeddedQueue;
 use paygate_common::queue::JobQueue;
-use paygate_common::telemetry;
 use paygate_common::store::Store;
+use paygate_common::telemetry;
 use paygate_sandbox::{ControlCheck, ReturnLinks, Sandbox, SandboxConfig};
 use std::sync::Arc;
 
@@ -41,9 +41,7 @@ fn sandbox(cfg: &Config, same_site: bool) -> anyhow::Result<Sandbox> {
 /// any card and would let anyone "pay" on a real deployment.
 fn sandbox_refusal(cfg: &Config) -> Option<&'static str> {
     // A gateway URL that is not some paygate's /sandbox/… is a real gateway.
-    let real = |base: &str| {
-        url::Url::parse(base).is_ok_and(|u| !u.path().starts_with("/sandbox/"))
-    };
+    let real = |base: &str| url::Url::parse(base).is_ok_and(|u| !u.path().starts_with("/sandbox/"));
     if cfg.production {
         return Some("PAYGATE_ENV=production");
     }
@@ -71,12 +69,17 @@ fn control_check(cfg: &Config, store: Option<Store>) -> ControlCheck {
                 return false;
             };
             if let Some(key) = key {
-                if bool::from(subtle::ConstantTimeEq::ct_eq(given.as_bytes(), key.as_bytes())) {
+                if bool::from(subtle::ConstantTimeEq::ct_eq(
+                    given.as_bytes(),
+                    key.as_bytes(),
+                )) {
                     return true;
                 }
             }
             match store {
-                Some(store) => matches!(store.verify_api_key(&given).await, Ok(Some(k)) if k.is_admin),
+                Some(store) => {
+                    matches!(store.verify_api_key(&given).await, Ok(Some(k)) if k.is_admin)
+                }
                 None => false,
             }
         })
@@ -149,7 +152,9 @@ pub async fn sandbox_only(cfg: Config) -> anyhow::Result<()> {
     }
     let app = sandbox(&cfg, false)?
         .guarded_router(control_check(&cfg, None))
-        .layer(axum::middleware::from_fn(paygate_api::browser::protect_pages));
+        .layer(axum::middleware::from_fn(
+            paygate_api::browser::protect_pages,
+        ));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding PAYGATE_LISTEN={}", cfg.listen))?;

@@ -10,7 +10,8 @@ use std::time::Duration;
 /// Payme calls merchants only from these (docs/gateways/payme.md, "Source addresses").
 pub const PAYME_PRODUCTION_SOURCES: &[&str] = &["185.234.113.0/28"];
 /// Click's addresses as one integrator lists them (docs/gateways/click.md, "Source addresses").
-pub const CLICK_PRODUCTION_SOURCES: &[&str] = &["185.8.212.176/29", "185.8.212.184/31", "185.8.212.186/32"];
+pub const CLICK_PRODUCTION_SOURCES: &[&str] =
+    &["185.8.212.176/29", "185.8.212.184/31", "185.8.212.186/32"];
 
 /// The seed's user identifier: an Iranian mobile number, `09` and nine digits.
 pub const DEFAULT_USER_IDENTIFIER_PATTERN: &str = "^09[0-9]{9}$";
@@ -126,7 +127,11 @@ pub fn parse_allowlist(
         .collect()
 }
 
-fn positive_ms(env: &Env<'_>, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+fn positive_ms(
+    env: &Env<'_>,
+    var: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     let ms: u64 = env.parse_var(var, default.as_millis() as u64)?;
     if ms == 0 {
         return Err(err(var, "must be at least 1"));
@@ -147,15 +152,26 @@ pub fn load(env: &Env<'_>) -> Result<SecuritySettings, ConfigError> {
     }
     let default_rate = d.rate_limit.expect("on by default");
     let per_second: u32 = env.parse_var("PAYGATE_RATE_LIMIT_PER_SEC", default_rate.per_second)?;
-    let burst: u32 = env.parse_var("PAYGATE_RATE_LIMIT_BURST", default_rate.burst.max(per_second))?;
+    let burst: u32 = env.parse_var(
+        "PAYGATE_RATE_LIMIT_BURST",
+        default_rate.burst.max(per_second),
+    )?;
     let rate_limit = match (per_second, burst) {
         (0, _) => None,
         (_, 0) => return Err(err("PAYGATE_RATE_LIMIT_BURST", "must be at least 1")),
         (per_second, burst) => Some(RateLimit { per_second, burst }),
     };
     let allowlists = SourceAllowlists {
-        medogram: parse_allowlist("PAYGATE_ALLOW_MEDOGRAM", env.text_var("PAYGATE_ALLOW_MEDOGRAM").as_deref(), &[])?,
-        atmos: parse_allowlist("PAYGATE_ALLOW_ATMOS", env.text_var("PAYGATE_ALLOW_ATMOS").as_deref(), &[])?,
+        medogram: parse_allowlist(
+            "PAYGATE_ALLOW_MEDOGRAM",
+            env.text_var("PAYGATE_ALLOW_MEDOGRAM").as_deref(),
+            &[],
+        )?,
+        atmos: parse_allowlist(
+            "PAYGATE_ALLOW_ATMOS",
+            env.text_var("PAYGATE_ALLOW_ATMOS").as_deref(),
+            &[],
+        )?,
         payme: parse_allowlist(
             "PAYGATE_ALLOW_PAYME",
             env.text_var("PAYGATE_ALLOW_PAYME").as_deref(),
@@ -170,8 +186,12 @@ pub fn load(env: &Env<'_>) -> Result<SecuritySettings, ConfigError> {
     let pattern = env
         .text_var("PAYGATE_USER_IDENTIFIER_PATTERN")
         .unwrap_or_else(|| DEFAULT_USER_IDENTIFIER_PATTERN.to_string());
-    let user_identifier_pattern = regex::Regex::new(&pattern)
-        .map_err(|e| err("PAYGATE_USER_IDENTIFIER_PATTERN", format!("not a regular expression: {e}")))?;
+    let user_identifier_pattern = regex::Regex::new(&pattern).map_err(|e| {
+        err(
+            "PAYGATE_USER_IDENTIFIER_PATTERN",
+            format!("not a regular expression: {e}"),
+        )
+    })?;
     Ok(SecuritySettings {
         http,
         rate_limit,
@@ -190,8 +210,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn load_with(vars: &[(&str, &str)]) -> Result<SecuritySettings, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let get = move |k: &str| map.get(k).cloned();
         load(&Env::new(&get))
     }
@@ -199,7 +221,13 @@ mod tests {
     #[test]
     fn defaults_are_on_and_sane() {
         let s = load_with(&[]).unwrap();
-        assert_eq!(s.rate_limit, Some(RateLimit { per_second: 20, burst: 100 }));
+        assert_eq!(
+            s.rate_limit,
+            Some(RateLimit {
+                per_second: 20,
+                burst: 100
+            })
+        );
         assert!(s.allowlists.payme.is_empty() && s.allowlists.click.is_empty());
         assert!(s.user_identifier_pattern.is_match("09123456789"));
         assert!(!s.user_identifier_pattern.is_match(".."));
@@ -208,9 +236,15 @@ mod tests {
 
     #[test]
     fn production_allowlists_cover_the_published_addresses() {
-        let s = load_with(&[("PAYGATE_ALLOW_PAYME", "production"), ("PAYGATE_ALLOW_CLICK", "production")])
-            .unwrap();
-        let has = |list: &[IpNet], ip: &str| list.iter().any(|n| n.contains(&ip.parse::<std::net::IpAddr>().unwrap()));
+        let s = load_with(&[
+            ("PAYGATE_ALLOW_PAYME", "production"),
+            ("PAYGATE_ALLOW_CLICK", "production"),
+        ])
+        .unwrap();
+        let has = |list: &[IpNet], ip: &str| {
+            list.iter()
+                .any(|n| n.contains(&ip.parse::<std::net::IpAddr>().unwrap()))
+        };
         for i in 1..=15 {
             assert!(has(&s.allowlists.payme, &format!("185.234.113.{i}")));
         }
@@ -235,6 +269,9 @@ mod tests {
             let e = load_with(&[(var, value)]).unwrap_err();
             assert_eq!(e.var, var, "{value}");
         }
-        assert!(load_with(&[("PAYGATE_RATE_LIMIT_PER_SEC", "0")]).unwrap().rate_limit.is_none());
+        assert!(load_with(&[("PAYGATE_RATE_LIMIT_PER_SEC", "0")])
+            .unwrap()
+            .rate_limit
+            .is_none());
     }
 }

@@ -136,7 +136,10 @@ mod tests {
     #[test]
     fn path_segments_cannot_steer_the_url() {
         assert_eq!(path_segment("09123456789").as_deref(), Some("09123456789"));
-        assert_eq!(path_segment("a/b?c#d%e").as_deref(), Some("a%2Fb%3Fc%23d%25e"));
+        assert_eq!(
+            path_segment("a/b?c#d%e").as_deref(),
+            Some("a%2Fb%3Fc%23d%25e")
+        );
         assert_eq!(path_segment("a b+c@d").as_deref(), Some("a%20b%2Bc%40d"));
         for bad in ["", ".", "..", "..."] {
             assert_eq!(path_segment(bad), None, "{bad:?}");

@@ -102,18 +102,24 @@ impl Sandbox {
     /// `_reset`, registering users) behind `check`: they show and change the
     /// simulators' secrets, so a stranger must not reach them.
     pub fn guarded_router(&self, check: ControlCheck) -> Router {
-        self.router()
-            .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+        self.router().layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
                 let check = check.clone();
                 async move { guard_control(check, req, next).await }
-            }))
+            },
+        ))
     }
 }
 
 fn is_control(req: &Request) -> bool {
     let path = req.uri().path();
-    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
-    last.starts_with('_') || (req.method() == axum::http::Method::PUT && path.contains("/api/users/"))
+    let last = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    last.starts_with('_')
+        || (req.method() == axum::http::Method::PUT && path.contains("/api/users/"))
 }
 
 async fn guard_control(check: ControlCheck, req: Request, next: Next) -> Response {
@@ -143,7 +149,6 @@ async fn guard_control(check: ControlCheck, req: Request, next: Next) -> Respons
 }
 
 impl Sandbox {
-
     pub fn medogram_stats(&self) -> MedogramStats {
         self.medogram.stats()
     }

@@ -36,7 +36,7 @@ impl ReturnLinks {
             ReturnLinks::AnyHttp => true,
             ReturnLinks::Origins(origins) => {
                 let origin = url.origin().ascii_serialization();
-                origins.iter().any(|o| *o == origin)
+                origins.contains(&origin)
             }
         }
     }

@@ -734,7 +734,15 @@ async fn card_flow_pre_apply_otp_apply_asks_the_merchant_and_confirms() {
     let code = |v: Value| v["result"]["code"].as_str().unwrap_or_default().to_owned();
 
     // apply before pre-apply, and malformed cards, are refused.
-    let early = call(&r, api("apply", &t, &json!({"store_id": "8157", "transaction_id": id, "otp": "111111"}))).await;
+    let early = call(
+        &r,
+        api(
+            "apply",
+            &t,
+            &json!({"store_id": "8157", "transaction_id": id, "otp": "111111"}),
+        ),
+    )
+    .await;
     assert_eq!(code(early.json()), "STPIMS-ERR-041");
     for bad in [
         json!({"store_id": "8157", "transaction_id": id}),
@@ -750,21 +758,60 @@ async fn card_flow_pre_apply_otp_apply_asks_the_merchant_and_confirms() {
     assert_eq!(code(pre.clone()), "OK");
     assert_eq!(pre["transaction_id"], id);
 
-    let wrong = call(&r, api("apply", &t, &json!({"store_id": "8157", "transaction_id": id, "otp": "000000"}))).await;
+    let wrong = call(
+        &r,
+        api(
+            "apply",
+            &t,
+            &json!({"store_id": "8157", "transaction_id": id, "otp": "000000"}),
+        ),
+    )
+    .await;
     assert_eq!(code(wrong.json()), "STPIMS-ERR-044");
-    assert!(m.seen.lock().unwrap().is_empty(), "no callback before the right code");
+    assert!(
+        m.seen.lock().unwrap().is_empty(),
+        "no callback before the right code"
+    );
 
-    let applied = call(&r, api("apply", &t, &json!({"store_id": "8157", "transaction_id": id, "otp": "111111"}))).await.json();
+    let applied = call(
+        &r,
+        api(
+            "apply",
+            &t,
+            &json!({"store_id": "8157", "transaction_id": id, "otp": "111111"}),
+        ),
+    )
+    .await
+    .json();
     assert_eq!(code(applied.clone()), "OK", "{applied}");
     assert_eq!(applied["store_transaction"]["confirmed"], true);
-    assert!(applied["store_transaction"]["success_trans_id"].as_u64().is_some());
+    assert!(applied["store_transaction"]["success_trans_id"]
+        .as_u64()
+        .is_some());
     assert_eq!(m.seen.lock().unwrap().len(), 1);
     // info is another name for get.
-    let info = call(&r, api("info", &t, &json!({"store_id": "8157", "transaction_id": id}))).await.json();
+    let info = call(
+        &r,
+        api(
+            "info",
+            &t,
+            &json!({"store_id": "8157", "transaction_id": id}),
+        ),
+    )
+    .await
+    .json();
     assert_eq!(info["store_transaction"]["status_message"], "Success");
     assert_eq!(sb.atmos_stats().confirmed_total, 1);
     // A paid transaction cannot be cancelled or paid again.
-    let cancel = call(&r, api("cancel", &t, &json!({"store_id": "8157", "transaction_id": id}))).await;
+    let cancel = call(
+        &r,
+        api(
+            "cancel",
+            &t,
+            &json!({"store_id": "8157", "transaction_id": id}),
+        ),
+    )
+    .await;
     assert_eq!(code(cancel.json()), "STPIMS-ERR-092");
 }
 
@@ -775,13 +822,38 @@ async fn card_flow_refused_by_the_merchant_and_cancel_of_an_unpaid_transaction()
     let t = token(&r).await;
     let code = |v: Value| v["result"]["code"].as_str().unwrap_or_default().to_owned();
     let id = create(&r, &t, "198", 1000).await;
-    call(&r, api("pre-apply", &t, &json!({"store_id": "8157", "transaction_id": id, "card_token": "tok"}))).await;
-    let applied = call(&r, api("apply", &t, &json!({"store_id": "8157", "transaction_id": id, "otp": "111111"}))).await;
+    call(
+        &r,
+        api(
+            "pre-apply",
+            &t,
+            &json!({"store_id": "8157", "transaction_id": id, "card_token": "tok"}),
+        ),
+    )
+    .await;
+    let applied = call(
+        &r,
+        api(
+            "apply",
+            &t,
+            &json!({"store_id": "8157", "transaction_id": id, "otp": "111111"}),
+        ),
+    )
+    .await;
     assert_eq!(code(applied.json()), "STPIMS-ERR-050");
 
     let id = create(&r, &t, "199", 1000).await;
     for _ in 0..2 {
-        let c = call(&r, api("cancel", &t, &json!({"store_id": "8157", "transaction_id": id}))).await.json();
+        let c = call(
+            &r,
+            api(
+                "cancel",
+                &t,
+                &json!({"store_id": "8157", "transaction_id": id}),
+            ),
+        )
+        .await
+        .json();
         assert_eq!(code(c.clone()), "OK", "{c}");
         assert_eq!(c["store_transaction"]["status_message"], "Declined");
     }
@@ -798,8 +870,12 @@ async fn unknown_methods_answer_in_the_atmos_envelope() {
     for req in [
         api("get-status", &t, &json!({})),
         api("no-such-thing", &t, &json!({})),
-        Request::get(format!("{A}/merchant/pay/create")).body(Body::empty()).unwrap(),
-        Request::post(format!("{A}/partner/bind-card/init")).body(Body::empty()).unwrap(),
+        Request::get(format!("{A}/merchant/pay/create"))
+            .body(Body::empty())
+            .unwrap(),
+        Request::post(format!("{A}/partner/bind-card/init"))
+            .body(Body::empty())
+            .unwrap(),
     ] {
         let reply = call(&r, req).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
@@ -852,7 +928,11 @@ async fn guarded_control_endpoints_need_the_check() {
         Box::pin(async move { given.as_deref() == Some("right") })
     });
     let r = sb.guarded_router(check);
-    for (auth, want) in [(None, StatusCode::UNAUTHORIZED), (Some("Bearer wrong"), StatusCode::UNAUTHORIZED), (Some("Bearer right"), StatusCode::OK)] {
+    for (auth, want) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("Bearer wrong"), StatusCode::UNAUTHORIZED),
+        (Some("Bearer right"), StatusCode::OK),
+    ] {
         for path in ["/sandbox/atmos/_config", "/sandbox/medogram/_stats"] {
             let mut req = Request::get(path);
             if let Some(a) = auth {

@@ -9,7 +9,11 @@ use axum::http::HeaderMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// `peer` is the socket's address; `None` when the server did not record it.
-pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted_proxies: usize) -> Option<IpAddr> {
+pub fn client_ip(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    trusted_proxies: usize,
+) -> Option<IpAddr> {
     let peer = peer?;
     if trusted_proxies == 0 {
         return Some(peer);
@@ -78,18 +82,30 @@ mod tests {
     fn only_entries_our_proxies_appended_count() {
         // The client forged "1.1.1.1"; our one proxy appended the real address.
         let h = xff(&["1.1.1.1, 198.51.100.7"]);
-        assert_eq!(client_ip(Some(ip("10.0.0.1")), &h, 1), Some(ip("198.51.100.7")));
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), &h, 1),
+            Some(ip("198.51.100.7"))
+        );
         // Two proxies, the header split over two lines.
         let h = xff(&["1.1.1.1, 198.51.100.7", "10.0.0.2"]);
-        assert_eq!(client_ip(Some(ip("10.0.0.1")), &h, 2), Some(ip("198.51.100.7")));
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), &h, 2),
+            Some(ip("198.51.100.7"))
+        );
         // Ports and brackets as some proxies write them.
         let h = xff(&["[2001:db8::5]:443"]);
-        assert_eq!(client_ip(Some(ip("10.0.0.1")), &h, 1), Some(ip("2001:db8::5")));
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), &h, 1),
+            Some(ip("2001:db8::5"))
+        );
     }
 
     #[test]
     fn missing_or_garbled_entries_fall_back_to_the_last_trusted_hop() {
-        assert_eq!(client_ip(Some(ip("10.0.0.1")), &HeaderMap::new(), 1), Some(ip("10.0.0.1")));
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), &HeaderMap::new(), 1),
+            Some(ip("10.0.0.1"))
+        );
         let h = xff(&["198.51.100.7, not-an-ip"]);
         assert_eq!(client_ip(Some(ip("10.0.0.1")), &h, 2), Some(ip("10.0.0.1")));
         assert_eq!(client_ip(None, &h, 2), None);

@@ -67,7 +67,9 @@ pub async fn limit_creates(
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
     let creating = req.method() == Method::POST
-        && route.as_deref().is_some_and(|r| CREATING_ROUTES.contains(&r));
+        && route
+            .as_deref()
+            .is_some_and(|r| CREATING_ROUTES.contains(&r));
     if !creating {
         return next.run(req).await;
     }
@@ -100,7 +102,14 @@ mod tests {
 
     #[test]
     fn a_client_gets_its_burst_then_waits_and_others_are_unaffected() {
-        let l = CreateLimiter::new(RateLimit { per_second: 1, burst: 3 }, 0).unwrap();
+        let l = CreateLimiter::new(
+            RateLimit {
+                per_second: 1,
+                burst: 3,
+            },
+            0,
+        )
+        .unwrap();
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
@@ -109,6 +118,13 @@ mod tests {
         let wait = l.check(a).unwrap_err();
         assert!((1..=2).contains(&wait), "{wait}");
         assert!(l.check(b).is_ok());
-        assert!(CreateLimiter::new(RateLimit { per_second: 0, burst: 3 }, 0).is_none());
+        assert!(CreateLimiter::new(
+            RateLimit {
+                per_second: 0,
+                burst: 3
+            },
+            0
+        )
+        .is_none());
     }
 }

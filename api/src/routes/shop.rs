@@ -2,11 +2,11 @@
 //! An order is paid through its payment; the order's status follows it.
 
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Caller;
 use crate::extract::{Fields, JsonObject};
 use crate::payments::{create_order, failed_to_start, wait_for_payment_url, OrderInput};
 use crate::routes::v1::{lang, preferred_wait, resource};
 use crate::state::AppState;
-use crate::extract::Caller;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -63,7 +63,10 @@ async fn authorize(
     order: &Order,
 ) -> ApiResult<()> {
     if let (Some(given), Some(expected)) = (token, order.access_token.as_deref()) {
-        if bool::from(subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes())) {
+        if bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.as_bytes(),
+            expected.as_bytes(),
+        )) {
             return Ok(());
         }
     }

@@ -176,7 +176,10 @@ pub(super) async fn page(State(a): State<Atmos>, RawQuery(query): RawQuery) -> R
 
 /// The hidden fields the checkout forms post back; a return link the payer
 /// may not be sent to is dropped (the page then just says what happened).
-fn posted<'f>(a: &Atmos, form: &'f FormFields) -> (Option<&'f str>, Option<&'f str>, Option<&'f str>) {
+fn posted<'f>(
+    a: &Atmos,
+    form: &'f FormFields,
+) -> (Option<&'f str>, Option<&'f str>, Option<&'f str>) {
     (
         form.get("storeId"),
         form.get("transactionId"),

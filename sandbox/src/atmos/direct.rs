@@ -52,7 +52,8 @@ pub(super) async fn pre_apply(State(a): State<Atmos>, headers: HeaderMap, body: 
         None => refuse(&codes::NOT_FOUND),
         Some((TxnStatus::Pending, false)) => {
             store.pre_applied.insert(trans_id);
-            Json(json!({ "result": result(&codes::OK), "transaction_id": trans_id })).into_response()
+            Json(json!({ "result": result(&codes::OK), "transaction_id": trans_id }))
+                .into_response()
         }
         Some(_) => refuse(&codes::CLOSED),
     }

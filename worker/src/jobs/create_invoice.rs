@@ -51,7 +51,9 @@ pub async fn run(engine: &Engine, payment: &Payment) -> Step {
         amount: payment.amount,
         description: payment.description.as_str().to_string(),
         payer,
-        callback_url: engine.return_urls.for_payment(payment, order_token.as_deref()),
+        callback_url: engine
+            .return_urls
+            .for_payment(payment, order_token.as_deref()),
         account: payment.merchant_ref.clone(),
     };
     let invoice = match gateway.create_invoice(&request).await {

@@ -43,7 +43,7 @@ fn slow_server(extra: &[(&str, &str)]) -> Server {
     let mut env = vec![
         ("PAYGATE_HTTP_HEADER_TIMEOUT_MS", "600"),
         ("PAYGATE_HTTP_BODY_TIMEOUT_MS", "800"),
-        ("PAYGATE_HTTP_IDLE_TIMEOUT_MS", "700"),
+        ("PAYGATE_HTTP_IDLE_TIMEOUT_MS", "1500"),
     ];
     env.extend_from_slice(extra);
     Server::serve(&env)
@@ -59,6 +59,15 @@ fn slow_clients_are_cut_off() {
     let (got, took) = read_until_closed(&mut c);
     assert!(took < Duration::from_secs(4), "{took:?}");
     assert!(!got.contains("200 OK"), "{got}");
+
+    // A connection that never sends a byte is closed after the header timeout too.
+    let mut c = connect(&s);
+    let (got, took) = read_until_closed(&mut c);
+    // (sooner than the 1.5 s idle timeout: it is the 0.6 s header timeout that cut it)
+    assert!(
+        got.is_empty() && took < Duration::from_millis(1400),
+        "{got} {took:?}"
+    );
 
     // 2. Headers trickled forever are cut too.
     let mut c = connect(&s);

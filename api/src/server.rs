@@ -50,7 +50,10 @@ pub async fn serve(
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
-    let max = limits.max_connections.min(Semaphore::MAX_PERMITS);
+    let max = limits
+        .max_connections
+        .min(Semaphore::MAX_PERMITS)
+        .min(u32::MAX as usize);
     let permits = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -103,6 +106,8 @@ struct Activity {
     epoch: Instant,
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// Requests started on this connection.
+    started: AtomicU64,
 }
 
 impl Activity {
@@ -121,6 +126,7 @@ struct InFlight(Arc<Activity>);
 impl InFlight {
     fn new(a: &Arc<Activity>) -> Self {
         a.in_flight.fetch_add(1, Ordering::Relaxed);
+        a.started.fetch_add(1, Ordering::Relaxed);
         a.touch();
         InFlight(a.clone())
     }
@@ -139,6 +145,7 @@ impl Connection {
             epoch: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
         });
         let io = TokioIo::new(Tracked {
             inner: stream,
@@ -175,7 +182,10 @@ impl Connection {
         let conn = self.builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(conn);
         let idle = self.limits.idle_timeout;
-        let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(25)));
+        // Before its first request a connection gets only the header timeout:
+        // one that never sends a byte is not yet in hyper's header-read phase.
+        let first = self.limits.header_timeout.min(idle);
+        let mut tick = tokio::time::interval((first / 4).max(Duration::from_millis(25)));
         let mut closing = false;
         loop {
             tokio::select! {
@@ -185,7 +195,8 @@ impl Connection {
                     conn.as_mut().graceful_shutdown();
                 }
                 _ = tick.tick(), if !closing => {
-                    if activity.in_flight.load(Ordering::Relaxed) == 0 && activity.idle_for() >= idle {
+                    let limit = if activity.started.load(Ordering::Relaxed) == 0 { first } else { idle };
+                    if activity.in_flight.load(Ordering::Relaxed) == 0 && activity.idle_for() >= limit {
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }

@@ -158,6 +158,10 @@ PAYGATE_SAMPLE_INTERVAL_MS=500
 PAYGATE_SHUTDOWN_GRACE_MS=2000
 PAYGATE_LOG_FORMAT=text
 RUST_LOG=warn
+# The load generator creates thousands of payments a second from 127.0.0.1:
+# the per-client rate limit is off here, and _config is reachable without a key.
+PAYGATE_RATE_LIMIT_PER_SEC=0
+PAYGATE_SANDBOX_OPEN_CONTROL=true
 EOF
 (set -a; . "$COMMON_ENV"; set +a; "$PAYGATE" migrate) >/dev/null
 
@@ -347,6 +351,8 @@ PAYGATE_SEED_WAIT_MS=0
 PAYGATE_SAMPLE_INTERVAL_MS=500
 PAYGATE_WORKER_CONCURRENCY=$WORKER_CONC
 PAYGATE_SANDBOX_MEDOGRAM_AUTOPAY=true
+PAYGATE_RATE_LIMIT_PER_SEC=0
+PAYGATE_SANDBOX_OPEN_CONTROL=true
 RUST_LOG=warn
 EOF
   (cd "$WORK/embedded" && env -u DATABASE_URL -u REDIS_URL bash -c "set -a; . '$WORK/serve.env'; set +a; exec '$PAYGATE' serve") \

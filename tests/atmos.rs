@@ -144,8 +144,21 @@ async fn get_json(s: &Server, path: &str) -> (StatusCode, Value) {
     json_of(client().get(s.url(path)).send().await.unwrap()).await
 }
 
+/// Reading an order needs its token or an API key; the tests use the admin key.
+async fn get_order_json(s: &Server, path: &str) -> (StatusCode, Value) {
+    json_of(
+        client()
+            .get(s.url(path))
+            .bearer_auth(&s.admin_key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
 async fn order(s: &Server, id: i64) -> Value {
-    let (code, body) = get_json(s, &format!("/api/orders/{id}")).await;
+    let (code, body) = get_order_json(s, &format!("/api/orders/{id}")).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     body
 }
@@ -377,6 +390,7 @@ async fn an_order_paid_on_the_checkout_becomes_paid() {
         [
             "amount",
             "order_id",
+            "order_token",
             "payment_type",
             "payment_url",
             "status"
@@ -409,7 +423,10 @@ async fn an_order_paid_on_the_checkout_becomes_paid() {
     let back = press(&url, "pay").await;
     assert_eq!(back.status(), StatusCode::FOUND);
     let to = location(&back);
-    assert!(to.ends_with(&format!("/api/orders/{id}/result/")), "{to}");
+    assert!(
+        to.contains(&format!("/api/orders/{id}/result/?token=")),
+        "{to}"
+    );
     let page = client().get(&to).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
 
@@ -454,11 +471,13 @@ async fn an_order_paid_on_the_checkout_becomes_paid() {
     let (code, v) = json_of(r).await;
     assert_eq!(code, StatusCode::ACCEPTED, "{v}");
     let id2 = v["order_id"].as_i64().unwrap();
-    assert_eq!(loc, format!("/v1/orders/{id2}"));
+    let token = v["order_token"].as_str().expect("order_token");
+    assert_eq!(token.len(), 64);
+    assert_eq!(loc, format!("/v1/orders/{id2}?token={token}"));
     assert_eq!(v["amount_tiyin"], 5000);
     assert_eq!(v["status"], "pending");
     let later = eventually("the v1 order's link", Duration::from_secs(10), || async {
-        let (_, o) = get_json(&s, &format!("/v1/orders/{id2}")).await;
+        let (_, o) = get_json(&s, &loc).await;
         o["payment_url"].is_string().then_some(o)
     })
     .await;
@@ -495,7 +514,7 @@ async fn a_declined_payment_fails_the_order_through_the_reconciler() {
     let (id, url) = new_order(&s).await;
     let back = press(&url, "decline").await;
     assert_eq!(back.status(), StatusCode::FOUND);
-    assert!(location(&back).ends_with(&format!("/api/orders/{id}/result/")));
+    assert!(location(&back).contains(&format!("/api/orders/{id}/result/?token=")));
 
     let failed = wait_order(&s, id, "failed").await;
     assert_eq!(failed["payment"]["status"], "failed");
@@ -950,7 +969,7 @@ async fn bad_orders_are_refused_and_write_nothing() {
     let (code, v) = get_json(&s, "/api/orders/abc").await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(error_of(&v).0, "invalid_id");
-    let (code, v) = get_json(&s, "/api/orders/999999").await;
+    let (code, v) = get_order_json(&s, "/api/orders/999999").await;
     assert_eq!(code, StatusCode::NOT_FOUND, "{v}");
     assert_eq!(error_of(&v).0, "not_found");
 
@@ -960,6 +979,9 @@ async fn bad_orders_are_refused_and_write_nothing() {
     assert_eq!(v["amount"], "50.50");
     assert_eq!(v["order_id"], 1);
     assert_eq!(order(&s, 1).await["amount_tiyin"], 5050);
-    assert_eq!(get_json(&s, "/api/orders/2").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get_order_json(&s, "/api/orders/2").await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(atmos_stats(&s).await["creates_total"], 1);
 }

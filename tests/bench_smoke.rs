@@ -63,6 +63,8 @@ fn every_scenario_runs_against_an_embedded_server() {
         ("PAYGATE_SEED_WAIT_MS", "0"),
         ("PAYGATE_SANDBOX_MEDOGRAM_AUTOPAY", "true"),
         ("PAYGATE_SAMPLE_INTERVAL_MS", "200"),
+        // The load generator creates as fast as it can from one address.
+        ("PAYGATE_RATE_LIMIT_PER_SEC", "0"),
     ]);
     let api = s.base.as_str();
     let tiny = ["--duration", "1", "--warmup", "0"];

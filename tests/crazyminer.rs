@@ -345,7 +345,19 @@ async fn cancelled_payment_fails_and_unknown_user_is_refused() {
         .unwrap();
     assert_eq!(v1["status_reason"], "not_paid");
 
-    let (code, body) = create(&s, json!({"amount": 20000, "user_identifier": "nobody"})).await;
+    // A well-formed number the main server does not know.
+    let r = client()
+        .put(s.url("/sandbox/medogram/api/users/09120000404/"))
+        .json(&json!({"_missing": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let (code, body) = create(
+        &s,
+        json!({"amount": 20000, "user_identifier": "09120000404"}),
+    )
+    .await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["reason"], "user_not_found");
 }

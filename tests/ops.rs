@@ -80,6 +80,7 @@ async fn metrics_count_a_real_flow_exactly() {
         eventually("order paid", Duration::from_secs(20), || async {
             let v: Value = client()
                 .get(s.url(&format!("/api/orders/{id}")))
+                .bearer_auth(&s.admin_key)
                 .send()
                 .await
                 .ok()?
@@ -229,6 +230,7 @@ async fn metrics_count_a_real_flow_exactly() {
     assert!(!m.contains(&format!("/api/orders/{forged_order}")));
     let order: Value = client()
         .get(s.url(&format!("/api/orders/{forged_order}")))
+        .bearer_auth(&s.admin_key)
         .send()
         .await
         .unwrap()

@@ -126,6 +126,27 @@ impl Fields<'_> {
     }
 }
 
+/// `user_identifier` must match `PAYGATE_USER_IDENTIFIER_PATTERN` (the seed's
+/// phone format by default): it becomes a path segment of the main server's
+/// user URL, so only the shape the main server expects is let through.
+/// A missing or non-string value is left to the full input parser's message.
+pub fn check_user_identifier(
+    settings: &crate::state::ApiSettings,
+    fields: &Fields<'_>,
+) -> Result<(), ApiError> {
+    let Ok(Some(raw)) = fields.optional_string("user_identifier") else {
+        return Ok(());
+    };
+    let value = raw.trim();
+    if value.is_empty() || settings.security.user_identifier_pattern.is_match(value) {
+        return Ok(());
+    }
+    Err(ApiError::invalid_field(
+        "user_identifier",
+        "user_identifier does not have the expected format (e.g. 09123456789)",
+    ))
+}
+
 /// An authenticated caller: `Authorization: Bearer <key>` (or DRF's `Token <key>`).
 pub struct Caller(pub ApiKey);
 

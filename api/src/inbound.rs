@@ -12,10 +12,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
+use paygate_common::domain::Provider;
 use paygate_common::gateways::inbound::{
     InboundAdapter, InboundContext, InboundReply, InboundRequest,
 };
 use paygate_common::queue::dispatch_all;
+use paygate_common::security::SourceAllowlists;
 use paygate_common::store::{Committed, StoreError};
 use std::future::Future;
 use std::pin::Pin;
@@ -26,10 +28,16 @@ use std::sync::Arc;
 /// competitor, so this covers bursts far beyond what gateways send.
 const DECIDE_ATTEMPTS: usize = 24;
 
-/// The routes of every configured gateway's inbound adapter.
-pub fn router(adapters: &[Arc<dyn InboundAdapter>]) -> Router<AppState> {
-    let mut router = Router::new();
+/// The routes of every configured gateway's inbound adapter, each behind its
+/// gateway's source allowlist (`PAYGATE_ALLOW_<GATEWAY>`; empty lets anyone).
+pub fn router(
+    adapters: &[Arc<dyn InboundAdapter>],
+    allowlists: &SourceAllowlists,
+    trusted_proxies: usize,
+) -> Router<AppState> {
+    let mut all = Router::new();
     for adapter in adapters {
+        let mut router = Router::new();
         for route in adapter.routes() {
             let mut methods = MethodRouter::new();
             if route.get {
@@ -40,8 +48,21 @@ pub fn router(adapters: &[Arc<dyn InboundAdapter>]) -> Router<AppState> {
             }
             router = router.route(route.path, methods);
         }
+        let provider = adapter.provider();
+        let nets = match provider {
+            Provider::Medogram => &allowlists.medogram,
+            Provider::Atmos => &allowlists.atmos,
+            Provider::Payme => &allowlists.payme,
+            Provider::Click => &allowlists.click,
+        };
+        all = all.merge(crate::guard::allowlist::restrict(
+            router,
+            provider.as_str(),
+            nets,
+            trusted_proxies,
+        ));
     }
-    router
+    all
 }
 
 fn handler(

@@ -25,31 +25,18 @@ pub fn result_page(p: &Payment) -> String {
 <h1>نتیجه پرداخت</h1>
 <p>شناسه تراکنش: <code id="tx">{id}</code></p>
 <p>مبلغ: {amount} ریال</p>
-<p>وضعیت: <span class="status" id="status" data-status="{raw}">{status}</span></p>
-<p id="tracking"></p>
-<script>
-(function () {{
-  var url = "/crazyminer/payment/status/{id}/";
-  function poll() {{
-    fetch(url).then(function (r) {{ return r.json(); }}).then(function (d) {{
-      var el = document.getElementById("status");
-      el.textContent = d.status_display; el.setAttribute("data-status", d.status);
-      if (d.gateway_tracking_code) {{
-        document.getElementById("tracking").textContent = "کد پیگیری: " + d.gateway_tracking_code;
-      }}
-      if (d.status === "pending" || d.status === "processing") setTimeout(poll, 1000);
-    }}).catch(function () {{ setTimeout(poll, 2000); }});
-  }}
-  poll();
-}})();
-</script>
+<p>وضعیت: <span class="status" id="status" data-status="{raw}" data-pending="pending,processing" data-poll="/crazyminer/payment/status/{id}/">{status}</span></p>
+<p id="tracking" data-label="کد پیگیری: "></p>
+<script src="{script}"></script>
 </body></html>"#,
-        raw = p.status.as_str()
+        raw = p.status.as_str(),
+        script = crate::static_files::STATUS_SCRIPT_PATH
     )
 }
 
-/// The payer's page after the Atmos checkout: the order and its status, polled.
-pub fn order_page(o: &paygate_common::domain::Order) -> String {
+/// The payer's page after the Atmos checkout: the order and its status,
+/// polled with the order's read token (`token`, already checked).
+pub fn order_page(o: &paygate_common::domain::Order, token: &str) -> String {
     let id = o.id;
     let name = escape(o.product_name.as_str());
     let amount = escape(
@@ -66,20 +53,11 @@ pub fn order_page(o: &paygate_common::domain::Order) -> String {
 <body>
 <h1>Buyurtma #{id}</h1>
 <p>{name}: {amount} so'm</p>
-<p>Holat: <span class="status" id="status" data-status="{raw}">{raw}</span></p>
-<script>
-(function () {{
-  function poll() {{
-    fetch("/api/orders/{id}").then(function (r) {{ return r.json(); }}).then(function (d) {{
-      var el = document.getElementById("status");
-      el.textContent = d.status; el.setAttribute("data-status", d.status);
-      if (d.status === "pending") setTimeout(poll, 1000);
-    }}).catch(function () {{ setTimeout(poll, 2000); }});
-  }}
-  poll();
-}})();
-</script>
+<p>Holat: <span class="status" id="status" data-status="{raw}" data-pending="pending" data-poll="/api/orders/{id}?token={token}">{raw}</span></p>
+<script src="{script}"></script>
 </body></html>"#,
-        raw = o.status.as_str()
+        raw = o.status.as_str(),
+        token = escape(token),
+        script = crate::static_files::STATUS_SCRIPT_PATH
     )
 }

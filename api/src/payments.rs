@@ -258,7 +258,7 @@ pub async fn create_order(state: &AppState, input: OrderInput) -> ApiResult<(Ord
     tracing::info!(payment_id = %payment.id, order_id = order.id, "order created");
     dispatch_all(state.queue.as_ref(), &messages).await;
     let payment = match provider.descriptor().checkout {
-        Checkout::Link => checkout_link_now(state, payment).await?,
+        Checkout::Link => checkout_link_now(state, payment, order.access_token.as_deref()).await?,
         Checkout::Invoice => payment,
     };
     Ok((order, payment))
@@ -269,7 +269,11 @@ pub async fn create_order(state: &AppState, input: OrderInput) -> ApiResult<(Ord
 /// `create_invoice` job, committed with it, does the same if this process
 /// stops first (whichever commits first wins; the other finds the payment
 /// moved on). A failure here is logged and left to that job.
-async fn checkout_link_now(state: &AppState, payment: Payment) -> ApiResult<Payment> {
+async fn checkout_link_now(
+    state: &AppState,
+    payment: Payment,
+    order_token: Option<&str>,
+) -> ApiResult<Payment> {
     let Some(gateway) = state.gateways.get(payment.provider) else {
         return Ok(payment);
     };
@@ -278,7 +282,7 @@ async fn checkout_link_now(state: &AppState, payment: Payment) -> ApiResult<Paym
         amount: payment.amount,
         description: payment.description.as_str().to_string(),
         payer: Payer::default(),
-        callback_url: state.return_urls.for_payment(&payment),
+        callback_url: state.return_urls.for_payment(&payment, order_token),
         account: payment.merchant_ref.clone(),
     };
     let invoice = match gateway.create_invoice(&request).await {

@@ -18,6 +18,8 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// Retry budgets of the jobs the API writes.
     pub retry: paygate_common::domain::RetryPolicies,
+    /// Rate limit, trusted proxies, allowlists, the user_identifier pattern.
+    pub security: paygate_common::security::SecuritySettings,
 }
 
 #[derive(Clone)]

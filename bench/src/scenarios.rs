@@ -248,7 +248,10 @@ async fn make_orders(
                 let deadline = Instant::now() + Duration::from_secs(30);
                 while url.is_none() && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(100)).await;
-                    if let Ok(r) = http.get(format!("{base}/v1/orders/{order_id}")).send().await {
+                    // Reading an order needs its token (or an API key).
+                    let token = v["order_token"].as_str().unwrap_or_default();
+                    let read = format!("{base}/v1/orders/{order_id}?token={token}");
+                    if let Ok(r) = http.get(&read).send().await {
                         let v: Value = r.json().await.unwrap_or(Value::Null);
                         url = v["payment_url"].as_str().map(str::to_string);
                     }

@@ -93,8 +93,7 @@ pub async fn api(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding PAYGATE_LISTEN={}", cfg.listen))?;
     println!("paygate api listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown::signal())
+    paygate_api::server::serve(listener, app, cfg.security.http.clone(), shutdown::signal())
         .await
         .context("HTTP server")?;
     store.close().await;
@@ -174,12 +173,12 @@ pub async fn worker(cfg: Config) -> anyhow::Result<()> {
             queue: queue.clone(),
         });
         let mut stop = probe_stop.clone();
+        let limits = cfg.security.http.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
+            let _ = paygate_api::server::serve(listener, app, limits, async move {
+                let _ = stop.changed().await;
+            })
+            .await;
         });
     }
     println!(

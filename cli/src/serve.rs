@@ -5,11 +5,15 @@ use anyhow::Context;
 use paygate_common::config::Config;
 use paygate_common::queue::embedded::EmbeddedQueue;
 use paygate_common::queue::JobQueue;
+use paygate_common::store::Store;
 use paygate_common::telemetry;
-use paygate_sandbox::{Sandbox, SandboxConfig};
+use paygate_sandbox::{ControlCheck, ReturnLinks, Sandbox, SandboxConfig};
 use std::sync::Arc;
 
-fn sandbox(cfg: &Config) -> anyhow::Result<Sandbox> {
+/// `same_site`: the simulators share paygate's address (`serve`), so payers
+/// may only be sent back to `PAYGATE_PUBLIC_URL` unless the operator allows
+/// any link. The standalone sandbox serves other deployments: any http(s) link.
+fn sandbox(cfg: &Config, same_site: bool) -> anyhow::Result<Sandbox> {
     let mut sc = SandboxConfig::from_env().map_err(|e| anyhow::anyhow!(e))?;
     // The built-in simulator must accept the key paygate sends it.
     if std::env::var("PAYGATE_SANDBOX_MEDOGRAM_API_KEY").is_err() {
@@ -36,7 +40,62 @@ fn sandbox(cfg: &Config) -> anyhow::Result<Sandbox> {
             sc.payme.merchant_id = p.merchant_id.clone();
         }
     }
-    Ok(Sandbox::new(sc))
+    // Payers are only sent back to this paygate, unless the operator allows more.
+    let links = if !same_site || cfg.security.sandbox_any_return_link {
+        ReturnLinks::AnyHttp
+    } else {
+        ReturnLinks::only(&cfg.public_url)
+    };
+    Ok(Sandbox::with_return_links(sc, links))
+}
+
+/// Why the simulators must not be mounted, if they must not: they accept
+/// any card and would let anyone "pay" on a real deployment.
+fn sandbox_refusal(cfg: &Config) -> Option<&'static str> {
+    // A gateway URL that is not some paygate's /sandbox/… is a real gateway.
+    let real = |base: &str| url::Url::parse(base).is_ok_and(|u| !u.path().starts_with("/sandbox/"));
+    if cfg.production {
+        return Some("PAYGATE_ENV=production");
+    }
+    if cfg.atmos.as_ref().is_some_and(|a| real(&a.api_base)) {
+        return Some("the real Atmos gateway is configured (ATMOS_API_BASE)");
+    }
+    if real(&cfg.medogram.gateway_url) {
+        return Some("the real medogram gateway is configured (PAYMENT_GATEWAY_URL)");
+    }
+    None
+}
+
+/// `_config` and friends: the sandbox admin key, or (in `serve`) any admin API key.
+fn control_check(cfg: &Config, store: Option<Store>) -> ControlCheck {
+    let open = cfg.security.sandbox_open_control;
+    let key = cfg.security.sandbox_admin_key.clone();
+    Arc::new(move |given: Option<String>| {
+        let key = key.clone();
+        let store = store.clone();
+        Box::pin(async move {
+            if open {
+                return true;
+            }
+            let Some(given) = given.filter(|g| !g.is_empty() && g.len() <= 200) else {
+                return false;
+            };
+            if let Some(key) = key {
+                if bool::from(subtle::ConstantTimeEq::ct_eq(
+                    given.as_bytes(),
+                    key.as_bytes(),
+                )) {
+                    return true;
+                }
+            }
+            match store {
+                Some(store) => {
+                    matches!(store.verify_api_key(&given).await, Ok(Some(k)) if k.is_admin)
+                }
+                None => false,
+            }
+        })
+    })
 }
 
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
@@ -51,8 +110,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let queue: Arc<dyn JobQueue> = Arc::new(queue);
     let engine = Arc::new(wiring::engine(&cfg, store.clone(), queue.clone(), &secret)?);
     let state = wiring::api_state(&cfg, store.clone(), queue.clone())?;
-    let extra = if cfg.sandbox {
-        Some(sandbox(&cfg)?.router())
+    let mount = match (cfg.sandbox, sandbox_refusal(&cfg)) {
+        (true, Some(why)) => {
+            tracing::warn!(reason = why, "the gateway simulators are not mounted");
+            false
+        }
+        (mounted, _) => mounted,
+    };
+    let extra = if mount {
+        Some(sandbox(&cfg, true)?.guarded_router(control_check(&cfg, Some(store.clone()))))
     } else {
         None
     };
@@ -65,7 +131,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     wiring::first_start_admin_key(&store).await?;
     println!("paygate serve listening on http://{local}");
     println!("database: {}", cfg.database_url);
-    if cfg.sandbox {
+    if mount {
         println!("gateway simulators: http://{local}/sandbox/medogram (medogram), http://{local}/sandbox/atmos (Atmos), http://{local}/sandbox/payme (Payme)");
     }
 
@@ -81,8 +147,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
     });
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown::signal())
+    paygate_api::server::serve(listener, app, cfg.security.http.clone(), shutdown::signal())
         .await
         .context("HTTP server")?;
     // HTTP has drained; now let in-flight jobs finish within the grace period.
@@ -94,7 +159,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
 pub async fn sandbox_only(cfg: Config) -> anyhow::Result<()> {
     telemetry::init_logging(cfg.log_format);
-    let app = sandbox(&cfg)?.router();
+    if let Some(why) = sandbox_refusal(&cfg) {
+        anyhow::bail!("refusing to run the gateway simulators: {why}");
+    }
+    let app = sandbox(&cfg, false)?
+        .guarded_router(control_check(&cfg, None))
+        .layer(axum::middleware::from_fn(
+            paygate_api::browser::protect_pages,
+        ));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding PAYGATE_LISTEN={}", cfg.listen))?;
@@ -102,8 +174,7 @@ pub async fn sandbox_only(cfg: Config) -> anyhow::Result<()> {
         "paygate sandbox listening on http://{}",
         listener.local_addr()?
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown::signal())
+    paygate_api::server::serve(listener, app, cfg.security.http.clone(), shutdown::signal())
         .await
         .context("HTTP server")?;
     Ok(())

@@ -93,6 +93,7 @@ pub fn api_state(cfg: &Config, store: Store, queue: Arc<dyn JobQueue>) -> anyhow
             public_url: cfg.public_url.clone(),
             max_body_bytes: cfg.max_body_bytes,
             retry: cfg.retry,
+            security: cfg.security.clone(),
         }),
         gateways: registry::configured(cfg).context("building the gateway clients")?,
         return_urls: return_urls(cfg),

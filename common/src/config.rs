@@ -120,6 +120,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
+    /// Timeouts, limits, allowlists and input rules (security.rs).
+    pub security: crate::security::SecuritySettings,
 }
 
 /// Reads variables through `get`, so tests need not touch the process environment.
@@ -151,6 +153,20 @@ impl<'a> Env<'a> {
             Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
             Some(v) => Err(err(var, format!("expected true or false, got {v:?}"))),
         }
+    }
+    /// For sibling modules that read their own settings (security.rs).
+    pub(crate) fn parse_var<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        self.parse(var, default)
+    }
+    pub(crate) fn text_var(&self, var: &str) -> Option<String> {
+        self.text(var)
+    }
+    pub(crate) fn flag_var(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        self.flag(var, default)
     }
     fn millis(&self, var: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
         Ok(Duration::from_millis(self.parse(var, default_ms)?))
@@ -458,6 +474,7 @@ impl Config {
             shutdown_grace: env.millis("PAYGATE_SHUTDOWN_GRACE_MS", 20_000)?,
             log_format,
             max_body_bytes: env.parse("PAYGATE_MAX_BODY_BYTES", 64 * 1024)?,
+            security: crate::security::load(env)?,
         })
     }
 
@@ -477,16 +494,20 @@ impl Config {
         }
     }
 
-    /// Where a shop gateway's checkout sends the payer back (`{order_id}` is
-    /// filled in): `ATMOS_REDIRECT_URL` (the seed's name; it serves every shop
-    /// gateway) or the built-in order page.
+    /// Where a shop gateway's checkout sends the payer back (`{order_id}` and
+    /// the order's read token `{order_token}` are filled in):
+    /// `ATMOS_REDIRECT_URL` (the seed's name; it serves every shop gateway) or
+    /// the built-in order page.
     pub fn shop_return_url_template(&self) -> String {
         match self.atmos.as_ref().and_then(|a| a.redirect_url.clone()) {
             Some(url) => {
                 let sep = if url.contains('?') { '&' } else { '?' };
                 format!("{url}{sep}order_id={{order_id}}")
             }
-            None => format!("{}/api/orders/{{order_id}}/result/", self.public_url),
+            None => format!(
+                "{}/api/orders/{{order_id}}/result/?token={{order_token}}",
+                self.public_url
+            ),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod domain;
 pub mod gateways;
 pub mod queue;
+pub mod security;
 pub mod store;
 pub mod telemetry;
 pub mod userdir;

@@ -42,7 +42,12 @@ impl UserDirectory {
         &self,
         identifier: &str,
     ) -> Result<Option<serde_json::Value>, GatewayError> {
-        let encoded: String = url::form_urlencoded::byte_serialize(identifier.as_bytes()).collect();
+        let Some(encoded) = path_segment(identifier) else {
+            return Err(GatewayError::permanent(
+                "invalid_user_identifier",
+                "the user identifier cannot be a URL path segment",
+            ));
+        };
         let url = format!(
             "{}{}",
             self.cfg.base_url.trim_end_matches('/'),
@@ -75,6 +80,24 @@ impl UserDirectory {
         }
         Ok(Some(value))
     }
+}
+
+/// Everything but RFC 3986's unreserved characters is escaped, so input can
+/// never add a `/`, `?`, `#` or `%` of its own to a URL path.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'.');
+
+/// One URL path segment built from input, or `None` when it cannot be one.
+/// Dot segments are refused outright: URL parsers resolve `..` (and its
+/// escaped form `%2e%2e`) to the parent, which would steer the request.
+pub fn path_segment(input: &str) -> Option<String> {
+    if input.is_empty() || input.bytes().all(|b| b == b'.') {
+        return None;
+    }
+    Some(percent_encoding::utf8_percent_encode(input, SEGMENT).to_string())
 }
 
 /// Picks the fields a gateway form wants from a profile of unknown shape
@@ -110,6 +133,38 @@ pub fn payer_from_profile(profile: &serde_json::Value) -> Payer {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn path_segments_cannot_steer_the_url() {
+        assert_eq!(path_segment("09123456789").as_deref(), Some("09123456789"));
+        assert_eq!(
+            path_segment("a/b?c#d%e").as_deref(),
+            Some("a%2Fb%3Fc%23d%25e")
+        );
+        assert_eq!(path_segment("a b+c@d").as_deref(), Some("a%20b%2Bc%40d"));
+        for bad in ["", ".", "..", "..."] {
+            assert_eq!(path_segment(bad), None, "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn dot_identifiers_are_refused_before_any_request() {
+        let dir = UserDirectory::new(UserDirectoryConfig {
+            // Nothing listens here: a request would be a transport error instead.
+            base_url: "http://127.0.0.1:9".into(),
+            path: "/api/users/{identifier}/".into(),
+            auth_header: "Authorization".into(),
+            auth_prefix: "Api-Key ".into(),
+            api_key: "k".into(),
+            timeout: Duration::from_millis(200),
+        })
+        .expect("client");
+        let e = dir.fetch("..").await.unwrap_err();
+        assert!(
+            matches!(&e, GatewayError::Permanent { reason, .. } if reason == "invalid_user_identifier"),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn payer_fields_come_from_common_profile_shapes() {

@@ -35,13 +35,26 @@ mod payme;
 
 pub use atmos::{AtmosConfig, AtmosStats, CallbackField, HashAlg};
 pub use click::{AmountFormat, ClickConfig, ClickStats};
+pub use links::ReturnLinks;
 pub use medogram::{MedogramConfig, MedogramStats, ReturnMethod};
 pub use payme::merchant_test as payme_test;
 pub use payme::{PaymeConfig, PaymeStats};
 
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Decides whether a request may use the control endpoints, given its
+/// `Authorization` credential (the text after `Bearer `), if any.
+pub type ControlCheck =
+    Arc<dyn Fn(Option<String>) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 /// Knobs of every simulator.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -81,18 +94,24 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// Simulators that send payers to any http(s) return link.
     pub fn new(cfg: SandboxConfig) -> Self {
+        Self::with_return_links(cfg, ReturnLinks::AnyHttp)
+    }
+
+    pub fn with_return_links(cfg: SandboxConfig, links: ReturnLinks) -> Self {
         let http = http_client();
         Self {
-            medogram: medogram::Medogram::new(cfg.medogram, http.clone()),
-            atmos: atmos::Atmos::new(cfg.atmos, http.clone()),
+            medogram: medogram::Medogram::new(cfg.medogram, http.clone(), links.clone()),
+            atmos: atmos::Atmos::new(cfg.atmos, http.clone(), links),
             payme: payme::Payme::new(cfg.payme, http.clone()),
             click: click::Click::new(cfg.click, http),
         }
     }
 
-    /// Everything under `/sandbox/medogram`, `/sandbox/atmos` and
-    /// `/sandbox/click`, ready to be merged into another router or served alone.
+    /// Everything under `/sandbox/{medogram,atmos,payme,click}`, ready to be
+    /// merged into another router or served alone. The control endpoints are
+    /// open: for tests that embed the simulators; servers use [`Self::guarded_router`].
     pub fn router(&self) -> Router {
         Router::new()
             .nest("/sandbox/medogram", self.medogram.router())
@@ -101,6 +120,57 @@ impl Sandbox {
             .nest("/sandbox/click", self.click.router())
     }
 
+    /// [`Self::router`] with the control endpoints (`_config`, `_stats`,
+    /// `_reset`, registering users) behind `check`: they show and change the
+    /// simulators' secrets, so a stranger must not reach them.
+    pub fn guarded_router(&self, check: ControlCheck) -> Router {
+        self.router().layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let check = check.clone();
+                async move { guard_control(check, req, next).await }
+            },
+        ))
+    }
+}
+
+fn is_control(req: &Request) -> bool {
+    let path = req.uri().path();
+    let last = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    last.starts_with('_')
+        || (req.method() == axum::http::Method::PUT && path.contains("/api/users/"))
+}
+
+async fn guard_control(check: ControlCheck, req: Request, next: Next) -> Response {
+    if !is_control(&req) {
+        return next.run(req).await;
+    }
+    let credential = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim().to_string());
+    if check(credential).await {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"paygate-sandbox\"")],
+            axum::Json(serde_json::json!({"error": {
+                "code": "unauthorized",
+                "message": "the simulators' control endpoints need the admin key (Authorization: Bearer <key>)",
+            }})),
+        )
+            .into_response()
+    }
+}
+
+impl Sandbox {
     pub fn medogram_stats(&self) -> MedogramStats {
         self.medogram.stats()
     }

@@ -3,6 +3,45 @@
 //! Merchants encode their return URLs in every way imaginable (raw, once,
 //! twice), so decoding is deliberately lenient.
 
+/// Where the simulators may send a payer back to. A return link is always
+/// an absolute `http(s)` URL (a `javascript:` link would run in the
+/// simulator's origin); [`ReturnLinks::Origins`] narrows it to named sites,
+/// so a shared simulator cannot be used as an open redirect.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ReturnLinks {
+    /// Any absolute http(s) URL (the library default, for tests and local use).
+    #[default]
+    AnyHttp,
+    /// Only URLs on these origins, e.g. `http://127.0.0.1:8080`.
+    Origins(Vec<String>),
+}
+
+impl ReturnLinks {
+    /// Only links to `base_url`'s origin.
+    pub fn only(base_url: &str) -> Self {
+        let origin = url::Url::parse(base_url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
+        ReturnLinks::Origins(vec![origin])
+    }
+
+    pub fn allows(&self, link: &str) -> bool {
+        let Ok(url) = url::Url::parse(link.trim()) else {
+            return false;
+        };
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return false;
+        }
+        match self {
+            ReturnLinks::AnyHttp => true,
+            ReturnLinks::Origins(origins) => {
+                let origin = url.origin().ascii_serialization();
+                origins.contains(&origin)
+            }
+        }
+    }
+}
+
 /// Percent-decodes `raw` again while it still looks like an encoded URL.
 ///
 /// Callers pass a value that transport decoding (form or query) already
@@ -95,6 +134,29 @@ pub(crate) fn append_query(base: &str, pairs: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_http_links_and_only_allowed_origins() {
+        let any = ReturnLinks::AnyHttp;
+        assert!(any.allows("https://shop.example/r?o=1"));
+        assert!(any.allows("http://127.0.0.1:8080/x"));
+        for bad in [
+            "javascript:alert(document.domain)",
+            " JavaScript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "/relative",
+            "//evil.example/x",
+            "ftp://x.example/",
+            "",
+        ] {
+            assert!(!any.allows(bad), "{bad}");
+        }
+        let ours = ReturnLinks::only("http://127.0.0.1:8080");
+        assert!(ours.allows("http://127.0.0.1:8080/api/orders/1/result/?token=ab"));
+        assert!(!ours.allows("https://evil.example/landing"));
+        assert!(!ours.allows("http://127.0.0.1:8081/"));
+        assert!(!ours.allows("http://127.0.0.1:8080@evil.example/"));
+    }
 
     #[test]
     fn decodes_double_encoded_once_more() {

@@ -720,3 +720,229 @@ async fn config_round_trip_and_reset() {
         "STPIMS-ERR-061"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The merchant API third-party clients call besides create/get/reverse
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn card_flow_pre_apply_otp_apply_asks_the_merchant_and_confirms() {
+    let (url, m) = merchant((StatusCode::OK, json!({"status": 1, "message": "Успешно"}))).await;
+    let (sb, r) = sandbox(with(callback_cfg(&url)));
+    let t = token(&r).await;
+    let id = create(&r, &t, "197", 5_000_000).await;
+    let code = |v: Value| v["result"]["code"].as_str().unwrap_or_default().to_owned();
+
+    // apply before pre-apply, and malformed cards, are refused.
+    let early = call(
+        &r,
+        api(
+            "apply",
+            &t,
+            &json!({"store_id": "8157", "transaction_id": id, "otp": "111111"}),
+        ),
+    )
+    .await;
+    assert_eq!(code(early.json()), "STPIMS-ERR-041");
+    for bad in [
+        json!({"store_id": "8157", "transaction_id": id}),
+        json!({"store_id": "8157", "transaction_id": id, "card_number": "8600", "expiry": "2802"}),
+        json!({"store_id": "8157", "transaction_id": id, "card_number": "8600490000003347", "expiry": "28/02"}),
+        json!({"store_id": "8157", "transaction_id": id, "card_number": "8600490000003347", "expiry": "2802", "card_token": "t"}),
+    ] {
+        let reply = call(&r, api("pre-apply", &t, &bad)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(code(reply.json()), "STPIMS-ERR-001", "{bad}");
+    }
+    let pre = call(&r, api("pre-apply", &t, &json!({"store_id": "8157", "transaction_id": id, "card_number": "8600490000003347", "expiry": "2802"}))).await.json();
+    assert_eq!(code(pre.clone()), "OK");
+    assert_eq!(pre["transaction_id"], id);
+
+    let wrong = call(
+        &r,
+        api(
+            "apply",
+            &t,
+            &json!({"store_id": "8157", "transaction_id": id, "otp": "000000"}),
+        ),
+    )
+    .await;
+    assert_eq!(code(wrong.json()), "STPIMS-ERR-044");
+    assert!(
+        m.seen.lock().unwrap().is_empty(),
+        "no callback before the right code"
+    );
+
+    let applied = call(
+        &r,
+        api(
+            "apply",
+            &t,
+            &json!({"store_id": "8157", "transaction_id": id, "otp": "111111"}),
+        ),
+    )
+    .await
+    .json();
+    assert_eq!(code(applied.clone()), "OK", "{applied}");
+    assert_eq!(applied["store_transaction"]["confirmed"], true);
+    assert!(applied["store_transaction"]["success_trans_id"]
+        .as_u64()
+        .is_some());
+    assert_eq!(m.seen.lock().unwrap().len(), 1);
+    // info is another name for get.
+    let info = call(
+        &r,
+        api(
+            "info",
+            &t,
+            &json!({"store_id": "8157", "transaction_id": id}),
+        ),
+    )
+    .await
+    .json();
+    assert_eq!(info["store_transaction"]["status_message"], "Success");
+    assert_eq!(sb.atmos_stats().confirmed_total, 1);
+    // A paid transaction cannot be cancelled or paid again.
+    let cancel = call(
+        &r,
+        api(
+            "cancel",
+            &t,
+            &json!({"store_id": "8157", "transaction_id": id}),
+        ),
+    )
+    .await;
+    assert_eq!(code(cancel.json()), "STPIMS-ERR-092");
+}
+
+#[tokio::test]
+async fn card_flow_refused_by_the_merchant_and_cancel_of_an_unpaid_transaction() {
+    let (url, _m) = merchant((StatusCode::OK, json!({"status": 0, "message": "no"}))).await;
+    let (_, r) = sandbox(with(callback_cfg(&url)));
+    let t = token(&r).await;
+    let code = |v: Value| v["result"]["code"].as_str().unwrap_or_default().to_owned();
+    let id = create(&r, &t, "198", 1000).await;
+    call(
+        &r,
+        api(
+            "pre-apply",
+            &t,
+            &json!({"store_id": "8157", "transaction_id": id, "card_token": "tok"}),
+        ),
+    )
+    .await;
+    let applied = call(
+        &r,
+        api(
+            "apply",
+            &t,
+            &json!({"store_id": "8157", "transaction_id": id, "otp": "111111"}),
+        ),
+    )
+    .await;
+    assert_eq!(code(applied.json()), "STPIMS-ERR-050");
+
+    let id = create(&r, &t, "199", 1000).await;
+    for _ in 0..2 {
+        let c = call(
+            &r,
+            api(
+                "cancel",
+                &t,
+                &json!({"store_id": "8157", "transaction_id": id}),
+            ),
+        )
+        .await
+        .json();
+        assert_eq!(code(c.clone()), "OK", "{c}");
+        assert_eq!(c["store_transaction"]["status_message"], "Declined");
+    }
+    let missing = call(&r, api("cancel", &t, &json!({"transaction_id": 1}))).await;
+    assert_eq!(code(missing.json()), "STPIMS-ERR-061");
+    let no_token = call(&r, api("cancel", "nope", &json!({"transaction_id": id}))).await;
+    assert_eq!(no_token.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn unknown_methods_answer_in_the_atmos_envelope() {
+    let (_, r) = sandbox(SandboxConfig::default());
+    let t = token(&r).await;
+    for req in [
+        api("get-status", &t, &json!({})),
+        api("no-such-thing", &t, &json!({})),
+        Request::get(format!("{A}/merchant/pay/create"))
+            .body(Body::empty())
+            .unwrap(),
+        Request::post(format!("{A}/partner/bind-card/init"))
+            .body(Body::empty())
+            .unwrap(),
+    ] {
+        let reply = call(&r, req).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+        let v = reply.json();
+        assert_eq!(v["result"]["code"], "STPIMS-ERR-000", "{v}");
+        assert!(v["result"]["description"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn return_links_are_only_http_and_only_allowed_origins() {
+    let sb = paygate_sandbox::Sandbox::with_return_links(
+        SandboxConfig::default(),
+        paygate_sandbox::ReturnLinks::only("https://shop.example"),
+    );
+    let r = sb.router();
+    let t = token(&r).await;
+    for (link, followed) in [
+        ("https://shop.example/back", true),
+        ("https://evil.example/landing", false),
+        ("javascript:alert(document.domain)", false),
+    ] {
+        let id = create(&r, &t, "200", 1000).await;
+        let page = call(
+            &r,
+            Request::get(format!(
+                "{A}/invoice/get?storeId=8157&transactionId={id}&redirectLink={}",
+                link.replace(':', "%3A").replace('/', "%2F")
+            ))
+            .body(Body::empty())
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(page.body.contains(link), followed, "{link}: {}", page.body);
+        let reply = call(&r, checkout_form("decline", id, link)).await;
+        if followed {
+            assert_eq!(reply.status, StatusCode::FOUND);
+            assert_eq!(reply.location(), link);
+        } else {
+            assert_eq!(reply.status, StatusCode::OK, "{link}");
+            assert!(!reply.body.contains("evil") && !reply.body.contains("javascript:"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn guarded_control_endpoints_need_the_check() {
+    let sb = paygate_sandbox::Sandbox::new(SandboxConfig::default());
+    let check: paygate_sandbox::ControlCheck = Arc::new(|given: Option<String>| {
+        Box::pin(async move { given.as_deref() == Some("right") })
+    });
+    let r = sb.guarded_router(check);
+    for (auth, want) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("Bearer wrong"), StatusCode::UNAUTHORIZED),
+        (Some("Bearer right"), StatusCode::OK),
+    ] {
+        for path in ["/sandbox/atmos/_config", "/sandbox/medogram/_stats"] {
+            let mut req = Request::get(path);
+            if let Some(a) = auth {
+                req = req.header(header::AUTHORIZATION, a);
+            }
+            let reply = call(&r, req.body(Body::empty()).unwrap()).await;
+            assert_eq!(reply.status, want, "{path} {auth:?}");
+        }
+    }
+    // The payer-facing and API routes are not guarded.
+    let t = token(&r).await;
+    create(&r, &t, "201", 1000).await;
+}

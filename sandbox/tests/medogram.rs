@@ -620,3 +620,43 @@ async fn config_round_trip_stats_and_reset() {
     .await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn send_refuses_return_links_a_payer_must_not_follow() {
+    let (_, r) = sandbox(SandboxConfig::default());
+    for bad in [
+        "javascript:alert(document.domain)",
+        "data:text/html,x",
+        "/relative",
+    ] {
+        assert_eq!(
+            send(&r, &[("api", KEY), ("amount", "1000"), ("redirect", bad)]).await,
+            "-3",
+            "{bad}"
+        );
+    }
+    let sb = paygate_sandbox::Sandbox::with_return_links(
+        SandboxConfig::default(),
+        paygate_sandbox::ReturnLinks::only("https://merchant.example"),
+    );
+    let r = sb.router();
+    assert_eq!(
+        send(
+            &r,
+            &[
+                ("api", KEY),
+                ("amount", "1000"),
+                ("redirect", "https://evil.example/x")
+            ]
+        )
+        .await,
+        "-3"
+    );
+    assert!(send(
+        &r,
+        &[("api", KEY), ("amount", "1000"), ("redirect", REDIRECT)]
+    )
+    .await
+    .parse::<i64>()
+    .is_ok_and(|id| id > 0));
+}

@@ -41,6 +41,8 @@ pub fn fast_env() -> Vec<(&'static str, &'static str)> {
         ("PAYGATE_JOB_LEASE_MS", "3000"),
         ("PAYGATE_GATEWAY_TIMEOUT_MS", "2000"),
         ("RUST_LOG", "warn"),
+        // The tests steer the simulators through _config without a key.
+        ("PAYGATE_SANDBOX_OPEN_CONTROL", "true"),
     ]
 }
 

@@ -78,6 +78,7 @@ async fn create(
     headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
+    crate::extract::check_user_identifier(&state.settings, &Fields(&body))?;
     let input = CrazyMinerPaymentInput::parse(&Fields(&body))?;
     let (payment, _) = create_crazyminer_payment(&state, input, idempotency_key(&headers)?).await?;
     let payment = wait_for_payment_url(&state, payment, state.settings.seed_wait).await?;

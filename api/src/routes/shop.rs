@@ -2,16 +2,18 @@
 //! An order is paid through its payment; the order's status follows it.
 
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Caller;
 use crate::extract::{Fields, JsonObject};
 use crate::payments::{create_order, failed_to_start, wait_for_payment_url, OrderInput};
 use crate::routes::v1::{lang, preferred_wait, resource};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paygate_common::domain::{Lang, Order, Payment};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub fn router() -> Router<AppState> {
@@ -47,6 +49,44 @@ async fn load(state: &AppState, raw: &str) -> ApiResult<(Order, Option<Payment>)
     Ok((order, payment))
 }
 
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// Reading an order needs an API key or the order's own token; without
+/// either it answers as if the order did not exist, so ids cannot be counted.
+async fn authorize(
+    state: &AppState,
+    parts: &mut axum::http::request::Parts,
+    token: Option<&str>,
+    order: &Order,
+) -> ApiResult<()> {
+    if let (Some(given), Some(expected)) = (token, order.access_token.as_deref()) {
+        if bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.as_bytes(),
+            expected.as_bytes(),
+        )) {
+            return Ok(());
+        }
+    }
+    if parts.headers.contains_key(header::AUTHORIZATION) {
+        Caller::from_request_parts(parts, state).await?;
+        return Ok(());
+    }
+    Err(ApiError::not_found("order").with(
+        "hint",
+        "reading an order needs its token (?token=) or an API key",
+    ))
+}
+
+fn order_link(o: &Order, base: &str) -> String {
+    match &o.access_token {
+        Some(t) => format!("{base}/{}?token={t}", o.id),
+        None => format!("{base}/{}", o.id),
+    }
+}
+
 fn amount_text(o: &Order) -> String {
     o.amount
         .to_decimal_string(paygate_common::domain::Currency::Uzs)
@@ -60,6 +100,7 @@ fn seed_body(o: &Order, p: &Payment) -> Value {
         "payment_type": o.payment_type.as_str(),
         "amount": amount_text(o),
         "status": o.status.as_str(),
+        "order_token": o.access_token,
     })
 }
 
@@ -97,7 +138,7 @@ async fn create_seed(
     };
     Ok((
         code,
-        [(header::LOCATION, format!("/api/orders/{}", order.id))],
+        [(header::LOCATION, order_link(&order, "/api/orders"))],
         Json(seed_body(&order, &payment)),
     )
         .into_response())
@@ -124,29 +165,39 @@ async fn create_v1(
     };
     Ok((
         code,
-        [(header::LOCATION, format!("/v1/orders/{}", order.id))],
-        Json(order_resource(&order, Some(&payment), lang(&headers))),
+        [(header::LOCATION, order_link(&order, "/v1/orders"))],
+        Json({
+            let mut body = order_resource(&order, Some(&payment), lang(&headers));
+            body["order_token"] = json!(order.access_token);
+            body
+        }),
     )
         .into_response())
 }
 
 async fn show(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    Query(q): Query<TokenQuery>,
+    mut parts: axum::http::request::Parts,
 ) -> ApiResult<Json<Value>> {
     let (order, payment) = load(&state, &id).await?;
+    authorize(&state, &mut parts, q.token.as_deref(), &order).await?;
     Ok(Json(order_resource(
         &order,
         payment.as_ref(),
-        lang(&headers),
+        lang(&parts.headers),
     )))
 }
 
 async fn result_page(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<TokenQuery>,
+    mut parts: axum::http::request::Parts,
 ) -> ApiResult<Html<String>> {
     let (order, _) = load(&state, &id).await?;
-    Ok(Html(crate::pages::order_page(&order)))
+    authorize(&state, &mut parts, q.token.as_deref(), &order).await?;
+    let token = order.access_token.clone().unwrap_or_default();
+    Ok(Html(crate::pages::order_page(&order, &token)))
 }

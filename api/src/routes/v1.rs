@@ -104,6 +104,7 @@ async fn create(
             ));
         }
     }
+    crate::extract::check_user_identifier(&state.settings, &fields)?;
     let input = CrazyMinerPaymentInput::parse(&fields)?;
     let key = match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
         Some(k) if !k.trim().is_empty() && k.len() <= 255 => Some(k.trim().to_string()),

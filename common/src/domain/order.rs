@@ -144,6 +144,9 @@ pub struct Order {
     pub payment_type: PaymentType,
     pub status: OrderStatus,
     pub payment_id: Option<PaymentId>,
+    /// The capability that lets a payer read this order without an API key
+    /// (`None` for orders made before tokens existed).
+    pub access_token: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -74,6 +74,10 @@ impl UserIdentifier {
         {
             return Err(FieldError::BadCharacters { field });
         }
+        // `.` and `..` would be dot segments in the main server's user URL.
+        if s.bytes().all(|b| b == b'.') {
+            return Err(FieldError::BadCharacters { field });
+        }
         Ok(UserIdentifier(s.to_string()))
     }
     pub fn as_str(&self) -> &str {
@@ -255,6 +259,12 @@ mod tests {
             UserIdentifier::parse("../../etc"),
             Err(FieldError::BadCharacters { .. })
         ));
+        for dots in [".", "..", "..."] {
+            assert!(matches!(
+                UserIdentifier::parse(dots),
+                Err(FieldError::BadCharacters { .. })
+            ));
+        }
         assert!(matches!(
             UserIdentifier::parse("a b"),
             Err(FieldError::BadCharacters { .. })

@@ -119,18 +119,25 @@ pub struct ReturnUrls {
     /// medogram: our callback route, which verifies and then redirects the payer.
     pub medogram: String,
     /// Shop gateways (Atmos, Payme, Click): a page for the payer; `{order_id}`
-    /// is replaced. (They tell us about the payment server to server, not
+    /// and `{order_token}` are replaced. (They tell us about the payment server to server, not
     /// through this redirect.)
     pub shop_template: String,
 }
 
 impl ReturnUrls {
-    pub fn for_payment(&self, payment: &crate::domain::Payment) -> String {
+    /// `order_token`: the order's read token, carried by the payer's link
+    /// back to the order page.
+    pub fn for_payment(
+        &self,
+        payment: &crate::domain::Payment,
+        order_token: Option<&str>,
+    ) -> String {
         match payment.provider {
             Provider::Medogram => self.medogram.clone(),
             Provider::Atmos | Provider::Payme | Provider::Click => self
                 .shop_template
-                .replace("{order_id}", &payment.merchant_ref),
+                .replace("{order_id}", &payment.merchant_ref)
+                .replace("{order_token}", order_token.unwrap_or_default()),
         }
     }
 }

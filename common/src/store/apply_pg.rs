@@ -115,9 +115,9 @@ const SQL: &str = concat!(
     has!("inbound"),
     " OR EXISTS (SELECT 1 FROM m)) AS ok), \
      o AS (INSERT INTO orders (product_name, amount_minor, payment_type, status, payment_id, \
-       created_at, updated_at) \
+       created_at, updated_at, access_token) \
        SELECT x->>'product_name', (x->>'amount_minor')::bigint, x->>'payment_type', 'pending', \
-       x->>'payment_id', n, n \
+       x->>'payment_id', n, n, x->>'access_token' \
        FROM (SELECT $1::jsonb -> 'order' AS x, ",
     now!(),
     " AS n) s WHERE x IS NOT NULL AND (SELECT ok FROM go) RETURNING id), \
@@ -258,6 +258,7 @@ struct OrderDoc<'a> {
     amount_minor: i64,
     payment_type: &'static str,
     payment_id: String,
+    access_token: String,
 }
 
 #[derive(Serialize)]
@@ -367,6 +368,7 @@ fn doc(cs: &Changeset, now: i64) -> Doc<'_> {
                 .as_ref()
                 .map(|p| p.id.to_string())
                 .unwrap_or_default(),
+            access_token: super::orders::new_access_token(),
         }),
         payment: cs.payment.as_ref().map(|p| PaymentDoc {
             id: p.id.to_string(),

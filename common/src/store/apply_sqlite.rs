@@ -117,13 +117,15 @@ async fn apply(
         let payment_id = cs.payment.as_ref().map(|p| p.id.to_string());
         let row = sqlx::query(
             "INSERT INTO orders (product_name, amount_minor, payment_type, status, payment_id, \
-             created_at, updated_at) VALUES ($1, $2, $3, 'pending', $4, $5, $5) RETURNING id",
+             created_at, updated_at, access_token) \
+             VALUES ($1, $2, $3, 'pending', $4, $5, $5, $6) RETURNING id",
         )
         .bind(o.product_name.as_str())
         .bind(o.amount.minor())
         .bind(o.payment_type.as_str())
         .bind(payment_id)
         .bind(now)
+        .bind(super::orders::new_access_token())
         .fetch_one(&mut **tx)
         .await?;
         order_id = Some(row.try_get::<i64, _>("id")?);

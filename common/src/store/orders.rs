@@ -36,13 +36,20 @@ fn order(row: &AnyRow) -> StoreResult<Order> {
         payment_id: payment_id
             .map(|p: String| PaymentId::parse(&p).ok_or_else(|| corrupt("order payment id", &p)))
             .transpose()?,
+        access_token: row.try_get::<Option<String>, _>("access_token")?,
         created_at: rows::time(row.try_get("created_at")?)?,
         updated_at: rows::time(row.try_get("updated_at")?)?,
     })
 }
 
+/// An order's read token: 256 random bits, hex. Reading an order needs it
+/// (or an API key), so orders cannot be read by counting their ids.
+pub(crate) fn new_access_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
 const ORDER_COLUMNS: &str =
-    "id, product_name, amount_minor, payment_type, status, payment_id, created_at, updated_at";
+    "id, product_name, amount_minor, payment_type, status, payment_id, access_token, created_at, updated_at";
 
 impl Store {
     /// Creates the order, its payment (whose merchant reference is the order

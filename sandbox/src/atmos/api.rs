@@ -22,17 +22,17 @@ pub(super) async fn fault(a: &Atmos) -> Option<Response> {
     None
 }
 
-fn result(code: &Code) -> Value {
+pub(super) fn result(code: &Code) -> Value {
     json!({ "code": code.code, "description": code.description })
 }
 
 /// Business errors are HTTP 200 with a non-"OK" `result.code`.
-fn refuse(code: &Code) -> Response {
+pub(super) fn refuse(code: &Code) -> Response {
     Json(json!({ "result": result(code) })).into_response()
 }
 
 /// Faults, then the Bearer check, then a JSON object body.
-async fn preamble(
+pub(super) async fn preamble(
     a: &Atmos,
     headers: &HeaderMap,
     body: &Bytes,
@@ -50,7 +50,7 @@ async fn preamble(
 /// A JSON string (trimmed) or an integer, as text. Clients disagree on
 /// whether ids travel as strings or numbers (docs/gateways/atmos.md,
 /// 'Amounts and ids'), so both are accepted.
-fn text(v: Option<&Value>) -> Option<String> {
+pub(super) fn text(v: Option<&Value>) -> Option<String> {
     match v? {
         Value::String(s) => Some(s.trim().to_owned()),
         Value::Number(n) if n.is_u64() || n.is_i64() => Some(n.to_string()),
@@ -63,7 +63,7 @@ fn digits(s: &str) -> bool {
 }
 
 /// A non-negative integer given as a number or a digit-only string.
-fn id(v: Option<&Value>) -> Option<u64> {
+pub(super) fn id(v: Option<&Value>) -> Option<u64> {
     match v? {
         Value::Number(n) => n.as_u64(),
         Value::String(s) if digits(s.trim()) => s.trim().parse().ok(),
@@ -71,7 +71,7 @@ fn id(v: Option<&Value>) -> Option<u64> {
     }
 }
 
-fn store_matches(body: &Map<String, Value>, store_id: &str) -> bool {
+pub(super) fn store_matches(body: &Map<String, Value>, store_id: &str) -> bool {
     text(body.get("store_id")).as_deref() == Some(store_id)
 }
 

@@ -167,18 +167,23 @@ fn lookup(
 
 pub(super) async fn page(State(a): State<Atmos>, RawQuery(query): RawQuery) -> Response {
     let q = parse_query(query.as_deref().unwrap_or_default());
+    let link = a.allowed_link(q.redirect_link.as_deref());
     match lookup(&a, q.store_id.as_deref(), q.transaction_id.as_deref()) {
-        Ok((txn, store_id)) => render(&txn, &store_id, q.redirect_link.as_deref(), None),
+        Ok((txn, store_id)) => render(&txn, &store_id, link, None),
         Err(e) => e.into_response(),
     }
 }
 
-/// The hidden fields the checkout forms post back.
-fn posted(form: &FormFields) -> (Option<&str>, Option<&str>, Option<&str>) {
+/// The hidden fields the checkout forms post back; a return link the payer
+/// may not be sent to is dropped (the page then just says what happened).
+fn posted<'f>(
+    a: &Atmos,
+    form: &'f FormFields,
+) -> (Option<&'f str>, Option<&'f str>, Option<&'f str>) {
     (
         form.get("storeId"),
         form.get("transactionId"),
-        form.get("redirectLink").filter(|l| !l.is_empty()),
+        a.allowed_link(form.get("redirectLink").filter(|l| !l.is_empty())),
     )
 }
 
@@ -200,7 +205,7 @@ fn tell(title: &str, text: &str, link: Option<&str>) -> Response {
 }
 
 pub(super) async fn pay(State(a): State<Atmos>, form: FormFields) -> Response {
-    let (store_id, transaction_id, link) = posted(&form);
+    let (store_id, transaction_id, link) = posted(&a, &form);
     let txn = match lookup(&a, store_id, transaction_id) {
         Ok((txn, _)) => txn,
         Err(e) => return e.into_response(),
@@ -235,7 +240,7 @@ pub(super) async fn pay(State(a): State<Atmos>, form: FormFields) -> Response {
 }
 
 pub(super) async fn decline(State(a): State<Atmos>, form: FormFields) -> Response {
-    let (store_id, transaction_id, link) = posted(&form);
+    let (store_id, transaction_id, link) = posted(&a, &form);
     let txn = match lookup(&a, store_id, transaction_id) {
         Ok((txn, _)) => txn,
         Err(e) => return e.into_response(),
@@ -266,7 +271,7 @@ pub(super) async fn decline(State(a): State<Atmos>, form: FormFields) -> Respons
 /// Shows the page again with the error Atmos gives for a wrong SMS code;
 /// the transaction stays payable.
 pub(super) async fn wrong_otp(State(a): State<Atmos>, form: FormFields) -> Response {
-    let (store_id, transaction_id, link) = posted(&form);
+    let (store_id, transaction_id, link) = posted(&a, &form);
     match lookup(&a, store_id, transaction_id) {
         Ok((txn, store_id)) => {
             let error = format!(

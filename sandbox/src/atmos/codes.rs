@@ -55,3 +55,18 @@ pub(crate) const NOT_CONFIRMED: Code = Code {
     code: "STPIMS-ERR-093",
     description: "Транзакция не подтверждена",
 };
+/// `/merchant/pay/apply` before a card was attached by pre-apply.
+pub(crate) const NOT_PRE_APPLIED: Code = Code {
+    code: "STPIMS-ERR-041",
+    description: "Карта не привязана к транзакции",
+};
+/// The merchant refused the payment (its callback answered `status: 0`).
+pub(crate) const DECLINED: Code = Code {
+    code: "STPIMS-ERR-050",
+    description: "Платёж отклонён",
+};
+/// A method this API does not have.
+pub(crate) const UNKNOWN_METHOD: Code = Code {
+    code: "STPIMS-ERR-000",
+    description: "Метод не найден",
+};

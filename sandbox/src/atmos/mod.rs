@@ -5,6 +5,7 @@ mod callback;
 mod checkout;
 mod codes;
 mod config;
+mod direct;
 mod sign;
 mod store;
 mod token;
@@ -29,17 +30,28 @@ struct Inner {
     config: Mutex<AtmosConfig>,
     store: Mutex<Store>,
     http: reqwest::Client,
+    return_links: crate::links::ReturnLinks,
 }
 
 impl Atmos {
-    pub(crate) fn new(config: AtmosConfig, http: reqwest::Client) -> Self {
+    pub(crate) fn new(
+        config: AtmosConfig,
+        http: reqwest::Client,
+        return_links: crate::links::ReturnLinks,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config: Mutex::new(config),
                 store: Mutex::new(Store::default()),
                 http,
+                return_links,
             }),
         }
+    }
+
+    /// `link` if the payer may be sent there, else nothing.
+    fn allowed_link<'l>(&self, link: Option<&'l str>) -> Option<&'l str> {
+        link.filter(|l| self.inner.return_links.allows(l))
     }
 
     /// A snapshot, so one request sees one consistent set of knobs.
@@ -71,10 +83,16 @@ impl Atmos {
             .route("/token", post(token::issue))
             .route("/merchant/pay/create", post(api::create))
             .route("/merchant/pay/get", post(api::get))
+            .route("/merchant/pay/info", post(api::get))
             .route("/merchant/pay/reverse", post(api::reverse))
+            .route("/merchant/pay/cancel", post(direct::cancel))
+            .route("/merchant/pay/pre-apply", post(direct::pre_apply))
+            .route("/merchant/pay/apply", post(direct::apply))
             .nest("/invoice", invoice.clone())
             .nest("/checkout/invoice", invoice)
             .merge(admin::routes::<Self>())
+            .fallback(direct::unknown)
+            .method_not_allowed_fallback(direct::unknown)
             .with_state(self.clone())
     }
 }

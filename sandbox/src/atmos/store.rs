@@ -135,6 +135,9 @@ pub(crate) struct Store {
     /// access_token → expiry.
     pub tokens: HashMap<String, Instant>,
     pub stats: AtmosStats,
+    /// Transactions a card was attached to by `/merchant/pay/pre-apply`
+    /// (the OTP was "sent"), waiting for `/merchant/pay/apply`.
+    pub pre_applied: std::collections::HashSet<u64>,
 }
 
 impl Default for Store {
@@ -149,6 +152,7 @@ impl Default for Store {
             next_success_id: rand::random_range(5_000_000_000..6_000_000_000),
             tokens: HashMap::new(),
             stats: AtmosStats::default(),
+            pre_applied: std::collections::HashSet::new(),
         }
     }
 }

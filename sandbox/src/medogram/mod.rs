@@ -28,17 +28,27 @@ struct Inner {
     config: Mutex<MedogramConfig>,
     store: Mutex<Store>,
     http: reqwest::Client,
+    return_links: crate::links::ReturnLinks,
 }
 
 impl Medogram {
-    pub(crate) fn new(config: MedogramConfig, http: reqwest::Client) -> Self {
+    pub(crate) fn new(
+        config: MedogramConfig,
+        http: reqwest::Client,
+        return_links: crate::links::ReturnLinks,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config: Mutex::new(config),
                 store: Mutex::new(Store::default()),
                 http,
+                return_links,
             }),
         }
+    }
+
+    fn return_links(&self) -> &crate::links::ReturnLinks {
+        &self.inner.return_links
     }
 
     /// A snapshot: each request works with the knobs as they were when it

@@ -52,7 +52,11 @@ fn digits(s: &str) -> Option<u64> {
 }
 
 /// Validates in the order the checklist gives: api, amount, redirect.
-fn validate_send(api_key: &str, form: &FormFields) -> Result<NewInvoice, i64> {
+fn validate_send(
+    api_key: &str,
+    form: &FormFields,
+    links: &crate::links::ReturnLinks,
+) -> Result<NewInvoice, i64> {
     if form.get("api") != Some(api_key) {
         return Err(SEND_BAD_API);
     }
@@ -62,7 +66,8 @@ fn validate_send(api_key: &str, form: &FormFields) -> Result<NewInvoice, i64> {
         .filter(|a| *a >= MIN_AMOUNT_RIAL)
         .ok_or(SEND_BAD_AMOUNT)?;
     let redirect = decode_lenient(form.get("redirect").unwrap_or_default());
-    if redirect.is_empty() {
+    // A link the payer may not be sent to counts as no usable redirect.
+    if redirect.is_empty() || !links.allows(&redirect) {
         return Err(SEND_NO_REDIRECT);
     }
     let text = |name: &str| form.get(name).unwrap_or_default().to_owned();
@@ -83,7 +88,7 @@ pub(super) async fn gateway_send(State(m): State<Medogram>, form: FormFields) ->
     let cfg = m.config();
     m.store()
         .record_send(form.get("factorId").unwrap_or_default());
-    let new = match validate_send(&cfg.api_key, &form) {
+    let new = match validate_send(&cfg.api_key, &form, m.return_links()) {
         Ok(new) => new,
         Err(code) => return bare(code),
     };

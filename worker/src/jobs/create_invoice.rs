@@ -71,12 +71,28 @@ async fn run(engine: &Engine, payment: &Payment) -> Step {
             }
         }
     };
+    // The payer's return page needs the order's read token in its link.
+    let order_token = match payment.order_id {
+        Some(id) => match engine.store.order(id).await {
+            Ok(order) => order.and_then(|o| o.access_token),
+            Err(e) => {
+                return Step::Retry {
+                    error: format!("reading the order: {e}"),
+                    retry_after: None,
+                    exhausted_reason: None,
+                }
+            }
+        },
+        None => None,
+    };
     let request = InvoiceRequest {
         payment_id: payment.id,
         amount: payment.amount,
         description: payment.description.as_str().to_string(),
         payer,
-        callback_url: engine.return_urls.for_payment(payment),
+        callback_url: engine
+            .return_urls
+            .for_payment(payment, order_token.as_deref()),
         account: payment.merchant_ref.clone(),
     };
     let invoice = match gateway.create_invoice(&request).await {

@@ -41,3 +41,6 @@ pub fn register(
                 .collect(),
         })))
 }
+
+#[cfg(test)]
+mod props;

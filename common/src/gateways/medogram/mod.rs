@@ -29,3 +29,6 @@ pub fn register(
             payment_redirect_url: cfg.payment_redirect_url.clone(),
         })))
 }
+
+#[cfg(test)]
+mod props;

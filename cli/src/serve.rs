@@ -36,7 +36,36 @@ fn sandbox(cfg: &Config) -> anyhow::Result<Sandbox> {
             sc.payme.merchant_id = p.merchant_id.clone();
         }
     }
+    // ...and send Click's Prepare and Complete to this paygate, signed with
+    // the key it checks.
+    if let Some(c) = &cfg.click {
+        if sc.click.prepare_url.is_none() {
+            sc.click.prepare_url = Some(click_url(cfg));
+        }
+        if std::env::var("PAYGATE_SANDBOX_CLICK_SECRET_KEY").is_err() {
+            sc.click.secret_key = c.secret_key.clone();
+        }
+        if std::env::var("PAYGATE_SANDBOX_CLICK_SERVICE_ID").is_err() {
+            sc.click.service_id = c.service_id.to_string();
+        }
+        if std::env::var("PAYGATE_SANDBOX_CLICK_MERCHANT_ID").is_err() {
+            sc.click.merchant_id = c.merchant_id.clone();
+        }
+    }
     Ok(Sandbox::new(sc))
+}
+
+/// Where the built-in Click simulator sends Prepare and Complete.
+fn sandbox_click_target(cfg: &Config) -> String {
+    std::env::var("PAYGATE_SANDBOX_CLICK_PREPARE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| click_url(cfg))
+}
+
+/// The one Click URL that branches on `action`.
+fn click_url(cfg: &Config) -> String {
+    format!("{}/click/", cfg.public_url)
 }
 
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
@@ -66,7 +95,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     println!("paygate serve listening on http://{local}");
     println!("database: {}", cfg.database_url);
     if cfg.sandbox {
-        println!("gateway simulators: http://{local}/sandbox/medogram (medogram), http://{local}/sandbox/atmos (Atmos), http://{local}/sandbox/payme (Payme)");
+        let click = match &cfg.click {
+            Some(_) => format!(
+                ", http://{local}/sandbox/click (Click, calling {})",
+                sandbox_click_target(&cfg)
+            ),
+            None => String::new(),
+        };
+        println!("gateway simulators: http://{local}/sandbox/medogram (medogram), http://{local}/sandbox/atmos (Atmos), http://{local}/sandbox/payme (Payme){click}");
     }
 
     let background = background::start(engine.clone(), &cfg, None, {

@@ -166,9 +166,12 @@ async fn click_order(store: &Store, id: i64) -> Result<Option<(Order, Payment)>,
         .map(|p| (order, p)))
 }
 
-/// Prepare: the attempt by `click_trans_id` and the order `merchant_trans_id`
-/// names. Complete: the attempt by `merchant_prepare_id` and its order.
-async fn load(store: &Store, v: &Verified) -> Result<Loaded, StoreError> {
+/// The attempt Click names: by `click_trans_id` (Prepare) or by our
+/// `merchant_prepare_id` (Complete).
+async fn attempt(
+    store: &Store,
+    v: &Verified,
+) -> Result<Option<(GatewayTxn, ClickPrepare)>, StoreError> {
     let txn = match v.action {
         Action::Prepare => {
             store
@@ -183,22 +186,28 @@ async fn load(store: &Store, v: &Verified) -> Result<Loaded, StoreError> {
                 .await?
         }
     };
-    let prepare = match txn {
-        Some(t) => {
-            let p = prepare_of(&t)?;
-            Some((t, p))
-        }
-        None => None,
-    };
-    let order_id = match (v.action, &prepare) {
-        (Action::Prepare, _) => v.fields.order_id(),
-        (Action::Complete { .. }, Some((_, p))) => Some(p.order_id),
-        (Action::Complete { .. }, None) => None,
+    txn.map(|t| prepare_of(&t).map(|p| (t, p))).transpose()
+}
+
+/// Prepare: the order `merchant_trans_id` names, then the attempt by
+/// `click_trans_id`. Complete: the attempt by `merchant_prepare_id`, its
+/// order, then the attempt again.
+///
+/// The reads are separate statements, so the attempt is always (also) read
+/// after the order: a Complete committed between the reads then shows in the
+/// attempt whenever it shows in the payment, and a concurrent repeat is
+/// answered as a repeat of this attempt (-4 with its `merchant_confirm_id`),
+/// not as an order paid by another one.
+async fn load(store: &Store, v: &Verified) -> Result<Loaded, StoreError> {
+    let order_id = match v.action {
+        Action::Prepare => v.fields.order_id(),
+        Action::Complete { .. } => attempt(store, v).await?.map(|(_, p)| p.order_id),
     };
     let order = match order_id {
         Some(id) => click_order(store, id).await?,
         None => None,
     };
+    let prepare = attempt(store, v).await?;
     Ok(Loaded { order, prepare })
 }
 

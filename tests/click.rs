@@ -90,7 +90,12 @@ async fn events_of(s: &Server, payment_id: &str) -> Vec<Value> {
 }
 
 async fn jobs_of(s: &Server, payment_id: &str) -> Vec<Value> {
-    admin_list(s, &format!("/v1/admin/jobs?payment_id={payment_id}"), "jobs").await
+    admin_list(
+        s,
+        &format!("/v1/admin/jobs?payment_id={payment_id}"),
+        "jobs",
+    )
+    .await
 }
 
 /// The value of a Prometheus sample with these labels, if present.
@@ -137,7 +142,10 @@ async fn press(s: &Server, link: &str, button: &str) -> reqwest::Response {
     let page = client().get(link).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK, "{link}");
     let html = page.text().await.unwrap();
-    assert!(html.contains("50.00 so'm"), "the page shows the amount: {html}");
+    assert!(
+        html.contains("50.00 so'm"),
+        "the page shows the amount: {html}"
+    );
     client()
         .post(s.url(&format!("/sandbox/click/services/pay/{button}")))
         .form(&query_of(link))
@@ -237,15 +245,7 @@ impl Call {
 }
 
 async fn send_form(s: &Server, path: &str, form: &[(&str, String)]) -> (StatusCode, Value) {
-    json_of(
-        client()
-            .post(s.url(path))
-            .form(form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    json_of(client().post(s.url(path)).form(form).send().await.unwrap()).await
 }
 
 async fn send(s: &Server, call: &Call) -> Value {
@@ -257,9 +257,27 @@ async fn send(s: &Server, call: &Call) -> Value {
 #[test]
 fn the_test_signs_like_the_documented_vectors() {
     // docs/gateways/click.md, 'Signature rule'.
-    let prepare = ["2011976", "12345", "SECRET", "197", "", "5000", "0", "2024-05-01 12:00:00"];
+    let prepare = [
+        "2011976",
+        "12345",
+        "SECRET",
+        "197",
+        "",
+        "5000",
+        "0",
+        "2024-05-01 12:00:00",
+    ];
     assert_eq!(sign(prepare), "949a79a260a3c2c0f9c766e9f52f1100");
-    let complete = ["2011976", "12345", "SECRET", "197", "55", "5000", "1", "2024-05-01 12:00:05"];
+    let complete = [
+        "2011976",
+        "12345",
+        "SECRET",
+        "197",
+        "55",
+        "5000",
+        "1",
+        "2024-05-01 12:00:05",
+    ];
     assert_eq!(sign(complete), "3be2bd63e3f89cc0d8476b24c0bf633e");
 }
 
@@ -297,7 +315,10 @@ async fn an_order_paid_on_the_pay_page_becomes_paid() {
         .find(|(k, _)| k == "return_url")
         .unwrap()
         .1;
-    assert!(return_url.ends_with(&format!("/api/orders/{id}/result/")), "{return_url}");
+    assert!(
+        return_url.ends_with(&format!("/api/orders/{id}/result/")),
+        "{return_url}"
+    );
     let o = order(&s, id).await;
     assert_eq!(o["payment"]["status"], "processing");
     let pid = o["payment"]["id"].as_str().unwrap().to_string();
@@ -329,7 +350,9 @@ async fn an_order_paid_on_the_pay_page_becomes_paid() {
     let webhooks: Vec<&Value> = events.iter().filter(|e| e["kind"] == "webhook").collect();
     assert_eq!(webhooks.len(), 4, "one per call: {events:?}");
     assert!(
-        !serde_json::to_string(&events).unwrap().contains("sign_string"),
+        !serde_json::to_string(&events)
+            .unwrap()
+            .contains("sign_string"),
         "no signature in the activity log"
     );
     assert!(events
@@ -353,7 +376,11 @@ async fn insufficient_funds_leave_the_order_pending_and_a_retry_pays_it() {
     let o = order(&s, id).await;
     assert_eq!(o["status"], "pending", "{o}");
     assert_eq!(o["payment"]["status"], "processing");
-    assert_eq!(click_calls(&s, "refused").await, 1.0, "Complete answered -9");
+    assert_eq!(
+        click_calls(&s, "refused").await,
+        1.0,
+        "Complete answered -9"
+    );
 
     // A new attempt (a new click_trans_id) pays it.
     let back = press(&s, &link, "confirm").await;
@@ -405,18 +432,25 @@ async fn clicks_acceptance_matrix_passes_in_every_amount_format() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_repeats_have_one_effect_and_one_answer() {
-    let s = Server::serve(&[]);
-    let (id, _) = new_order(&s).await;
+    concurrent_repeats(&Server::serve(&[])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_repeats_have_one_effect_and_one_answer_on_postgresql() {
+    let db = Database::create();
+    concurrent_repeats(&Server::serve(&[("DATABASE_URL", &db.url())])).await;
+}
+
+/// Eight identical Prepares at once, then eight identical Completes.
+async fn concurrent_repeats(s: &Server) {
+    let (id, _) = new_order(s).await;
     let prepare = Call::prepare(7_000_001, id);
-    let storm = |call: Call| {
-        let s = &s;
-        async move {
-            let sends = (0..8).map(|_| {
-                let call = call.clone();
-                async move { send(s, &call).await }
-            });
-            futures::future::join_all(sends).await
-        }
+    let storm = |call: Call| async move {
+        let sends = (0..8).map(|_| {
+            let call = call.clone();
+            async move { send(s, &call).await }
+        });
+        futures::future::join_all(sends).await
     };
     let answers = storm(prepare.clone()).await;
     assert_eq!(answers[0]["error"], 0, "{answers:?}");
@@ -428,7 +462,10 @@ async fn concurrent_repeats_have_one_effect_and_one_answer() {
     let prepare_id = answers[0]["merchant_prepare_id"].clone();
 
     let answers = storm(prepare.complete(&prepare_id)).await;
-    let codes: Vec<i64> = answers.iter().map(|a| a["error"].as_i64().unwrap()).collect();
+    let codes: Vec<i64> = answers
+        .iter()
+        .map(|a| a["error"].as_i64().unwrap())
+        .collect();
     assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "{answers:?}");
     assert_eq!(codes.iter().filter(|c| **c == -4).count(), 7, "{answers:?}");
     for a in &answers {
@@ -436,10 +473,10 @@ async fn concurrent_repeats_have_one_effect_and_one_answer() {
         assert_eq!(a["click_trans_id"], 7_000_001);
         assert_eq!(a["merchant_trans_id"], id.to_string());
     }
-    let o = order(&s, id).await;
+    let o = order(s, id).await;
     assert_eq!(o["status"], "paid");
     let pid = o["payment"]["id"].as_str().unwrap().to_string();
-    let events = events_of(&s, &pid).await;
+    let events = events_of(s, &pid).await;
     assert_eq!(
         events
             .iter()
@@ -455,8 +492,11 @@ async fn concurrent_repeats_have_one_effect_and_one_answer() {
     );
 
     // A later repeat of the Prepare is answered from the stored attempt.
-    let again = send(&s, &prepare).await;
-    assert_eq!((again["error"].as_i64(), &again["merchant_prepare_id"]), (Some(-4), &prepare_id));
+    let again = send(s, &prepare).await;
+    assert_eq!(
+        (again["error"].as_i64(), &again["merchant_prepare_id"]),
+        (Some(-4), &prepare_id)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -584,7 +624,10 @@ async fn with_our_database_gone_click_gets_minus_seven_never_a_success() {
         assert_eq!(code, StatusCode::OK, "Click reads the JSON: {v}");
         assert_eq!(v["error"], -7, "{v}");
         assert_eq!(v["error_note"], "Failed to update user");
-        assert_eq!(v["click_trans_id"], call.click_trans_id.parse::<i64>().unwrap());
+        assert_eq!(
+            v["click_trans_id"],
+            call.click_trans_id.parse::<i64>().unwrap()
+        );
         assert_eq!(v["merchant_trans_id"], id.to_string());
     }
     assert!(click_calls(&s, "error").await >= 2.0);

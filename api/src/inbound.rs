@@ -122,7 +122,10 @@ async fn settle(
         match state.store.commit(write).await {
             Ok(Committed::Applied(applied)) => {
                 dispatch_all(state.queue.as_ref(), &applied.messages).await;
-                return (decision.outcome, adapter.committed(decision.reply, &applied));
+                return (
+                    decision.outcome,
+                    adapter.committed(decision.reply, &applied),
+                );
             }
             Ok(Committed::Duplicate) => return ("duplicate", decision.on_duplicate),
             Err(StoreError::Conflict) => {

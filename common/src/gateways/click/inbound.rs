@@ -215,7 +215,12 @@ fn reply(answer: &Answer) -> InboundReply {
     InboundReply::ok(serde_json::to_value(answer).unwrap_or(Value::Null))
 }
 
-fn message(req: &InboundRequest, payment: Option<PaymentId>, key: String, outcome: String) -> NewInbound {
+fn message(
+    req: &InboundRequest,
+    payment: Option<PaymentId>,
+    key: String,
+    outcome: String,
+) -> NewInbound {
     NewInbound {
         provider: Provider::Click,
         dedupe_key: key,
@@ -231,12 +236,8 @@ fn message(req: &InboundRequest, payment: Option<PaymentId>, key: String, outcom
 /// A call refused before any decision (malformed, or not signed by Click):
 /// stored under its own key, answered with Click's error.
 fn rejected(req: &InboundRequest, rejection: &Rejection, outcome: &'static str) -> Decision {
-    let write = Changeset::from_inbound(message(
-        req,
-        None,
-        refusal_key(outcome),
-        outcome.to_owned(),
-    ));
+    let write =
+        Changeset::from_inbound(message(req, None, refusal_key(outcome), outcome.to_owned()));
     Decision::refuse(Some(write), outcome, reply(&rejection.answer()), None)
 }
 
@@ -686,7 +687,10 @@ mod tests {
         assert_eq!(change.gateway_trans_id.as_deref(), Some("2011976"));
         assert_eq!(change.tracking_code.as_deref(), Some("3300112"));
         let txn = cs.gateway_txn.as_ref().unwrap();
-        assert_eq!((txn.state.as_str(), txn.expected_version), ("completed", Some(2)));
+        assert_eq!(
+            (txn.state.as_str(), txn.expected_version),
+            ("completed", Some(2))
+        );
         assert_eq!(
             cs.order_status,
             OrderChange::from_pending(197, OrderStatus::Paid)
@@ -709,9 +713,15 @@ mod tests {
         let v = verified("1", &[("error", Some("-5017"))]);
         let d = rules::decide(&v, &loaded.facts());
         let d = plan(&call("1"), &v, &loaded, d, &RetryPolicies::default());
-        assert_eq!((d.outcome, body_of(&d.reply)["error"].as_i64()), ("refused", Some(-9)));
+        assert_eq!(
+            (d.outcome, body_of(&d.reply)["error"].as_i64()),
+            ("refused", Some(-9))
+        );
         let cs = d.write.as_ref().unwrap();
-        assert!(cs.change.is_none() && cs.order_status.is_none(), "the order stays pending");
+        assert!(
+            cs.change.is_none() && cs.order_status.is_none(),
+            "the order stays pending"
+        );
         let txn = cs.gateway_txn.as_ref().unwrap();
         assert_eq!(txn.state, "cancelled");
         assert_eq!(txn.data["click_error"], -5017);
@@ -751,8 +761,16 @@ mod tests {
     #[test]
     fn refusals_before_the_rules() {
         let cases = [
-            (body("0", &[("sign_string", Some("0".repeat(32).as_str()))]), -1, "bad_signature"),
-            (body("0", &[("service_id", Some("999"))]), -1, "bad_signature"),
+            (
+                body("0", &[("sign_string", Some("0".repeat(32).as_str()))]),
+                -1,
+                "bad_signature",
+            ),
+            (
+                body("0", &[("service_id", Some("999"))]),
+                -1,
+                "bad_signature",
+            ),
             (body("0", &[("amount", Some("50,00"))]), -8, "invalid"),
             (body("2", &[]), -3, "invalid"),
         ];
@@ -769,7 +787,10 @@ mod tests {
                     Ok(_) => panic!("accepted"),
                 },
             };
-            assert_eq!((d.outcome, body_of(&d.reply)["error"].as_i64()), (outcome, Some(code)));
+            assert_eq!(
+                (d.outcome, body_of(&d.reply)["error"].as_i64()),
+                (outcome, Some(code))
+            );
             let m = stored(d.write.as_ref().unwrap());
             assert!(m.dedupe_key.starts_with(&format!("{outcome}:")));
             assert_eq!(m.outcome, outcome);

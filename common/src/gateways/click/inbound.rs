@@ -639,7 +639,8 @@ mod tests {
             let d = decided("0", &loaded);
             assert_eq!((d.outcome, d.payment_id), ("accepted", Some(p.id)));
             let cs = d.write.as_ref().unwrap();
-            let txn = cs.gateway_txn.as_ref().unwrap();
+            assert!(cs.gateway_txn_update.is_none());
+            let txn = cs.gateway_txn_new.as_ref().unwrap();
             assert_eq!(txn.expected_version, None, "an insert");
             assert_eq!(
                 (txn.external_id.as_str(), txn.state.as_str()),
@@ -686,7 +687,8 @@ mod tests {
         assert_eq!(change.new_status, Some(PaymentStatus::Completed));
         assert_eq!(change.gateway_trans_id.as_deref(), Some("2011976"));
         assert_eq!(change.tracking_code.as_deref(), Some("3300112"));
-        let txn = cs.gateway_txn.as_ref().unwrap();
+        assert!(cs.gateway_txn_new.is_none());
+        let txn = cs.gateway_txn_update.as_ref().unwrap();
         assert_eq!(
             (txn.state.as_str(), txn.expected_version),
             ("completed", Some(2))
@@ -722,7 +724,7 @@ mod tests {
             cs.change.is_none() && cs.order_status.is_none(),
             "the order stays pending"
         );
-        let txn = cs.gateway_txn.as_ref().unwrap();
+        let txn = cs.gateway_txn_update.as_ref().unwrap();
         assert_eq!(txn.state, "cancelled");
         assert_eq!(txn.data["click_error"], -5017);
         assert_eq!(stored(cs).outcome, "refused:-9");
@@ -738,7 +740,8 @@ mod tests {
         let d = decided("1", &loaded);
         assert_eq!(body_of(&d.reply)["error"], -4);
         let cs = d.write.as_ref().unwrap();
-        assert!(cs.change.is_none() && cs.gateway_txn.is_none());
+        assert!(cs.change.is_none() && cs.order_status.is_none());
+        assert!(cs.gateway_txn_new.is_none() && cs.gateway_txn_update.is_none());
         assert_eq!(cs.events.len(), 1);
         let e = &cs.events[0];
         assert_eq!(e.kind, EventKind::Webhook);

@@ -4,6 +4,8 @@
 //! count it, answer in the gateway's format. When a concurrent write got
 //! there first (a racing repeat of the same call), the adapter decides again
 //! from fresh state, so every repeat gets the answer the stored state gives.
+//! An answer that names a row the commit creates is finished by the
+//! adapter's `committed` from what the commit produced.
 
 use crate::extract::{kept_headers, read_body};
 use crate::state::AppState;
@@ -143,7 +145,10 @@ async fn settle(
         match state.store.commit(write).await {
             Ok(Committed::Applied(applied)) => {
                 dispatch_all(state.queue.as_ref(), &applied.messages).await;
-                return (decision.outcome, decision.reply);
+                return (
+                    decision.outcome,
+                    adapter.committed(decision.reply, &applied),
+                );
             }
             Ok(Committed::Duplicate) => return ("duplicate", decision.on_duplicate),
             Err(StoreError::Conflict) => {

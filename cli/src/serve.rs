@@ -40,6 +40,22 @@ fn sandbox(cfg: &Config, same_site: bool) -> anyhow::Result<Sandbox> {
             sc.payme.merchant_id = p.merchant_id.clone();
         }
     }
+    // ...and send Click's Prepare and Complete to this paygate, signed with
+    // the key it checks.
+    if let Some(c) = &cfg.click {
+        if sc.click.prepare_url.is_none() {
+            sc.click.prepare_url = Some(click_url(cfg));
+        }
+        if std::env::var("PAYGATE_SANDBOX_CLICK_SECRET_KEY").is_err() {
+            sc.click.secret_key = c.secret_key.clone();
+        }
+        if std::env::var("PAYGATE_SANDBOX_CLICK_SERVICE_ID").is_err() {
+            sc.click.service_id = c.service_id.to_string();
+        }
+        if std::env::var("PAYGATE_SANDBOX_CLICK_MERCHANT_ID").is_err() {
+            sc.click.merchant_id = c.merchant_id.clone();
+        }
+    }
     // Payers are only sent back to this paygate, unless the operator allows more.
     let links = if !same_site || cfg.security.sandbox_any_return_link {
         ReturnLinks::AnyHttp
@@ -62,6 +78,12 @@ fn sandbox_refusal(cfg: &Config) -> Option<&'static str> {
     }
     if real(&cfg.medogram.gateway_url) {
         return Some("the real medogram gateway is configured (PAYMENT_GATEWAY_URL)");
+    }
+    if cfg.payme.as_ref().is_some_and(|p| !p.simulator) {
+        return Some("the real Payme cashbox is configured (PAYME_ID, PAYME_KEY)");
+    }
+    if cfg.click.as_ref().is_some_and(|c| !c.sandbox) {
+        return Some("the real Click service is configured (CLICK_SERVICE_ID)");
     }
     None
 }
@@ -98,6 +120,19 @@ fn control_check(cfg: &Config, store: Option<Store>) -> ControlCheck {
     })
 }
 
+/// Where the built-in Click simulator sends Prepare and Complete.
+fn sandbox_click_target(cfg: &Config) -> String {
+    std::env::var("PAYGATE_SANDBOX_CLICK_PREPARE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| click_url(cfg))
+}
+
+/// The one Click URL that branches on `action`.
+fn click_url(cfg: &Config) -> String {
+    format!("{}/click/", cfg.public_url)
+}
+
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     telemetry::init_logging(cfg.log_format);
     let metrics = telemetry::metrics();
@@ -132,7 +167,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     println!("paygate serve listening on http://{local}");
     println!("database: {}", cfg.database_url);
     if mount {
-        println!("gateway simulators: http://{local}/sandbox/medogram (medogram), http://{local}/sandbox/atmos (Atmos), http://{local}/sandbox/payme (Payme)");
+        let click = match &cfg.click {
+            Some(_) => format!(
+                ", http://{local}/sandbox/click (Click, calling {})",
+                sandbox_click_target(&cfg)
+            ),
+            None => String::new(),
+        };
+        println!("gateway simulators: http://{local}/sandbox/medogram (medogram), http://{local}/sandbox/atmos (Atmos), http://{local}/sandbox/payme (Payme){click}");
     }
 
     let background = background::start(engine.clone(), &cfg, None, {

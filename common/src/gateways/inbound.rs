@@ -8,7 +8,7 @@
 //! and answers; a gateway never gets a success for a call we did not store.
 
 use crate::domain::{PaymentId, Provider, RetryPolicies};
-use crate::store::{Changeset, Store, StoreError};
+use crate::store::{Applied, Changeset, Store, StoreError};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
@@ -134,6 +134,15 @@ pub trait InboundAdapter: Send + Sync + 'static {
         ctx: &InboundContext<'_>,
         req: &InboundRequest,
     ) -> Result<Decision, StoreError>;
+
+    /// The answer once the decision's write is committed. Almost every
+    /// answer is known before the commit, so the default is the decided
+    /// `reply`; an answer that names a row the commit creates (Click's
+    /// `merchant_prepare_id` is the new gateway transaction's id) is finished
+    /// here from what the commit produced.
+    fn committed(&self, reply: InboundReply, _applied: &Applied) -> InboundReply {
+        reply
+    }
 
     /// The answer when our database cannot store the call: never a false
     /// success, so the gateway tries again.

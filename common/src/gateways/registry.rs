@@ -4,7 +4,7 @@
 
 use super::http::ClientSetupError;
 use super::inbound::InboundAdapter;
-use super::{atmos, medogram, payme, Gateway};
+use super::{atmos, click, medogram, payme, Gateway};
 use crate::config::Config;
 use crate::domain::Provider;
 use std::collections::HashMap;
@@ -51,5 +51,6 @@ pub fn configured(cfg: &Config) -> Result<GatewayRegistry, ClientSetupError> {
     let registry = GatewayRegistry::default();
     let registry = medogram::register(cfg, registry)?;
     let registry = atmos::register(cfg, registry)?;
-    payme::register(cfg, registry)
+    let registry = payme::register(cfg, registry)?;
+    click::register(cfg, registry)
 }

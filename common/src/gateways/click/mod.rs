@@ -11,7 +11,10 @@
 //! - [`checkout`]: the `my.click.uz/services/pay` link for an order;
 //! - [`merchant_api`]: the client for Click's Merchant API (payment status,
 //!   reversal) that refunds use;
-//! - [`settings`]: `CLICK_*` variables, defaulting to the built-in simulator.
+//! - [`settings`]: `CLICK_*` variables, defaulting to the built-in simulator;
+//! - [`gateway`]: the pay link as paygate's [`crate::gateways::Gateway`];
+//! - [`inbound`]: the store-facing adapter for the calls (`POST /click/…`),
+//!   which follows the picture below through paygate's generic inbound path.
 //!
 //! # Handling one inbound call
 //!
@@ -35,7 +38,35 @@
 //! ```
 
 pub mod checkout;
+pub mod gateway;
+pub mod inbound;
 pub mod merchant_api;
 pub mod protocol;
 pub mod rules;
 pub mod settings;
+
+pub use gateway::ClickCheckout;
+pub use inbound::ClickShop;
+
+use crate::config::Config;
+use crate::gateways::GatewayRegistry;
+use std::sync::Arc;
+
+/// Click when `CLICK_*` (or the simulator) configures it: the pay link and
+/// the Prepare/Complete routes.
+pub fn register(
+    cfg: &Config,
+    registry: GatewayRegistry,
+) -> Result<GatewayRegistry, crate::gateways::http::ClientSetupError> {
+    let Some(c) = &cfg.click else {
+        return Ok(registry);
+    };
+    Ok(registry
+        .with(Arc::new(ClickCheckout {
+            settings: c.clone(),
+        }))
+        .with_inbound(Arc::new(ClickShop {
+            service_id: c.service_id,
+            secret_key: c.secret_key.clone(),
+        })))
+}

@@ -14,7 +14,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
-use paygate_common::domain::Provider;
 use paygate_common::gateways::inbound::{
     InboundAdapter, InboundContext, InboundReply, InboundRequest,
 };
@@ -51,16 +50,10 @@ pub fn router(
             router = router.route(route.path, methods);
         }
         let provider = adapter.provider();
-        let nets = match provider {
-            Provider::Medogram => &allowlists.medogram,
-            Provider::Atmos => &allowlists.atmos,
-            Provider::Payme => &allowlists.payme,
-            Provider::Click => &allowlists.click,
-        };
         all = all.merge(crate::guard::allowlist::restrict(
             router,
             provider.as_str(),
-            nets,
+            allowlists.for_provider(provider),
             trusted_proxies,
         ));
     }

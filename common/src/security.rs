@@ -55,6 +55,19 @@ pub struct SourceAllowlists {
     pub click: Vec<IpNet>,
 }
 
+impl SourceAllowlists {
+    /// The list guarding `provider`'s inbound routes.
+    pub fn for_provider(&self, provider: crate::domain::Provider) -> &[IpNet] {
+        use crate::domain::Provider;
+        match provider {
+            Provider::Medogram => &self.medogram,
+            Provider::Atmos => &self.atmos,
+            Provider::Payme => &self.payme,
+            Provider::Click => &self.click,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SecuritySettings {
     pub http: HttpLimits,

@@ -183,7 +183,14 @@ mod tests {
             PaymentType::parse("atmos").and_then(|p| p.provider()),
             Some(Provider::Atmos)
         );
-        assert_eq!(PaymentType::parse("payme").and_then(|p| p.provider()), None);
+        assert_eq!(
+            PaymentType::parse("payme").and_then(|p| p.provider()),
+            Some(Provider::Payme)
+        );
+        assert_eq!(
+            PaymentType::parse("click").and_then(|p| p.provider()),
+            Some(Provider::Click)
+        );
         assert_eq!(PaymentType::parse("paypal"), None);
     }
 

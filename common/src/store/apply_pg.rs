@@ -480,7 +480,7 @@ mod tests {
                 ],
             ),
             (
-                "txn",
+                "txn_upd",
                 &[
                     "provider",
                     "external_id",

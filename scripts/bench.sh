@@ -197,7 +197,7 @@ pgbench_at_rate() { # rate -> prints "p50 p99"
     i50 = int(NR*0.50); if (i50 < 1) i50 = 1; i99 = int(NR*0.99); if (i99 < 1) i99 = 1;
     printf "%.3f %.3f\n", a[i50]/1000, a[i99]/1000 }'
 }
-psql "$PG_URL" -qtAc "TRUNCATE payments, payment_events, jobs" >/dev/null
+psql "$PG_URL" -qtAc "TRUNCATE payments, payment_events, jobs CASCADE" >/dev/null
 
 # --------------------------------------------------------------------------
 log "baseline 2: redis-benchmark (LPUSH/RPUSH)"

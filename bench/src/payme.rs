@@ -129,7 +129,13 @@ struct Rpc {
 impl Rpc {
     /// One JSON-RPC call: its `result`, or a label for what went wrong
     /// (`http:503`, `error:-31008`, `timeout`, …).
-    async fn call(&self, i: u64, rpc_id: u64, method: &str, params: Value) -> Result<Value, String> {
+    async fn call(
+        &self,
+        i: u64,
+        rpc_id: u64,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, String> {
         let base = &self.apis[(i as usize) % self.apis.len()];
         let body = json!({"id": rpc_id, "method": method, "params": params});
         let r = self
@@ -176,7 +182,11 @@ impl Rpc {
             });
         let outcome = Outcome {
             ok: answer.is_ok(),
-            label: answer.as_ref().err().cloned().unwrap_or_else(|| "ok".into()),
+            label: answer
+                .as_ref()
+                .err()
+                .cloned()
+                .unwrap_or_else(|| "ok".into()),
             group: method,
         };
         self.calls.lock().unwrap().record(&outcome, t0.elapsed());
@@ -187,7 +197,11 @@ impl Rpc {
 /// A Payme transaction id unique to this run and order: 24 hex characters,
 /// the run's start in milliseconds then the order's index.
 fn payme_id(run: u64, i: u64) -> String {
-    format!("{:012x}{:012x}", run & 0xffff_ffff_ffff, i & 0xffff_ffff_ffff)
+    format!(
+        "{:012x}{:012x}",
+        run & 0xffff_ffff_ffff,
+        i & 0xffff_ffff_ffff
+    )
 }
 
 fn now_ms() -> u64 {
@@ -196,7 +210,11 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-pub async fn payme(common: &Common, load_args: &LoadArgs, args: &PaymeArgs) -> anyhow::Result<Value> {
+pub async fn payme(
+    common: &Common,
+    load_args: &LoadArgs,
+    args: &PaymeArgs,
+) -> anyhow::Result<Value> {
     let http = client(common)?;
     let apis = apis(common);
     let setup_started = Instant::now();
@@ -240,8 +258,14 @@ pub async fn payme(common: &Common, load_args: &LoadArgs, args: &PaymeArgs) -> a
                         ("state", json!(1)),
                     )
                     .await?;
-                    rpc.step(i, 3 * i + 2, PERFORM, json!({"id": id}), ("state", json!(2)))
-                        .await
+                    rpc.step(
+                        i,
+                        3 * i + 2,
+                        PERFORM,
+                        json!({"id": id}),
+                        ("state", json!(2)),
+                    )
+                    .await
                 }
                 .await;
                 match paid_answer {
@@ -282,10 +306,7 @@ pub async fn payme(common: &Common, load_args: &LoadArgs, args: &PaymeArgs) -> a
                 let rpc = rpc.clone();
                 let (id, perform_time) = paid[(i % m) as usize].clone();
                 Box::pin(async move {
-                    let label = match rpc
-                        .call(i, 3 * n + i, PERFORM, json!({"id": id}))
-                        .await
-                    {
+                    let label = match rpc.call(i, 3 * n + i, PERFORM, json!({"id": id})).await {
                         Ok(r) if r["state"] == 2 && r["perform_time"] == perform_time => {
                             return Outcome {
                                 ok: true,
@@ -355,7 +376,11 @@ pub async fn payme(common: &Common, load_args: &LoadArgs, args: &PaymeArgs) -> a
         json!(round3(
             paying
                 .max_send_lag
-                .max(repeating.as_ref().map_or(Duration::ZERO, |r| r.max_send_lag))
+                .max(
+                    repeating
+                        .as_ref()
+                        .map_or(Duration::ZERO, |r| r.max_send_lag)
+                )
                 .as_secs_f64()
                 * 1000.0
         )),

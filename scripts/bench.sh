@@ -14,6 +14,8 @@
 # BENCH_WORKERS (1), BENCH_WORKER_CONCURRENCY (256), BENCH_WORKER_DB_CONNECTIONS (4, the
 # workers' PAYGATE_DB_MAX_CONNECTIONS; the API keeps 16), BENCH_PIPELINE_RATE (400),
 # BENCH_PIPELINE_DURATION (8), BENCH_SLOW_MS (200), BENCH_WEBHOOK_ORDERS (2000),
+# BENCH_PAYME_ORDERS (5000; the Payme pay phase ends when all are paid or after
+# BENCH_DURATION), BENCH_PAYME_REPEATS (1; PerformTransaction re-sends per paid order),
 # BENCH_PG_SSLMODE (default "disable": plain TCP on loopback, for pgbench and paygate
 # alike; set it empty for the libpq/sqlx default "prefer", which negotiates TLS even on
 # loopback and costs both about 30% here), BENCH_OUT (results folder,
@@ -31,6 +33,8 @@ PIPE_RATE=${BENCH_PIPELINE_RATE:-400}
 PIPE_DUR=${BENCH_PIPELINE_DURATION:-8}
 SLOW_MS=${BENCH_SLOW_MS:-200}
 WEBHOOK_ORDERS=${BENCH_WEBHOOK_ORDERS:-2000}
+PAYME_ORDERS=${BENCH_PAYME_ORDERS:-5000}
+PAYME_REPEATS=${BENCH_PAYME_REPEATS:-1}
 OUT=${BENCH_OUT:-$ROOT/target/bench}
 ONLY=${BENCH_ONLY:-}
 
@@ -197,7 +201,7 @@ pgbench_at_rate() { # rate -> prints "p50 p99"
     i50 = int(NR*0.50); if (i50 < 1) i50 = 1; i99 = int(NR*0.99); if (i99 < 1) i99 = 1;
     printf "%.3f %.3f\n", a[i50]/1000, a[i99]/1000 }'
 }
-psql "$PG_URL" -qtAc "TRUNCATE payments, payment_events, jobs" >/dev/null
+psql "$PG_URL" -qtAc "TRUNCATE payments, payment_events, jobs CASCADE" >/dev/null
 
 # --------------------------------------------------------------------------
 log "baseline 2: redis-benchmark (LPUSH/RPUSH)"
@@ -233,6 +237,11 @@ run_scenarios() {
   "$BENCH" webhook --api "$api" --label "$mode" --json "${watch[@]}" --orders "$WEBHOOK_ORDERS" \
     --setup-concurrency 32 --concurrency "$CONC" --duration "$DUR" --warmup 0 >"$OUT/$mode-webhook.json"
   summary_line "$OUT/$mode-webhook.json"
+
+  log "$mode: payme ($PAYME_ORDERS orders; each paid once by Check/Create/PerformTransaction for at most ${DUR}s, then PerformTransaction x$PAYME_REPEATS; closed loop $CONC)"
+  "$BENCH" payme --api "$api" --label "$mode" --json "${watch[@]}" --orders "$PAYME_ORDERS" \
+    --setup-concurrency 32 --concurrency "$CONC" --duration "$DUR" --repeats "$PAYME_REPEATS" >"$OUT/$mode-payme.json"
+  summary_line "$OUT/$mode-payme.json"
 
   log "$mode: create /v1/payments, closed loop $CONC"
   "$BENCH" create --api "$api" --label "$mode" --json "${watch[@]}" --route v1 \
@@ -282,6 +291,7 @@ set_latency() { # sandbox-base ms: medogram protocol-call latency, at run time
 summary_line() {
   jq -r '[.label, .scenario, (.route // ""), (.loop // ""),
           (if .scenario == "webhook" then "first: rps=\(.groups.first.throughput_rps) p50/p99=\(.groups.first.latency_ms.p50)/\(.groups.first.latency_ms.p99) ms; repeat: rps=\(.groups.repeat.throughput_rps) p50/p99=\(.groups.repeat.latency_ms.p50)/\(.groups.repeat.latency_ms.p99) ms; errors=\(.errors)"
+           elif .scenario == "payme" then "payments/s=\(.payments_per_s) paid=\(.orders_paid)/\(.setup.orders_ready) p50/p99 ms: check=\(.calls.CheckPerformTransaction.latency_ms.p50)/\(.calls.CheckPerformTransaction.latency_ms.p99) create=\(.calls.CreateTransaction.latency_ms.p50)/\(.calls.CreateTransaction.latency_ms.p99) perform=\(.calls.PerformTransaction.latency_ms.p50)/\(.calls.PerformTransaction.latency_ms.p99); repeat perform: rps=\(.repeat.throughput_rps // null) p50/p99=\(.repeat.latency_ms.p50 // null)/\(.repeat.latency_ms.p99 // null) ms; errors=\(.errors + (.repeat.errors // 0))"
            elif .scenario == "pipeline" then "completed/s=\(.completed_per_s) p50/p99 create->completed=\(.create_to_completed_ms.p50)/\(.create_to_completed_ms.p99) ms created=\(.created) completed=\(.completed) failed=\(.failed)"
            else "rps=\(.throughput_rps) p50/p99=\(.latency_ms.p50)/\(.latency_ms.p99) ms errors=\(.errors)" end),
           "cpu=\(.cpu_pct | tostring)"] | join("  ")' "$1" >&2
@@ -314,6 +324,9 @@ PAYGATE_SANDBOX_ATMOS_CONSUMER_SECRET=sandbox-consumer-secret
 PAYGATE_SANDBOX_ATMOS_STORE_ID=8157
 PAYGATE_SANDBOX_ATMOS_API_KEY=sandbox-atmos-api-key
 PAYGATE_SANDBOX_ATMOS_CALLBACK_URL=$API/atmos/webhook/
+PAYME_ID=5e730e8e0b852a417aa49ceb
+PAYME_KEY=sandbox-payme-key-0123456789abcdefgh
+PAYME_CHECKOUT_URL=$SANDBOX/sandbox/payme
 EOF
   KEY=$(set -a; . "$SCALED_ENV"; set +a; "$PAYGATE" apikey create --name bench --admin 2>/dev/null)
   { cat "$SCALED_ENV"; echo "PAYGATE_LISTEN=127.0.0.1:$SB_PORT"; } >"$WORK/sandbox.env"
@@ -387,6 +400,13 @@ S_WH_FIRST=$(f scaled-webhook.json .groups.first.throughput_rps)
 S_WH_REPEAT=$(f scaled-webhook.json .groups.repeat.throughput_rps)
 E_WH_FIRST=$(f embedded-webhook.json .groups.first.throughput_rps)
 E_WH_REPEAT=$(f embedded-webhook.json .groups.repeat.throughput_rps)
+S_PAYME=$(f scaled-payme.json .payments_per_s)
+E_PAYME=$(f embedded-payme.json .payments_per_s)
+# p50/p99 of each call: "check a/b, create c/d, perform e/f, repeated perform g/h".
+payme_calls() {
+  f "$1" '[(.calls | to_entries[] | "\(.key | sub("Transaction$"; "")) \(.value.latency_ms.p50)/\(.value.latency_ms.p99)"),
+           "repeated Perform \(.repeat.latency_ms.p50 // null)/\(.repeat.latency_ms.p99 // null)"] | join(", ")'
+}
 S_PIPE=$(f scaled-pipeline-0ms.json .completed_per_s)
 S_PIPE_SLOW=$(f "scaled-pipeline-${SLOW_MS}ms.json" .completed_per_s)
 E_PIPE=$(f embedded-pipeline-0ms.json .completed_per_s)
@@ -411,9 +431,12 @@ E_PIPE_SLOW=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s)
   row "embedded create seed route (req/s)" "$E_SEED" "$S_SEED" "(scaled)"
   row "embedded webhook first deliveries (req/s)" "$E_WH_FIRST" "$S_WH_FIRST" "(scaled)"
   row "embedded webhook repeats (req/s)" "$E_WH_REPEAT" "$S_WH_REPEAT" "(scaled)"
+  row "scaled payme payments/s (3 RPC calls each)" "$S_PAYME" "$PG_TPS" "(pgbench tps)"
+  row "embedded payme payments/s (3 RPC calls each)" "$E_PAYME" "$S_PAYME" "(scaled)"
   row "embedded pipeline completed/s, gateway 0 ms" "$E_PIPE" "$S_PIPE" "(scaled)"
   row "embedded pipeline completed/s, gateway ${SLOW_MS} ms" "$E_PIPE_SLOW" "$E_PIPE" "(its 0 ms figure)"
   echo "pgbench at ${S_OPEN_RATE}/s: p50 ${PG_HALF_P50} ms, p99 ${PG_HALF_P99} ms; at ${S_PAUSED_OPEN_RATE}/s: p50 ${PG_PHALF_P50} ms, p99 ${PG_PHALF_P99} ms"
+  echo "payme per call p50/p99 ms: scaled: $(payme_calls scaled-payme.json); embedded: $(payme_calls embedded-payme.json)"
   echo "PostgreSQL CPU: ${PG_CPU}% of a core for $PG_TPS pgbench tps; ${S_PAUSED_PG}% for $S_PAUSED creates/s (workers paused)"
   echo "Redis LPUSH: $REDIS_LPUSH req/s (redis-benchmark -c $CONC)"
   echo "results (JSON, with CPU per process): $OUT"

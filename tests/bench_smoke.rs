@@ -110,6 +110,35 @@ fn every_scenario_runs_against_an_embedded_server() {
     assert_figures(&v["groups"]["first"], "webhook first deliveries");
 
     let mut args = vec![
+        "payme",
+        "--api",
+        api,
+        "--orders",
+        "4",
+        "--concurrency",
+        "2",
+        "--repeats",
+        "2",
+    ];
+    args.extend(tiny);
+    let v = bench(&args);
+    assert_eq!(v["scenario"], "payme");
+    assert_eq!(v["setup"]["orders_ready"], 4, "{v}");
+    assert_eq!(v["orders_paid"], 4, "{v}\n{}", s.logs());
+    assert_figures(&v, "payme payments");
+    assert!(v["payments_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    for method in [
+        "CheckPerformTransaction",
+        "CreateTransaction",
+        "PerformTransaction",
+    ] {
+        assert_figures(&v["calls"][method], method);
+        assert_eq!(v["calls"][method]["ok"], 4, "{method}: {v}");
+    }
+    assert_figures(&v["repeat"], "payme repeated PerformTransaction");
+    assert_eq!(v["repeat"]["ok"], 8, "{v}");
+
+    let mut args = vec![
         "pipeline",
         "--api",
         api,

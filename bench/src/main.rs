@@ -4,6 +4,7 @@
 //! ```text
 //! paygate-bench create   --api URL [--route v1|seed] (--concurrency N | --rate R) --duration S [--json]
 //! paygate-bench webhook  --api URL --orders N (--concurrency N | --rate R) --duration S
+//! paygate-bench payme    --api URL --orders N [--repeats R] (--concurrency N | --rate R) [--duration S]
 //! paygate-bench pipeline --api URL --admin-key KEY --metrics URL (--concurrency N | --rate R) --duration S
 //! paygate-bench wait-idle --api URL --admin-key KEY --timeout S
 //! ```
@@ -11,6 +12,7 @@
 //! Every scenario prints a table, or one JSON object with `--json`.
 
 mod load;
+mod payme;
 mod scenarios;
 mod sys;
 
@@ -23,7 +25,7 @@ use std::time::Duration;
 #[command(
     name = "paygate-bench",
     version,
-    about = "Load generator for paygate (create, webhook, pipeline)"
+    about = "Load generator for paygate (create, webhook, payme, pipeline)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -116,6 +118,15 @@ enum Scenario {
         #[command(flatten)]
         webhook: scenarios::WebhookArgs,
     },
+    /// Payme's JSON-RPC calls paying existing orders (and optional repeats).
+    Payme {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        payme: payme::PaymeArgs,
+    },
     /// Payments created and driven to `completed` (sandbox autopay): end-to-end throughput.
     Pipeline {
         #[command(flatten)]
@@ -162,6 +173,11 @@ fn main() -> ExitCode {
                 scenarios::webhook(&common, &load, &webhook).await?,
                 common.json,
             )),
+            Scenario::Payme {
+                common,
+                load,
+                payme,
+            } => Ok((payme::payme(&common, &load, &payme).await?, common.json)),
             Scenario::Pipeline {
                 common,
                 load,

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn client(common: &Common) -> anyhow::Result<reqwest::Client> {
+pub(crate) fn client(common: &Common) -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .pool_max_idle_per_host(usize::MAX)
         .pool_idle_timeout(Duration::from_secs(90))
@@ -21,7 +21,7 @@ fn client(common: &Common) -> anyhow::Result<reqwest::Client> {
         .context("building the HTTP client")
 }
 
-fn apis(common: &Common) -> Arc<Vec<String>> {
+pub(crate) fn apis(common: &Common) -> Arc<Vec<String>> {
     Arc::new(
         common
             .api
@@ -31,7 +31,7 @@ fn apis(common: &Common) -> Arc<Vec<String>> {
     )
 }
 
-fn header(common: &Common, scenario: &str, load: &LoadArgs) -> Map<String, Value> {
+pub(crate) fn header(common: &Common, scenario: &str, load: &LoadArgs) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("tool".into(), json!("paygate-bench"));
     m.insert("scenario".into(), json!(scenario));
@@ -76,7 +76,7 @@ fn total(result: &LoadResult) -> load::Group {
     all
 }
 
-fn merge(into: &mut Map<String, Value>, v: Value) {
+pub(crate) fn merge(into: &mut Map<String, Value>, v: Value) {
     if let Value::Object(m) = v {
         into.extend(m);
     }

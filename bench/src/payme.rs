@@ -1,0 +1,409 @@
+//! The `payme` scenario: Payme's JSON-RPC calls to `POST /payme/` as Payme
+//! makes them when a customer pays (docs/gateways/payme.md, "Methods"):
+//! CheckPerformTransaction → CreateTransaction → PerformTransaction for each
+//! order, one after the other; then, optionally, PerformTransaction again for
+//! paid orders (Payme repeats a call it got no answer to, and a repeat must get
+//! the same answer).
+//!
+//! One request of the report is one order paid; each call's latency is also
+//! reported per method.
+
+use crate::load::{self, group_report, round3, Outcome, Recorder, RequestFn};
+use crate::scenarios::{apis, client, header, merge};
+use crate::{sys, Common, LoadArgs};
+use anyhow::bail;
+use clap::Args;
+use paygate_common::gateways::payme::auth::authorization_header;
+use paygate_common::gateways::payme::settings::SIMULATOR_KEY;
+use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const CHECK: &str = "CheckPerformTransaction";
+const CREATE: &str = "CreateTransaction";
+const PERFORM: &str = "PerformTransaction";
+
+#[derive(Args, Clone, Debug)]
+pub struct PaymeArgs {
+    /// Orders to create first (`payment_type` payme); each is paid once. The
+    /// pay phase ends when every order is paid or after --duration, whichever
+    /// comes first.
+    #[arg(long, default_value_t = 500)]
+    pub orders: usize,
+    /// Concurrency of the order set-up phase.
+    #[arg(long, default_value_t = 16)]
+    pub setup_concurrency: usize,
+    /// The cashbox key Payme authenticates with (PAYME_KEY of the server; by
+    /// default the built-in simulator's, which `paygate serve` uses when no
+    /// PAYME_* is set).
+    #[arg(long, default_value = SIMULATOR_KEY, hide_default_value = true)]
+    pub payme_key: String,
+    /// The account field the order id is sent in (PAYME_ACCOUNT_FIELD of the server).
+    #[arg(long, default_value = "order_id")]
+    pub account_field: String,
+    /// Order amount in tiyin (the order is created for amount/100 so'm).
+    #[arg(long, default_value_t = 5000)]
+    pub amount_tiyin: u64,
+    /// After paying, re-send PerformTransaction this many times per paid
+    /// order (each answer must be state 2 with the first perform_time).
+    #[arg(long, default_value_t = 0)]
+    pub repeats: u64,
+}
+
+/// Creates the orders, concurrently; their ids.
+async fn make_orders(
+    http: &reqwest::Client,
+    apis: &Arc<Vec<String>>,
+    args: &PaymeArgs,
+) -> anyhow::Result<Vec<i64>> {
+    let amount = format!("{}.{:02}", args.amount_tiyin / 100, args.amount_tiyin % 100);
+    let next = Arc::new(AtomicUsize::new(0));
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..args.setup_concurrency.max(1) {
+        let (http, apis, next, out, failures, amount) = (
+            http.clone(),
+            apis.clone(),
+            next.clone(),
+            out.clone(),
+            failures.clone(),
+            amount.clone(),
+        );
+        let n = args.orders;
+        set.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let base = &apis[i % apis.len()];
+                let body = json!({"product_name": "paygate-bench", "amount": amount, "payment_type": "payme"});
+                let r = http
+                    .post(format!("{base}/api/orders/create"))
+                    .json(&body)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => {
+                        let v: Value = r.json().await.unwrap_or(Value::Null);
+                        match v["order_id"].as_i64() {
+                            Some(id) => out.lock().unwrap().push(id),
+                            None => failures.lock().unwrap().push(format!("no order_id: {v}")),
+                        }
+                    }
+                    Ok(r) => {
+                        let status = r.status();
+                        let text = r.text().await.unwrap_or_default();
+                        let text: String = text.chars().take(200).collect();
+                        failures.lock().unwrap().push(format!("{status}: {text}"));
+                    }
+                    Err(e) => failures.lock().unwrap().push(e.to_string()),
+                }
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+    let orders = std::mem::take(&mut *out.lock().unwrap());
+    if orders.is_empty() {
+        let f = failures.lock().unwrap();
+        bail!(
+            "no Payme order was created (is Payme configured on the server: PAYME_ID and PAYME_KEY, or `paygate serve`'s simulator?): {:?}",
+            f.iter().take(3).collect::<Vec<_>>()
+        );
+    }
+    Ok(orders)
+}
+
+/// What every call needs.
+#[derive(Clone)]
+struct Rpc {
+    http: reqwest::Client,
+    apis: Arc<Vec<String>>,
+    auth: Arc<str>,
+    /// Each call's latency and answer, grouped by method.
+    calls: Arc<Mutex<Recorder>>,
+}
+
+impl Rpc {
+    /// One JSON-RPC call: its `result`, or a label for what went wrong
+    /// (`http:503`, `error:-31008`, `timeout`, …).
+    async fn call(
+        &self,
+        i: u64,
+        rpc_id: u64,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, String> {
+        let base = &self.apis[(i as usize) % self.apis.len()];
+        let body = json!({"id": rpc_id, "method": method, "params": params});
+        let r = self
+            .http
+            .post(format!("{base}/payme/"))
+            .header("Authorization", &*self.auth)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| Outcome::transport(&e, "").label)?;
+        let status = r.status().as_u16();
+        // Read the whole body: the answer is not complete before.
+        let v: Result<Value, _> = r.json().await;
+        if status != 200 {
+            return Err(format!("http:{status}"));
+        }
+        let v = v.map_err(|_| "not-json".to_string())?;
+        if let Some(code) = v["error"]["code"].as_i64() {
+            return Err(format!("error:{code}"));
+        }
+        match &v["result"] {
+            Value::Object(_) => Ok(v["result"].clone()),
+            _ => Err("no-result".into()),
+        }
+    }
+
+    /// A call whose `result[field]` must be `want`; its latency is recorded
+    /// under the method's name.
+    async fn step(
+        &self,
+        i: u64,
+        rpc_id: u64,
+        method: &'static str,
+        params: Value,
+        (field, want): (&str, Value),
+    ) -> Result<Value, String> {
+        let t0 = Instant::now();
+        let answer = self
+            .call(i, rpc_id, method, params)
+            .await
+            .and_then(|r| match &r[field] {
+                v if *v == want => Ok(r),
+                v => Err(format!("{field}={v}")),
+            });
+        let outcome = Outcome {
+            ok: answer.is_ok(),
+            label: answer
+                .as_ref()
+                .err()
+                .cloned()
+                .unwrap_or_else(|| "ok".into()),
+            group: method,
+        };
+        self.calls.lock().unwrap().record(&outcome, t0.elapsed());
+        answer.map_err(|label| format!("{method} {label}"))
+    }
+}
+
+/// A Payme transaction id unique to this run and order: 24 hex characters,
+/// the run's start in milliseconds then the order's index.
+fn payme_id(run: u64, i: u64) -> String {
+    format!(
+        "{:012x}{:012x}",
+        run & 0xffff_ffff_ffff,
+        i & 0xffff_ffff_ffff
+    )
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub async fn payme(
+    common: &Common,
+    load_args: &LoadArgs,
+    args: &PaymeArgs,
+) -> anyhow::Result<Value> {
+    let http = client(common)?;
+    let apis = apis(common);
+    let setup_started = Instant::now();
+    let orders = Arc::new(make_orders(&http, &apis, args).await?);
+    let setup_s = setup_started.elapsed().as_secs_f64();
+    let n = orders.len() as u64;
+    let rpc = Rpc {
+        http,
+        apis,
+        auth: authorization_header(&args.payme_key).into(),
+        calls: Arc::new(Mutex::new(Recorder::default())),
+    };
+    let run = now_ms();
+    // (Payme id, perform_time) of each paid order, for the repeats.
+    let paid = Arc::new(Mutex::new(Vec::<(String, Value)>::new()));
+    let pay: RequestFn = {
+        let (rpc, orders, paid) = (rpc.clone(), orders.clone(), paid.clone());
+        let (field, amount) = (args.account_field.clone(), args.amount_tiyin);
+        Arc::new(move |i| {
+            let (rpc, paid) = (rpc.clone(), paid.clone());
+            let order = orders[(i % n) as usize];
+            let mut account = Map::new();
+            account.insert(field.clone(), json!(order.to_string()));
+            let account = Value::Object(account);
+            let id = payme_id(run, i);
+            Box::pin(async move {
+                let paid_answer = async {
+                    rpc.step(
+                        i,
+                        3 * i,
+                        CHECK,
+                        json!({"amount": amount, "account": account}),
+                        ("allow", json!(true)),
+                    )
+                    .await?;
+                    rpc.step(
+                        i,
+                        3 * i + 1,
+                        CREATE,
+                        json!({"id": id, "time": now_ms(), "amount": amount, "account": account}),
+                        ("state", json!(1)),
+                    )
+                    .await?;
+                    rpc.step(
+                        i,
+                        3 * i + 2,
+                        PERFORM,
+                        json!({"id": id}),
+                        ("state", json!(2)),
+                    )
+                    .await
+                }
+                .await;
+                match paid_answer {
+                    Ok(r) => {
+                        paid.lock().unwrap().push((id, r["perform_time"].clone()));
+                        Outcome {
+                            ok: true,
+                            label: "paid".into(),
+                            group: "pay",
+                        }
+                    }
+                    Err(label) => Outcome {
+                        ok: false,
+                        label,
+                        group: "pay",
+                    },
+                }
+            })
+        })
+    };
+    // Each order is paid once, so no warm-up (it would use orders up).
+    let spec = load::LoadSpec {
+        warmup: Duration::ZERO,
+        max_requests: Some(n),
+        ..load_args.spec()
+    };
+    let before = sys::snapshot(&common.watch);
+    let mut paying = load::run(spec, pay).await;
+    let paid = Arc::new(std::mem::take(&mut *paid.lock().unwrap()));
+    let repeat_total = paid.len() as u64 * args.repeats;
+    let mut repeating = if repeat_total == 0 {
+        None
+    } else {
+        let m = paid.len() as u64;
+        let f: RequestFn = {
+            let (rpc, paid) = (rpc.clone(), paid.clone());
+            Arc::new(move |i| {
+                let rpc = rpc.clone();
+                let (id, perform_time) = paid[(i % m) as usize].clone();
+                Box::pin(async move {
+                    let label = match rpc.call(i, 3 * n + i, PERFORM, json!({"id": id})).await {
+                        Ok(r) if r["state"] == 2 && r["perform_time"] == perform_time => {
+                            return Outcome {
+                                ok: true,
+                                label: "same-answer".into(),
+                                group: "repeat",
+                            }
+                        }
+                        Ok(r) if r["state"] == 2 => "perform_time-changed".to_string(),
+                        Ok(r) => format!("state={}", r["state"]),
+                        Err(label) => label,
+                    };
+                    Outcome {
+                        ok: false,
+                        label,
+                        group: "repeat",
+                    }
+                })
+            })
+        };
+        Some(
+            load::run(
+                load::LoadSpec {
+                    max_requests: Some(repeat_total),
+                    ..spec
+                },
+                f,
+            )
+            .await,
+        )
+    };
+    let after = sys::snapshot(&common.watch);
+
+    let mut out = header(common, "payme", load_args);
+    out.insert("warmup_s".into(), json!(0));
+    out.insert("route".into(), json!("POST /payme/"));
+    out.insert(
+        "setup".into(),
+        json!({"orders_requested": args.orders, "orders_ready": n, "seconds": round3(setup_s)}),
+    );
+    let mut pay_group = paying.recorder.groups.remove("pay").unwrap_or_default();
+    let report = group_report(&mut pay_group, paying.window);
+    out.insert("payments_per_s".into(), report["throughput_rps"].clone());
+    merge(&mut out, report);
+    out.insert("orders_paid".into(), json!(paid.len()));
+    out.insert("pay_s".into(), json!(round3(paying.window.as_secs_f64())));
+    let mut calls = Map::new();
+    let mut recorded = std::mem::take(&mut *rpc.calls.lock().unwrap());
+    for method in [CHECK, CREATE, PERFORM] {
+        let mut g = recorded.groups.remove(method).unwrap_or_default();
+        calls.insert(method.into(), group_report(&mut g, paying.window));
+    }
+    out.insert("calls".into(), Value::Object(calls));
+    let repeat_report = match repeating.as_mut() {
+        Some(r) => {
+            let mut g = r.recorder.groups.remove("repeat").unwrap_or_default();
+            group_report(&mut g, r.window)
+        }
+        None => Value::Null,
+    };
+    out.insert("repeat".into(), repeat_report);
+    out.insert(
+        "note".into(),
+        json!("one request = one order paid (CheckPerformTransaction, CreateTransaction, PerformTransaction in turn; ok only if Perform answered state 2), so throughput_rps = payments/s; calls = each call's latency by method; repeat = PerformTransaction re-sent for paid orders (ok only if state 2 with the first perform_time)"),
+    );
+    out.insert(
+        "max_send_lag_ms".into(),
+        json!(round3(
+            paying
+                .max_send_lag
+                .max(
+                    repeating
+                        .as_ref()
+                        .map_or(Duration::ZERO, |r| r.max_send_lag)
+                )
+                .as_secs_f64()
+                * 1000.0
+        )),
+    );
+    out.insert(
+        "requests_sent_incl_warmup".into(),
+        json!(paying.sent + repeating.as_ref().map_or(0, |r| r.sent)),
+    );
+    out.insert("cpu_pct".into(), sys::cpu_between(&before, &after));
+    Ok(Value::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payme_ids_are_24_hex_characters_and_distinct_per_order() {
+        let a = payme_id(1_764_680_000_000, 0);
+        let b = payme_id(1_764_680_000_000, 1);
+        assert_eq!(a.len(), 24);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
+        assert_ne!(a, payme_id(1_764_680_000_001, 0));
+    }
+}

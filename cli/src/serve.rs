@@ -79,11 +79,11 @@ fn sandbox_refusal(cfg: &Config) -> Option<&'static str> {
     if real(&cfg.medogram.gateway_url) {
         return Some("the real medogram gateway is configured (PAYMENT_GATEWAY_URL)");
     }
-    if cfg.payme.as_ref().is_some_and(|p| !p.simulator) {
-        return Some("the real Payme cashbox is configured (PAYME_ID, PAYME_KEY)");
+    if cfg.payme.as_ref().is_some_and(|p| real(&p.checkout_url)) {
+        return Some("the real Payme checkout is configured (PAYME_TEST_MODE, PAYME_CHECKOUT_URL)");
     }
-    if cfg.click.as_ref().is_some_and(|c| !c.sandbox) {
-        return Some("the real Click service is configured (CLICK_SERVICE_ID)");
+    if cfg.click.as_ref().is_some_and(|c| real(&c.checkout_url)) {
+        return Some("the real Click checkout is configured (CLICK_CHECKOUT_URL)");
     }
     None
 }

@@ -3,7 +3,8 @@
 //! PERFORMANCE.md).
 //!
 //! The changeset travels as ONE JSON parameter whose fields the SQL reads by
-//! name (`$1::jsonb #>> '{change,id}'`). That is the tool chosen instead of
+//! name (`(SELECT j FROM c) #>> '{change,id}'`, `c` being the parameter
+//! parsed once). That is the tool chosen instead of
 //! positional binds: a statement this size with two dozen `$n` would depend
 //! on a bind order nothing but a comment keeps, and sqlx's `Any` driver has
 //! neither array binds nor a query builder that names its placeholders. The
@@ -38,29 +39,33 @@ use sqlx::Row;
 /// One field of the parameter document, as SQL text.
 macro_rules! doc {
     ($part:literal, $field:literal) => {
-        concat!("($1::jsonb #>> '{", $part, ",", $field, "}')")
+        concat!("((SELECT j FROM c) #>> '{", $part, ",", $field, "}')")
     };
     ($field:literal) => {
-        concat!("($1::jsonb #>> '{", $field, "}')")
+        concat!("((SELECT j FROM c) #>> '{", $field, "}')")
     };
 }
 
 /// True when the document has the part.
 macro_rules! has {
     ($part:literal) => {
-        concat!("(($1::jsonb -> '", $part, "') IS NOT NULL)")
+        concat!("(((SELECT j FROM c) -> '", $part, "') IS NOT NULL)")
     };
 }
 
 /// The changeset's time, ms.
 macro_rules! now {
     () => {
-        "($1::jsonb #>> '{now}')::bigint"
+        "((SELECT j FROM c) #>> '{now}')::bigint"
     };
 }
 
 const SQL: &str = concat!(
-    "WITH held AS (SELECT id FROM payments WHERE ",
+    // The document is parsed once: every part reads the materialized `c`
+    // (a `$1::jsonb` per reference would parse the text again each time,
+    // which the benchmark showed costing more than the writes).
+    "WITH c AS MATERIALIZED (SELECT $1::jsonb AS j), \
+     held AS (SELECT id FROM payments WHERE ",
     has!("change"),
     " AND id = ",
     doc!("change", "id"),
@@ -107,7 +112,7 @@ const SQL: &str = concat!(
        SELECT x->>'id', x->>'provider', x->>'dedupe_key', x->>'payment_id', x->>'method', \
        x->>'query', x->>'headers', x->>'body', x->>'outcome', ",
     now!(),
-    " FROM (SELECT $1::jsonb -> 'inbound' AS x) s WHERE x IS NOT NULL AND (SELECT ok FROM checks) \
+    " FROM (SELECT (SELECT j FROM c) -> 'inbound' AS x) s WHERE x IS NOT NULL AND (SELECT ok FROM checks) \
        ON CONFLICT (provider, dedupe_key) DO NOTHING RETURNING id), \
      go AS (SELECT (SELECT ok FROM checks) AND (NOT ",
     has!("fence"),
@@ -118,7 +123,7 @@ const SQL: &str = concat!(
        created_at, updated_at, access_token) \
        SELECT x->>'product_name', (x->>'amount_minor')::bigint, x->>'payment_type', 'pending', \
        x->>'payment_id', n, n, x->>'access_token' \
-       FROM (SELECT $1::jsonb -> 'order' AS x, ",
+       FROM (SELECT (SELECT j FROM c) -> 'order' AS x, ",
     now!(),
     " AS n) s WHERE x IS NOT NULL AND (SELECT ok FROM go) RETURNING id), \
      p AS (INSERT INTO payments (id, provider, merchant_ref, amount_minor, currency, description, \
@@ -126,7 +131,7 @@ const SQL: &str = concat!(
        SELECT x->>'id', x->>'provider', COALESCE((SELECT id::text FROM o), x->>'merchant_ref'), \
        (x->>'amount_minor')::bigint, x->>'currency', x->>'description', 'pending', \
        x->>'idempotency_key', COALESCE((SELECT id FROM o), (x->>'order_id')::bigint), n, n, 0 \
-       FROM (SELECT $1::jsonb -> 'payment' AS x, ",
+       FROM (SELECT (SELECT j FROM c) -> 'payment' AS x, ",
     now!(),
     " AS n) s WHERE x IS NOT NULL AND (SELECT ok FROM go) RETURNING ",
     payment_columns!(),
@@ -165,7 +170,7 @@ const SQL: &str = concat!(
        amount_minor, external_time, data, created_at, updated_at, version) \
        SELECT x->>'provider', x->>'external_id', x->>'payment_id', x->>'state', \
        (x->>'amount_minor')::bigint, (x->>'external_time')::bigint, x->>'data', n, n, 0 \
-       FROM (SELECT $1::jsonb -> 'txn_new' AS x, ",
+       FROM (SELECT (SELECT j FROM c) -> 'txn_new' AS x, ",
     now!(),
     " AS n) s WHERE x IS NOT NULL AND (SELECT ok FROM go) \
        RETURNING id), \
@@ -182,7 +187,7 @@ const SQL: &str = concat!(
      ev AS (INSERT INTO payment_events (payment_id, kind, message, detail, created_at) \
        SELECT x->>'payment_id', x->>'kind', x->>'message', x->>'detail', ",
     now!(),
-    " FROM jsonb_array_elements($1::jsonb -> 'events') WITH ORDINALITY AS t(x, n) \
+    " FROM jsonb_array_elements((SELECT j -> 'events' FROM c)) WITH ORDINALITY AS t(x, n) \
        WHERE (SELECT ok FROM go) ORDER BY n), \
      nj AS (INSERT INTO jobs (id, kind, payment_id, payload, dedupe_key, status, attempts, \
        max_attempts, run_at, dispatched_at, created_at, updated_at) \
@@ -192,7 +197,7 @@ const SQL: &str = concat!(
     now!(),
     ", ",
     now!(),
-    " FROM jsonb_array_elements($1::jsonb -> 'jobs') WITH ORDINALITY AS t(x, n) \
+    " FROM jsonb_array_elements((SELECT j -> 'jobs' FROM c)) WITH ORDINALITY AS t(x, n) \
        WHERE (SELECT ok FROM go) ORDER BY n \
        ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, kind, dispatched_at) \
      SELECT (SELECT ok FROM checks) AS checked, (SELECT ok FROM go) AS went, \

@@ -190,6 +190,19 @@ impl Store {
             Dialect::Postgres => {
                 let pool = options()
                     .max_connections(opts.max_connections.max(1))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // Every statement here is a fixed text with a fixed
+                            // shape (point reads and writes by key, and the one
+                            // changeset statement); planning the changeset
+                            // statement anew on each execution cost more than
+                            // running it (see PERFORMANCE.md), so plans are reused.
+                            sqlx::query("SET plan_cache_mode = force_generic_plan")
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
                     .connect(url)
                     .await?;
                 Ok(Store {

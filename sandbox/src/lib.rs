@@ -103,9 +103,9 @@ impl Sandbox {
         let http = http_client();
         Self {
             medogram: medogram::Medogram::new(cfg.medogram, http.clone(), links.clone()),
-            atmos: atmos::Atmos::new(cfg.atmos, http.clone(), links),
-            payme: payme::Payme::new(cfg.payme, http.clone()),
-            click: click::Click::new(cfg.click, http),
+            atmos: atmos::Atmos::new(cfg.atmos, http.clone(), links.clone()),
+            payme: payme::Payme::new(cfg.payme, http.clone(), links.clone()),
+            click: click::Click::new(cfg.click, http, links),
         }
     }
 

@@ -274,6 +274,14 @@ async fn bad_links_and_unknown_cashboxes_are_pages_not_calls() {
     assert!(reply.body.contains("-31601"));
     let reply = s.pay("%%%").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    // A return link that is not http(s) would run script in the simulator's
+    // origin or send the payer anywhere: refused before any call.
+    let js = link(&format!("{ORDER};c=javascript:alert(document.domain)"));
+    let reply = call(&s.router, get(&format!("{P}/{js}"))).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(!reply.body.contains("javascript:"), "{}", reply.body);
+    let reply = s.pay(&js).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(s.calls().is_empty());
 }
 

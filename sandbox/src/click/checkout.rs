@@ -32,6 +32,8 @@ enum LinkError {
     UnknownService,
     BadAmount,
     NoTransactionParam,
+    /// The return link is not an allowed http(s) URL (no open redirects).
+    ReturnNotAllowed,
 }
 
 impl IntoResponse for LinkError {
@@ -45,6 +47,9 @@ impl IntoResponse for LinkError {
             ),
             LinkError::BadAmount => bad("amount must be a positive number of so'm such as 50.00."),
             LinkError::NoTransactionParam => bad("transaction_param is missing."),
+            LinkError::ReturnNotAllowed => {
+                bad("return_url must be an http(s) URL of the merchant's site.")
+            }
         }
     }
 }
@@ -63,15 +68,22 @@ fn read(click: &Click, get: impl Fn(&str) -> Option<String>) -> Result<PayReques
     let transaction_param = get("transaction_param")
         .filter(|t| !t.is_empty())
         .ok_or(LinkError::NoTransactionParam)?;
+    let return_url = get("return_url")
+        .map(|u| decode_lenient(&u))
+        .filter(|u| !u.is_empty());
+    if return_url
+        .as_deref()
+        .is_some_and(|u| !click.return_allowed(u))
+    {
+        return Err(LinkError::ReturnNotAllowed);
+    }
     Ok(PayRequest {
         service_id,
         merchant_id,
         amount,
         amount_tiyin,
         transaction_param,
-        return_url: get("return_url")
-            .map(|u| decode_lenient(&u))
-            .filter(|u| !u.is_empty()),
+        return_url,
     })
 }
 

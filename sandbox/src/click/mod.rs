@@ -41,17 +41,29 @@ struct Inner {
     config: Mutex<ClickConfig>,
     store: Mutex<Store>,
     http: reqwest::Client,
+    /// Where payers may be sent back to (an open redirect otherwise).
+    links: crate::links::ReturnLinks,
 }
 
 impl Click {
-    pub(crate) fn new(config: ClickConfig, http: reqwest::Client) -> Self {
+    pub(crate) fn new(
+        config: ClickConfig,
+        http: reqwest::Client,
+        links: crate::links::ReturnLinks,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config: Mutex::new(config),
                 store: Mutex::new(Store::default()),
                 http,
+                links,
             }),
         }
+    }
+
+    /// True when the payer may be sent to `url`.
+    pub(crate) fn return_allowed(&self, url: &str) -> bool {
+        self.inner.links.allows(url)
     }
 
     /// A snapshot, so one request sees one consistent set of knobs.

@@ -28,6 +28,8 @@ pub(super) enum LinkError {
     Invalid(String),
     /// -31601: the link names another cashbox.
     UnknownMerchant,
+    /// The return link is not an allowed http(s) URL (no open redirects).
+    ReturnNotAllowed,
 }
 
 impl IntoResponse for LinkError {
@@ -43,6 +45,11 @@ impl IntoResponse for LinkError {
                 "Merchant not found",
                 "-31601: this link names a cashbox the simulator does not know (merchant_id).",
             ),
+            LinkError::ReturnNotAllowed => html::message(
+                StatusCode::BAD_REQUEST,
+                "Invalid payment link",
+                "-31610: the return link (c) must be an http(s) URL of the merchant's site.",
+            ),
         }
     }
 }
@@ -52,6 +59,13 @@ fn open(p: &Payme, encoded: &str) -> Result<Link, LinkError> {
     let link = link::decode(encoded).map_err(LinkError::Invalid)?;
     if link.merchant_id != p.config().merchant_id {
         return Err(LinkError::UnknownMerchant);
+    }
+    if link
+        .return_url
+        .as_deref()
+        .is_some_and(|c| !p.return_allowed(c))
+    {
+        return Err(LinkError::ReturnNotAllowed);
     }
     Ok(link)
 }

@@ -44,19 +44,31 @@ struct Inner {
     config: Mutex<PaymeConfig>,
     store: Mutex<Store>,
     http: reqwest::Client,
+    /// Where payers may be sent back to (an open redirect otherwise).
+    links: crate::links::ReturnLinks,
     next_id: AtomicU64,
 }
 
 impl Payme {
-    pub(crate) fn new(config: PaymeConfig, http: reqwest::Client) -> Self {
+    pub(crate) fn new(
+        config: PaymeConfig,
+        http: reqwest::Client,
+        links: crate::links::ReturnLinks,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config: Mutex::new(config),
                 store: Mutex::new(Store::default()),
                 http,
+                links,
                 next_id: AtomicU64::new(1),
             }),
         }
+    }
+
+    /// True when the payer may be sent to `url`.
+    pub(crate) fn return_allowed(&self, url: &str) -> bool {
+        self.inner.links.allows(url)
     }
 
     /// A snapshot, so one payment sees one consistent set of knobs.

@@ -39,10 +39,6 @@ impl GatewayRegistry {
     pub fn inbound(&self) -> &[Arc<dyn InboundAdapter>] {
         &self.inbound
     }
-    /// The configured providers, in registry order.
-    pub fn providers(&self) -> Vec<Provider> {
-        Provider::all().filter(|p| self.has(*p)).collect()
-    }
 }
 
 /// Every gateway the configuration enables. A client that cannot be built is

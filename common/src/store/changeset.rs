@@ -201,25 +201,13 @@ impl Changeset {
     pub fn origin(&self) -> &Origin {
         &self.origin
     }
-
-    /// True when committing it would write nothing but its origin's record.
-    pub fn is_empty(&self) -> bool {
-        self.order.is_none()
-            && self.payment.is_none()
-            && self.change.is_none()
-            && self.order_status.is_none()
-            && self.gateway_txn_new.is_none()
-            && self.gateway_txn_update.is_none()
-            && self.events.is_empty()
-            && self.jobs.is_empty()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::{
-        Amount, Currency, Description, EventKind, JobKind, PaymentId, PaymentStatus, Provider,
+        Amount, Currency, Description, JobKind, PaymentId, PaymentStatus, Provider,
     };
 
     fn payment(order_id: Option<i64>, status: PaymentStatus) -> Payment {
@@ -273,14 +261,5 @@ mod tests {
         let change = p.change().status(PaymentStatus::Failed, Some("x")).unwrap();
         let cs = Changeset::from_api().change_payment(change, &RetryPolicies::default());
         assert!(cs.jobs.is_empty());
-    }
-
-    #[test]
-    fn emptiness_ignores_the_origin() {
-        let p = payment(None, PaymentStatus::Processing);
-        assert!(Changeset::from_api().is_empty());
-        assert!(!Changeset::from_api()
-            .event(NewEvent::new(p.id, EventKind::Callback, "x"))
-            .is_empty());
     }
 }

@@ -152,17 +152,23 @@ async fn load(store: &Store, command: &Command, now_ms: i64) -> Result<Loaded, S
     })
 }
 
-fn txn_write(t: &PaymeTransaction, payment: &Payment, version: Option<i64>) -> GatewayTxnWrite {
-    GatewayTxnWrite {
+fn txn_write(
+    t: &PaymeTransaction,
+    payment: &Payment,
+    version: Option<i64>,
+) -> Result<GatewayTxnWrite, StoreError> {
+    let data = serde_json::to_value(t)
+        .map_err(|e| StoreError::Corrupt(format!("Payme transaction {}: {e}", t.payme_id)))?;
+    Ok(GatewayTxnWrite {
         provider: Provider::Payme,
         external_id: t.payme_id.as_str().to_string(),
         payment_id: payment.id,
         state: t.state.number().to_string(),
         amount_minor: t.amount_tiyin,
         external_time_ms: Some(t.payme_time_ms),
-        data: serde_json::to_value(t).unwrap_or(Value::Null),
+        data,
         expected_version: version,
-    }
+    })
 }
 
 /// The decision's effects as one changeset on top of the stored call.
@@ -191,7 +197,7 @@ fn write(
     for effect in &decision.effects {
         match effect {
             Effect::Create(t) => {
-                cs = cs.gateway_txn(txn_write(t, payment, None));
+                cs = cs.gateway_txn(txn_write(t, payment, None)?);
                 if payment.status == PaymentStatus::Pending {
                     status = Some((PaymentStatus::Processing, None));
                 }
@@ -199,7 +205,7 @@ fn write(
             }
             Effect::Update { to, outcome, .. } => {
                 let (version, old) = row_of(to.payme_id.as_str())?;
-                let mut w = txn_write(to, payment, Some(version));
+                let mut w = txn_write(to, payment, Some(version))?;
                 // Keep the receipts SetFiscalData stored with the transaction.
                 if let Some(fiscal) = old.get("fiscal") {
                     w.data["fiscal"] = fiscal.clone();
@@ -238,7 +244,7 @@ fn write(
                 let Some(t) = loaded.facts.transaction.as_ref() else {
                     continue;
                 };
-                let mut w = txn_write(t, payment, Some(version));
+                let mut w = txn_write(t, payment, Some(version))?;
                 let mut fiscal = old.get("fiscal").cloned().unwrap_or_else(|| json!({}));
                 let kind = match kind {
                     FiscalKind::Perform => "perform",

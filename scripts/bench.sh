@@ -16,6 +16,8 @@
 # BENCH_PIPELINE_DURATION (8), BENCH_SLOW_MS (200), BENCH_WEBHOOK_ORDERS (2000),
 # BENCH_PAYME_ORDERS (5000; the Payme pay phase ends when all are paid or after
 # BENCH_DURATION), BENCH_PAYME_REPEATS (1; PerformTransaction re-sends per paid order),
+# BENCH_CLICK_ORDERS (5000; likewise for Click's Prepare + Complete), BENCH_CLICK_REPEATS (1;
+# Complete re-sends per paid order, each must answer -4),
 # BENCH_PG_SSLMODE (default "disable": plain TCP on loopback, for pgbench and paygate
 # alike; set it empty for the libpq/sqlx default "prefer", which negotiates TLS even on
 # loopback and costs both about 30% here), BENCH_OUT (results folder,
@@ -35,6 +37,8 @@ SLOW_MS=${BENCH_SLOW_MS:-200}
 WEBHOOK_ORDERS=${BENCH_WEBHOOK_ORDERS:-2000}
 PAYME_ORDERS=${BENCH_PAYME_ORDERS:-5000}
 PAYME_REPEATS=${BENCH_PAYME_REPEATS:-1}
+CLICK_ORDERS=${BENCH_CLICK_ORDERS:-5000}
+CLICK_REPEATS=${BENCH_CLICK_REPEATS:-1}
 OUT=${BENCH_OUT:-$ROOT/target/bench}
 ONLY=${BENCH_ONLY:-}
 
@@ -243,6 +247,11 @@ run_scenarios() {
     --setup-concurrency 32 --concurrency "$CONC" --duration "$DUR" --repeats "$PAYME_REPEATS" >"$OUT/$mode-payme.json"
   summary_line "$OUT/$mode-payme.json"
 
+  log "$mode: click ($CLICK_ORDERS orders; each paid once by Prepare then Complete for at most ${DUR}s, then Complete x$CLICK_REPEATS; closed loop $CONC)"
+  "$BENCH" click --api "$api" --label "$mode" --json "${watch[@]}" --orders "$CLICK_ORDERS" \
+    --setup-concurrency 32 --concurrency "$CONC" --duration "$DUR" --repeats "$CLICK_REPEATS" >"$OUT/$mode-click.json"
+  summary_line "$OUT/$mode-click.json"
+
   log "$mode: create /v1/payments, closed loop $CONC"
   "$BENCH" create --api "$api" --label "$mode" --json "${watch[@]}" --route v1 \
     --concurrency "$CONC" --duration "$DUR" >"$OUT/$mode-create-v1.json"
@@ -292,6 +301,7 @@ summary_line() {
   jq -r '[.label, .scenario, (.route // ""), (.loop // ""),
           (if .scenario == "webhook" then "first: rps=\(.groups.first.throughput_rps) p50/p99=\(.groups.first.latency_ms.p50)/\(.groups.first.latency_ms.p99) ms; repeat: rps=\(.groups.repeat.throughput_rps) p50/p99=\(.groups.repeat.latency_ms.p50)/\(.groups.repeat.latency_ms.p99) ms; errors=\(.errors)"
            elif .scenario == "payme" then "payments/s=\(.payments_per_s) paid=\(.orders_paid)/\(.setup.orders_ready) p50/p99 ms: check=\(.calls.CheckPerformTransaction.latency_ms.p50)/\(.calls.CheckPerformTransaction.latency_ms.p99) create=\(.calls.CreateTransaction.latency_ms.p50)/\(.calls.CreateTransaction.latency_ms.p99) perform=\(.calls.PerformTransaction.latency_ms.p50)/\(.calls.PerformTransaction.latency_ms.p99); repeat perform: rps=\(.repeat.throughput_rps // null) p50/p99=\(.repeat.latency_ms.p50 // null)/\(.repeat.latency_ms.p99 // null) ms; errors=\(.errors + (.repeat.errors // 0))"
+           elif .scenario == "click" then "payments/s=\(.payments_per_s) paid=\(.orders_paid)/\(.setup.orders_ready) p50/p99 ms: prepare=\(.calls.prepare.latency_ms.p50)/\(.calls.prepare.latency_ms.p99) complete=\(.calls.complete.latency_ms.p50)/\(.calls.complete.latency_ms.p99); repeat complete: rps=\(.repeat.throughput_rps // null) p50/p99=\(.repeat.latency_ms.p50 // null)/\(.repeat.latency_ms.p99 // null) ms; errors=\(.errors + (.repeat.errors // 0))"
            elif .scenario == "pipeline" then "completed/s=\(.completed_per_s) p50/p99 create->completed=\(.create_to_completed_ms.p50)/\(.create_to_completed_ms.p99) ms created=\(.created) completed=\(.completed) failed=\(.failed)"
            else "rps=\(.throughput_rps) p50/p99=\(.latency_ms.p50)/\(.latency_ms.p99) ms errors=\(.errors)" end),
           "cpu=\(.cpu_pct | tostring)"] | join("  ")' "$1" >&2
@@ -327,6 +337,10 @@ PAYGATE_SANDBOX_ATMOS_CALLBACK_URL=$API/atmos/webhook/
 PAYME_ID=5e730e8e0b852a417aa49ceb
 PAYME_KEY=sandbox-payme-key-0123456789abcdefgh
 PAYME_CHECKOUT_URL=$SANDBOX/sandbox/payme
+CLICK_SERVICE_ID=41001
+CLICK_MERCHANT_ID=17001
+CLICK_SECRET_KEY=sandbox-click-secret-key
+CLICK_CHECKOUT_URL=$SANDBOX/sandbox/click/services/pay
 EOF
   KEY=$(set -a; . "$SCALED_ENV"; set +a; "$PAYGATE" apikey create --name bench --admin 2>/dev/null)
   { cat "$SCALED_ENV"; echo "PAYGATE_LISTEN=127.0.0.1:$SB_PORT"; } >"$WORK/sandbox.env"
@@ -402,10 +416,15 @@ E_WH_FIRST=$(f embedded-webhook.json .groups.first.throughput_rps)
 E_WH_REPEAT=$(f embedded-webhook.json .groups.repeat.throughput_rps)
 S_PAYME=$(f scaled-payme.json .payments_per_s)
 E_PAYME=$(f embedded-payme.json .payments_per_s)
+S_CLICK=$(f scaled-click.json .payments_per_s)
+E_CLICK=$(f embedded-click.json .payments_per_s)
 # p50/p99 of each call: "check a/b, create c/d, perform e/f, repeated perform g/h".
 payme_calls() {
   f "$1" '[(.calls | to_entries[] | "\(.key | sub("Transaction$"; "")) \(.value.latency_ms.p50)/\(.value.latency_ms.p99)"),
            "repeated Perform \(.repeat.latency_ms.p50 // null)/\(.repeat.latency_ms.p99 // null)"] | join(", ")'
+}
+click_calls() {
+  f "$1" '"prepare \(.calls.prepare.latency_ms.p50)/\(.calls.prepare.latency_ms.p99), complete \(.calls.complete.latency_ms.p50)/\(.calls.complete.latency_ms.p99), repeated complete \(.repeat.latency_ms.p50 // null)/\(.repeat.latency_ms.p99 // null)"'
 }
 S_PIPE=$(f scaled-pipeline-0ms.json .completed_per_s)
 S_PIPE_SLOW=$(f "scaled-pipeline-${SLOW_MS}ms.json" .completed_per_s)
@@ -433,10 +452,13 @@ E_PIPE_SLOW=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s)
   row "embedded webhook repeats (req/s)" "$E_WH_REPEAT" "$S_WH_REPEAT" "(scaled)"
   row "scaled payme payments/s (3 RPC calls each)" "$S_PAYME" "$PG_TPS" "(pgbench tps)"
   row "embedded payme payments/s (3 RPC calls each)" "$E_PAYME" "$S_PAYME" "(scaled)"
+  row "scaled click payments/s (Prepare + Complete)" "$S_CLICK" "$PG_TPS" "(pgbench tps)"
+  row "embedded click payments/s (Prepare + Complete)" "$E_CLICK" "$S_CLICK" "(scaled)"
   row "embedded pipeline completed/s, gateway 0 ms" "$E_PIPE" "$S_PIPE" "(scaled)"
   row "embedded pipeline completed/s, gateway ${SLOW_MS} ms" "$E_PIPE_SLOW" "$E_PIPE" "(its 0 ms figure)"
   echo "pgbench at ${S_OPEN_RATE}/s: p50 ${PG_HALF_P50} ms, p99 ${PG_HALF_P99} ms; at ${S_PAUSED_OPEN_RATE}/s: p50 ${PG_PHALF_P50} ms, p99 ${PG_PHALF_P99} ms"
   echo "payme per call p50/p99 ms: scaled: $(payme_calls scaled-payme.json); embedded: $(payme_calls embedded-payme.json)"
+  echo "click per call p50/p99 ms: scaled: $(click_calls scaled-click.json); embedded: $(click_calls embedded-click.json)"
   echo "PostgreSQL CPU: ${PG_CPU}% of a core for $PG_TPS pgbench tps; ${S_PAUSED_PG}% for $S_PAUSED creates/s (workers paused)"
   echo "Redis LPUSH: $REDIS_LPUSH req/s (redis-benchmark -c $CONC)"
   echo "results (JSON, with CPU per process): $OUT"

@@ -139,6 +139,34 @@ fn every_scenario_runs_against_an_embedded_server() {
     assert_eq!(v["repeat"]["ok"], 8, "{v}");
 
     let mut args = vec![
+        "click",
+        "--api",
+        api,
+        "--orders",
+        "4",
+        "--concurrency",
+        "2",
+        "--repeats",
+        "2",
+        "--amount-format",
+        "integer",
+    ];
+    args.extend(tiny);
+    let v = bench(&args);
+    assert_eq!(v["scenario"], "click");
+    assert_eq!(v["amount_text"], "50", "{v}");
+    assert_eq!(v["setup"]["orders_ready"], 4, "{v}");
+    assert_eq!(v["orders_paid"], 4, "{v}\n{}", s.logs());
+    assert_figures(&v, "click payments");
+    assert!(v["payments_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    for action in ["prepare", "complete"] {
+        assert_figures(&v["calls"][action], action);
+        assert_eq!(v["calls"][action]["ok"], 4, "{action}: {v}");
+    }
+    assert_figures(&v["repeat"], "click repeated Complete");
+    assert_eq!(v["repeat"]["ok"], 8, "{v}");
+
+    let mut args = vec![
         "pipeline",
         "--api",
         api,

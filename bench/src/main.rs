@@ -5,13 +5,16 @@
 //! paygate-bench create   --api URL [--route v1|seed] (--concurrency N | --rate R) --duration S [--json]
 //! paygate-bench webhook  --api URL --orders N (--concurrency N | --rate R) --duration S
 //! paygate-bench payme    --api URL --orders N [--repeats R] (--concurrency N | --rate R) [--duration S]
+//! paygate-bench click    --api URL --orders N [--repeats R] [--amount-format F] (--concurrency N | --rate R) [--duration S]
 //! paygate-bench pipeline --api URL --admin-key KEY --metrics URL (--concurrency N | --rate R) --duration S
 //! paygate-bench wait-idle --api URL --admin-key KEY --timeout S
 //! ```
 //!
 //! Every scenario prints a table, or one JSON object with `--json`.
 
+mod click;
 mod load;
+mod orders;
 mod payme;
 mod scenarios;
 mod sys;
@@ -25,7 +28,7 @@ use std::time::Duration;
 #[command(
     name = "paygate-bench",
     version,
-    about = "Load generator for paygate (create, webhook, payme, pipeline)"
+    about = "Load generator for paygate (create, webhook, payme, click, pipeline)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -127,6 +130,15 @@ enum Scenario {
         #[command(flatten)]
         payme: payme::PaymeArgs,
     },
+    /// Click's signed Prepare and Complete calls paying existing orders (and optional repeats).
+    Click {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        click: click::ClickArgs,
+    },
     /// Payments created and driven to `completed` (sandbox autopay): end-to-end throughput.
     Pipeline {
         #[command(flatten)]
@@ -178,6 +190,11 @@ fn main() -> ExitCode {
                 load,
                 payme,
             } => Ok((payme::payme(&common, &load, &payme).await?, common.json)),
+            Scenario::Click {
+                common,
+                load,
+                click,
+            } => Ok((click::click(&common, &load, &click).await?, common.json)),
             Scenario::Pipeline {
                 common,
                 load,

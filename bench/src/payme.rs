@@ -9,14 +9,13 @@
 //! reported per method.
 
 use crate::load::{self, group_report, round3, Outcome, Recorder, RequestFn};
+use crate::orders::{make_orders, OrderSet};
 use crate::scenarios::{apis, client, header, merge};
 use crate::{sys, Common, LoadArgs};
-use anyhow::bail;
 use clap::Args;
 use paygate_common::gateways::payme::auth::authorization_header;
 use paygate_common::gateways::payme::settings::SIMULATOR_KEY;
 use serde_json::{json, Map, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,71 +48,6 @@ pub struct PaymeArgs {
     /// order (each answer must be state 2 with the first perform_time).
     #[arg(long, default_value_t = 0)]
     pub repeats: u64,
-}
-
-/// Creates the orders, concurrently; their ids.
-async fn make_orders(
-    http: &reqwest::Client,
-    apis: &Arc<Vec<String>>,
-    args: &PaymeArgs,
-) -> anyhow::Result<Vec<i64>> {
-    let amount = format!("{}.{:02}", args.amount_tiyin / 100, args.amount_tiyin % 100);
-    let next = Arc::new(AtomicUsize::new(0));
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..args.setup_concurrency.max(1) {
-        let (http, apis, next, out, failures, amount) = (
-            http.clone(),
-            apis.clone(),
-            next.clone(),
-            out.clone(),
-            failures.clone(),
-            amount.clone(),
-        );
-        let n = args.orders;
-        set.spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                let base = &apis[i % apis.len()];
-                let body = json!({"product_name": "paygate-bench", "amount": amount, "payment_type": "payme"});
-                let r = http
-                    .post(format!("{base}/api/orders/create"))
-                    .json(&body)
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status().is_success() => {
-                        let v: Value = r.json().await.unwrap_or(Value::Null);
-                        match v["order_id"].as_i64() {
-                            Some(id) => out.lock().unwrap().push(id),
-                            None => failures.lock().unwrap().push(format!("no order_id: {v}")),
-                        }
-                    }
-                    Ok(r) => {
-                        let status = r.status();
-                        let text = r.text().await.unwrap_or_default();
-                        let text: String = text.chars().take(200).collect();
-                        failures.lock().unwrap().push(format!("{status}: {text}"));
-                    }
-                    Err(e) => failures.lock().unwrap().push(e.to_string()),
-                }
-            }
-        });
-    }
-    while set.join_next().await.is_some() {}
-    let orders = std::mem::take(&mut *out.lock().unwrap());
-    if orders.is_empty() {
-        let f = failures.lock().unwrap();
-        bail!(
-            "no Payme order was created (is Payme configured on the server: PAYME_ID and PAYME_KEY, or `paygate serve`'s simulator?): {:?}",
-            f.iter().take(3).collect::<Vec<_>>()
-        );
-    }
-    Ok(orders)
 }
 
 /// What every call needs.
@@ -218,7 +152,19 @@ pub async fn payme(
     let http = client(common)?;
     let apis = apis(common);
     let setup_started = Instant::now();
-    let orders = Arc::new(make_orders(&http, &apis, args).await?);
+    let orders = Arc::new(
+        make_orders(
+            &http,
+            &apis,
+            &OrderSet {
+                payment_type: "payme",
+                count: args.orders,
+                concurrency: args.setup_concurrency,
+                amount_tiyin: args.amount_tiyin,
+            },
+        )
+        .await?,
+    );
     let setup_s = setup_started.elapsed().as_secs_f64();
     let n = orders.len() as u64;
     let rpc = Rpc {

@@ -206,6 +206,7 @@ mod contracts {
             JobKind::CreateInvoice => JobPayload::CreateInvoice,
             JobKind::VerifyPayment => JobPayload::VerifyPayment(VerifyArgs::default()),
             JobKind::UpdateOrder => JobPayload::UpdateOrder,
+            JobKind::ExpirePayment => JobPayload::ExpirePayment,
         };
         NewJob::new(payload, Some(id), &policies()).max_attempts(attempts)
     }

@@ -187,7 +187,11 @@ async fn fake_callback(s: &Server, id_get: &str) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "the payer's browser is sent on");
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "the payer's browser is sent on"
+    );
 }
 
 /// The payer pays on the simulator's page and the browser comes back to our callback.
@@ -268,13 +272,19 @@ async fn an_expired_medogram_payment_is_settled_late_by_a_genuine_payment() {
     );
     let jobs = jobs_of(&s, &id).await;
     assert_eq!(
-        jobs.iter().filter(|j| j["kind"] == "expire_payment").count(),
+        jobs.iter()
+            .filter(|j| j["kind"] == "expire_payment")
+            .count(),
         1,
         "one expiry per payment: {jobs:?}"
     );
-    assert!(metric(&s, "paygate_expiry_checks_total", &[("provider", "medogram")])
-        .await
-        .is_some_and(|n| n >= 1.0));
+    assert!(metric(
+        &s,
+        "paygate_expiry_checks_total",
+        &[("provider", "medogram")]
+    )
+    .await
+    .is_some_and(|n| n >= 1.0));
 
     // A made-up trans_id after expiry changes nothing …
     fake_callback(&s, &id_get).await;
@@ -288,11 +298,20 @@ async fn an_expired_medogram_payment_is_settled_late_by_a_genuine_payment() {
     assert!(done["completed_at"].is_string(), "{done}");
     let events = events_of(&s, &id).await;
     assert!(
-        has_event(&events, "late_settlement", "after the payment was cancelled (expired)"),
+        has_event(
+            &events,
+            "late_settlement",
+            "after the payment was cancelled (expired)"
+        ),
         "{events:?}"
     );
     assert_eq!(
-        metric(&s, "paygate_late_settlements_total", &[("provider", "medogram")]).await,
+        metric(
+            &s,
+            "paygate_late_settlements_total",
+            &[("provider", "medogram")]
+        )
+        .await,
         Some(1.0)
     );
     // The seed's status route shows it completed.
@@ -367,10 +386,21 @@ async fn an_expired_atmos_order_is_asked_once_then_paid_late_through_callback_an
     // The last verification asked Atmos (it answered "not confirmed yet").
     let events = events_of(&s, &pid).await;
     assert!(
-        has_event(&events, "verification", "last verification before expiry: the gateway answered pending"),
+        has_event(
+            &events,
+            "verification",
+            "last verification before expiry: the gateway answered pending"
+        ),
         "{events:?}"
     );
-    let (_, stats) = json_of(client().get(s.url("/sandbox/atmos/_stats")).send().await.unwrap()).await;
+    let (_, stats) = json_of(
+        client()
+            .get(s.url("/sandbox/atmos/_stats"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert!(stats["gets_total"].as_u64().unwrap() >= 1, "{stats}");
 
     // The payer pays on the still-open checkout: the signed callback is
@@ -386,9 +416,17 @@ async fn an_expired_atmos_order_is_asked_once_then_paid_late_through_callback_an
         "{events:?}"
     );
     assert!(has_event(&events, "late_settlement", ""), "{events:?}");
-    assert!(has_event(&events, "status_change", "cancelled → paid"), "{events:?}");
+    assert!(
+        has_event(&events, "status_change", "cancelled → paid"),
+        "{events:?}"
+    );
     assert_eq!(
-        metric(&s, "paygate_late_settlements_total", &[("provider", "atmos")]).await,
+        metric(
+            &s,
+            "paygate_late_settlements_total",
+            &[("provider", "atmos")]
+        )
+        .await,
         Some(1.0)
     );
 }
@@ -430,8 +468,17 @@ async fn payme_perform_on_an_expired_order_is_refused() {
     .await;
     assert_eq!(r["result"]["state"], 1, "{r}");
     let cancelled = wait_order(&s, order_id, "cancelled").await;
-    assert_eq!(cancelled["payment"]["status_reason"], "expired", "{cancelled}");
-    let r = payme(&s, 2, "PerformTransaction", json!({"id": "6570a1b2c3d4e5f6a7b8c9d1"})).await;
+    assert_eq!(
+        cancelled["payment"]["status_reason"], "expired",
+        "{cancelled}"
+    );
+    let r = payme(
+        &s,
+        2,
+        "PerformTransaction",
+        json!({"id": "6570a1b2c3d4e5f6a7b8c9d1"}),
+    )
+    .await;
     assert_eq!(r["error"]["code"], -31008, "{r}");
     assert_eq!(order(&s, order_id).await["status"], "cancelled");
     assert_eq!(payment(&s, &pid).await["status"], "cancelled");
@@ -483,7 +530,15 @@ fn click_form(trans: &str, order_id: i64, prepare_id: Option<&str>) -> Vec<(&'st
 }
 
 async fn click(s: &Server, form: &[(&str, String)]) -> Value {
-    let (code, v) = json_of(client().post(s.url("/click/")).form(form).send().await.unwrap()).await;
+    let (code, v) = json_of(
+        client()
+            .post(s.url("/click/"))
+            .form(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(code, StatusCode::OK, "{v}");
     v
 }
@@ -496,7 +551,10 @@ async fn click_complete_on_an_expired_order_is_refused() {
     assert_eq!(prepared["error"], 0, "{prepared}");
     let prepare_id = prepared["merchant_prepare_id"].to_string();
     let cancelled = wait_order(&s, order_id, "cancelled").await;
-    assert_eq!(cancelled["payment"]["status_reason"], "expired", "{cancelled}");
+    assert_eq!(
+        cancelled["payment"]["status_reason"], "expired",
+        "{cancelled}"
+    );
     let done = click(&s, &click_form("7700001", order_id, Some(&prepare_id))).await;
     assert_eq!(done["error"], -9, "Transaction cancelled: {done}");
     assert_eq!(order(&s, order_id).await["status"], "cancelled");
@@ -517,7 +575,10 @@ async fn a_bad_time_to_live_stops_the_start_with_its_variable_named() {
         .env_remove("REDIS_URL")
         .env_remove("SECRET_KEY")
         .env("PAYGATE_PAYMENT_TTL", "soon")
-        .env("PAYGATE_LISTEN", format!("127.0.0.1:{}", support::free_port()))
+        .env(
+            "PAYGATE_LISTEN",
+            format!("127.0.0.1:{}", support::free_port()),
+        )
         .output()
         .unwrap();
     assert!(!out.status.success());

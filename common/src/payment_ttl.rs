@@ -68,7 +68,10 @@ impl PaymentTtl {
 
     /// How long a `provider` payment may wait for its payer.
     pub fn for_provider(&self, provider: Provider) -> Duration {
-        self.overrides.get(&provider).copied().unwrap_or(self.default)
+        self.overrides
+            .get(&provider)
+            .copied()
+            .unwrap_or(self.default)
     }
 
     /// The shortest time to live of any gateway: the expiry sweep runs often
@@ -106,7 +109,10 @@ mod tests {
             ("PAYGATE_PAYMENT_TTL_ATMOS", "90s"),
         ])
         .unwrap();
-        assert_eq!(t.for_provider(Provider::Medogram), Duration::from_secs(7200));
+        assert_eq!(
+            t.for_provider(Provider::Medogram),
+            Duration::from_secs(7200)
+        );
         assert_eq!(
             t.for_provider(Provider::Payme),
             Duration::from_secs(12 * 3600 + 1800)

@@ -194,7 +194,10 @@ mod tests {
             let late = OrderChange::paid_late(7, from);
             match from {
                 OrderStatus::Failed | OrderStatus::Cancelled => {
-                    assert_eq!(late.map(|c| (c.from, c.to)), Some((from, OrderStatus::Paid)));
+                    assert_eq!(
+                        late.map(|c| (c.from, c.to)),
+                        Some((from, OrderStatus::Paid))
+                    );
                     // The ordinary table still refuses it.
                     assert!(OrderChange::new(7, from, OrderStatus::Paid).is_none());
                 }

@@ -381,7 +381,10 @@ mod tests {
         };
         for st in [PaymentStatus::Failed, PaymentStatus::Cancelled] {
             // The ordinary path refuses …
-            assert!(p(st).change().status(PaymentStatus::Completed, None).is_err());
+            assert!(p(st)
+                .change()
+                .status(PaymentStatus::Completed, None)
+                .is_err());
             // … the late one takes it, marked.
             let c = p(st).change().settle_late().unwrap();
             assert!(c.late_settlement && c.completes());

@@ -211,7 +211,11 @@ mod tests {
     #[test]
     fn only_failed_and_cancelled_payments_may_settle_late() {
         for st in PaymentStatus::ALL {
-            assert_eq!(st.can_settle_late(), matches!(st, Failed | Cancelled), "{st}");
+            assert_eq!(
+                st.can_settle_late(),
+                matches!(st, Failed | Cancelled),
+                "{st}"
+            );
             // The ordinary table never allows it.
             if st.can_settle_late() {
                 assert!(!st.can_become(Completed));

@@ -144,7 +144,7 @@ async fn run(engine: &Engine, payment: &Payment) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paygate_common::domain::{Amount, Currency, Description, PaymentId, Provider};
+    use paygate_common::domain::{Amount, Description, PaymentId, Provider};
 
     fn payment(provider: Provider, status: PaymentStatus) -> Payment {
         let now = chrono::Utc::now();
@@ -180,8 +180,14 @@ mod tests {
 
     #[test]
     fn only_gateways_that_can_be_asked_about_the_invoice_are_asked() {
-        assert!(asks_first(&payment(Provider::Atmos, PaymentStatus::Processing)));
-        assert!(!asks_first(&payment(Provider::Atmos, PaymentStatus::Pending)));
+        assert!(asks_first(&payment(
+            Provider::Atmos,
+            PaymentStatus::Processing
+        )));
+        assert!(!asks_first(&payment(
+            Provider::Atmos,
+            PaymentStatus::Pending
+        )));
         for p in [Provider::Medogram, Provider::Payme, Provider::Click] {
             assert!(!asks_first(&payment(p, PaymentStatus::Processing)), "{p}");
         }

@@ -70,12 +70,11 @@ pub fn decide(payment: &Payment, payload: &VerifyPayload, answer: Verification) 
             }
             let detail =
                 serde_json::json!({ "amount": amount, "repeated": repeated, "trans_id": trans_id });
-            let mut events = vec![NewEvent::new(
-                id,
-                EventKind::Verification,
-                "gateway confirmed the payment",
-            )
-            .detail(detail.clone())];
+            let mut events =
+                vec![
+                    NewEvent::new(id, EventKind::Verification, "gateway confirmed the payment")
+                        .detail(detail.clone()),
+                ];
             if late {
                 events.push(
                     NewEvent::new(
@@ -131,7 +130,10 @@ fn fail(payment: &Payment, reason: &str, detail: serde_json::Value) -> Step {
             events: vec![NewEvent::new(
                 payment.id,
                 EventKind::Verification,
-                format!("verification failed: {reason} (the payment is {})", payment.status),
+                format!(
+                    "verification failed: {reason} (the payment is {})",
+                    payment.status
+                ),
             )
             .detail(detail)],
             ..Effects::default()
@@ -204,5 +206,123 @@ async fn run(engine: &Engine, payment: &Payment, payload: &VerifyArgs) -> Step {
     match gateway.verify(&request).await {
         Ok(answer) => decide(payment, payload, answer),
         Err(e) => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paygate_common::domain::{Amount, Description, PaymentId, Provider, LATE_SETTLEMENT};
+
+    fn payment(status: PaymentStatus, reason: Option<&str>) -> Payment {
+        let now = chrono::Utc::now();
+        Payment {
+            id: PaymentId::new(),
+            provider: Provider::Medogram,
+            merchant_ref: "09123456789".into(),
+            amount: Amount::from_minor(100000).unwrap(),
+            currency: Provider::Medogram.currency(),
+            description: Description::default(),
+            status,
+            status_reason: reason.map(str::to_string),
+            payment_url: None,
+            gateway_ref: Some("77".into()),
+            gateway_trans_id: None,
+            tracking_code: None,
+            encrypted_user_data: None,
+            idempotency_key: None,
+            order_id: None,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            version: 3,
+        }
+    }
+
+    fn args() -> VerifyArgs {
+        VerifyArgs {
+            trans_id: Some("12345678".into()),
+            ..VerifyArgs::default()
+        }
+    }
+
+    fn paid(amount: i64) -> Verification {
+        Verification::Paid {
+            amount,
+            trans_id: None,
+            repeated: false,
+        }
+    }
+
+    fn effects(step: Step) -> Effects {
+        match step {
+            Step::Done(e) => e,
+            other => panic!("expected Done, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unconfirmed_trans_id_leaves_a_payable_payment_as_it_is() {
+        let p = payment(PaymentStatus::Processing, None);
+        let e = effects(decide(
+            &p,
+            &args(),
+            Verification::Unconfirmed {
+                reason: "not_paid".into(),
+            },
+        ));
+        assert!(e.change.is_none());
+        assert_eq!(e.events.len(), 1);
+        assert_eq!(e.events[0].kind, EventKind::Verification);
+        // A "not paid" about the invoice itself still fails it.
+        let e = effects(decide(
+            &p,
+            &args(),
+            Verification::NotPaid {
+                reason: "declined".into(),
+            },
+        ));
+        assert_eq!(e.change.unwrap().new_status, Some(PaymentStatus::Failed));
+    }
+
+    #[test]
+    fn a_confirmation_after_failure_or_expiry_settles_late() {
+        for (st, reason) in [
+            (PaymentStatus::Cancelled, "expired"),
+            (PaymentStatus::Failed, "not_paid"),
+        ] {
+            let p = payment(st, Some(reason));
+            let e = effects(decide(&p, &args(), paid(100000)));
+            let c = e.change.unwrap();
+            assert!(c.late_settlement);
+            assert_eq!(c.new_status, Some(PaymentStatus::Completed));
+            assert_eq!(c.status_reason.as_deref(), Some(LATE_SETTLEMENT));
+            assert_eq!(c.gateway_trans_id.as_deref(), Some("12345678"));
+            assert!(e
+                .events
+                .iter()
+                .any(|ev| ev.kind == EventKind::LateSettlement));
+            // The wrong amount never settles it.
+            let e = effects(decide(&p, &args(), paid(99999)));
+            assert!(e.change.is_none());
+        }
+        // A processing payment completes the ordinary way.
+        let e = effects(decide(
+            &payment(PaymentStatus::Processing, None),
+            &args(),
+            paid(100000),
+        ));
+        let c = e.change.unwrap();
+        assert!(!c.late_settlement);
+        assert!(!e
+            .events
+            .iter()
+            .any(|ev| ev.kind == EventKind::LateSettlement));
+        // Completed and refunded payments are never settled again.
+        for st in [PaymentStatus::Completed, PaymentStatus::Refunded] {
+            assert!(effects(decide(&payment(st, None), &args(), paid(100000)))
+                .change
+                .is_none());
+        }
     }
 }

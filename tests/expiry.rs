@@ -589,3 +589,218 @@ async fn a_bad_time_to_live_stops_the_start_with_its_variable_named() {
     );
     assert!(text.contains("PAYGATE_PAYMENT_TTL"), "{text}");
 }
+
+// ---------------------------------------------------------------------------
+// Scaled mode: PostgreSQL, Redis, two workers sharing the sweep's lease
+// ---------------------------------------------------------------------------
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-tAc", sql])
+        .output()
+        .expect("psql is required for the scaled test");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A database of its own, dropped afterwards.
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create() -> Database {
+        let admin_url = std::env::var("PAYGATE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("paygate_expiry_{}", uuid::Uuid::new_v4().simple());
+        psql(&admin_url, &format!("CREATE DATABASE {name}"));
+        let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+        Database {
+            admin_url,
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([
+                &self.admin_url,
+                "-tAc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn scaled_workers_expire_each_payment_once_and_settle_late() {
+    use support::{free_port, Proc, TempDir};
+    let db = Database::create();
+    let dir = TempDir::new();
+    let sandbox_port = free_port();
+    let api_port = free_port();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let redis =
+        std::env::var("PAYGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let env: Vec<(String, String)> = [
+        ("DATABASE_URL", db.url.clone()),
+        ("REDIS_URL", redis),
+        (
+            "PAYGATE_REDIS_QUEUE",
+            format!("paygate:test:{}", uuid::Uuid::new_v4().simple()),
+        ),
+        ("SECRET_KEY", "expiry-test-secret".into()),
+        (
+            "PAYMENT_GATEWAY_URL",
+            format!("http://127.0.0.1:{sandbox_port}/sandbox/medogram"),
+        ),
+        ("PAYMENT_API_KEY", "sandbox-medogram-api-key".into()),
+        ("PAYGATE_PUBLIC_URL", api.clone()),
+        ("PAYGATE_PAYMENT_TTL_MEDOGRAM", "2s".into()),
+        ("PAYGATE_RETRY_BASE_MS", "50".into()),
+        ("PAYGATE_RETRY_MAX_MS", "500".into()),
+        ("PAYGATE_SWEEP_INTERVAL_MS", "200".into()),
+        ("PAYGATE_JOB_LEASE_MS", "5000".into()),
+        ("PAYGATE_GATEWAY_TIMEOUT_MS", "2000".into()),
+        ("PAYGATE_SANDBOX_OPEN_CONTROL", "true".into()),
+        ("RUST_LOG", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let with = |extra: &[(&str, String)]| {
+        let mut e = env.clone();
+        e.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        e
+    };
+    let _sandbox = Proc::spawn(
+        "sandbox",
+        &["sandbox"],
+        &with(&[("PAYGATE_LISTEN", format!("127.0.0.1:{sandbox_port}"))]),
+        &dir.0,
+        "listening on",
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_paygate"))
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    run(&["migrate"]);
+    let key = run(&["apikey", "create", "--name", "expiry-test", "--admin"]);
+    let _api = Proc::spawn(
+        "api",
+        &["api"],
+        &with(&[("PAYGATE_LISTEN", format!("127.0.0.1:{api_port}"))]),
+        &dir.0,
+        "listening on",
+    );
+    let _workers: Vec<Proc> = (0..2)
+        .map(|i| {
+            Proc::spawn(
+                &format!("worker{i}"),
+                &["worker"],
+                &with(&[(
+                    "PAYGATE_METRICS_LISTEN",
+                    format!("127.0.0.1:{}", free_port()),
+                )]),
+                &dir.0,
+                "started",
+            )
+        })
+        .collect();
+
+    let get = |path: String| {
+        let key = key.clone();
+        async move {
+            json_of(client().get(path).bearer_auth(key).send().await.unwrap())
+                .await
+                .1
+        }
+    };
+    let mut payments = Vec::new();
+    for _ in 0..4 {
+        let (code, body) = json_of(
+            client()
+                .post(format!("{api}/v1/payments"))
+                .bearer_auth(&key)
+                .header("Prefer", "wait=10")
+                .json(&json!({"provider": "medogram", "amount": 100000, "user_identifier": "09123456789"}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CREATED, "{body}");
+        payments.push((
+            body["id"].as_str().unwrap().to_string(),
+            body["payment_url"].as_str().unwrap().to_string(),
+        ));
+    }
+    for (id, _) in &payments {
+        let p = eventually("expired", Duration::from_secs(30), || async {
+            let p = get(format!("{api}/v1/payments/{id}")).await;
+            (p["status"] == "cancelled").then_some(p)
+        })
+        .await;
+        assert_eq!(p["status_reason"], "expired", "{p}");
+        let jobs = get(format!("{api}/v1/admin/jobs?payment_id={id}")).await;
+        let expiries = jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["kind"] == "expire_payment")
+            .count();
+        assert_eq!(expiries, 1, "one expiry however many workers: {jobs}");
+    }
+    // One lease row, held by one of the workers.
+    assert_eq!(
+        psql(
+            &db.url,
+            "SELECT count(*) FROM leases WHERE name = 'payment-expiry'"
+        ),
+        "1"
+    );
+
+    // The payer pays one of them after all: settled late in scaled mode too.
+    let (id, url) = &payments[0];
+    let id_get = url
+        .rsplit("gateway-")
+        .next()
+        .unwrap()
+        .trim_end_matches("-get");
+    let back = client()
+        .post(format!(
+            "http://127.0.0.1:{sandbox_port}/sandbox/medogram/payment/gateway-{id_get}/pay"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), StatusCode::FOUND);
+    let location = back.headers()["location"].to_str().unwrap().to_string();
+    client().get(location).send().await.unwrap();
+    let done = eventually("late settlement", Duration::from_secs(30), || async {
+        let p = get(format!("{api}/v1/payments/{id}")).await;
+        (p["status"] == "completed").then_some(p)
+    })
+    .await;
+    assert_eq!(done["status_reason"], "late_settlement", "{done}");
+}

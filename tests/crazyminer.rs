@@ -324,8 +324,10 @@ async fn repeated_and_unknown_callbacks_change_nothing() {
 }
 
 #[tokio::test]
-async fn cancelled_payment_fails_and_unknown_user_is_refused() {
-    let s = Server::serve(&[]);
+async fn cancelled_payment_expires_and_unknown_user_is_refused() {
+    // medogram answers a payer's cancel with the same -4 as a made-up
+    // trans_id, so the payment stays payable until it expires (docs/expiry.md).
+    let s = Server::serve(&[("PAYGATE_PAYMENT_TTL_MEDOGRAM", "2s")]);
     let (_, body) = create(
         &s,
         json!({"amount": 20000, "user_identifier": "09120000002"}),
@@ -333,8 +335,8 @@ async fn cancelled_payment_fails_and_unknown_user_is_refused() {
     .await;
     let id = body["transaction_id"].as_str().unwrap().to_string();
     pay(&s, body["payment_url"].as_str().unwrap(), "cancel").await;
-    let failed = wait_status(&s, &id, "failed").await;
-    assert_eq!(failed["status_display"], "ناموفق");
+    let expired = wait_status(&s, &id, "cancelled").await;
+    assert_eq!(expired["status_display"], "لغو شده");
     let v1: Value = client()
         .get(s.url(&format!("/v1/payments/{id}")))
         .send()
@@ -343,7 +345,7 @@ async fn cancelled_payment_fails_and_unknown_user_is_refused() {
         .json()
         .await
         .unwrap();
-    assert_eq!(v1["status_reason"], "not_paid");
+    assert_eq!(v1["status_reason"], "expired");
 
     // A well-formed number the main server does not know.
     let r = client()

@@ -1,5 +1,5 @@
 //! The worker side of a process: the job pool, the sweeper, the queue-gauge
-//! sampler and the Atmos reconciler, started together and stopped together
+//! sampler, the Atmos reconciler and the expiry sweep, started together and stopped together
 //! (stop taking work, then let in-flight jobs finish within the grace period).
 
 use paygate_common::config::Config;
@@ -44,6 +44,13 @@ where
             stop_rx.clone(),
         )),
     ];
+    // Payments that waited for their payer too long expire (one sweeper at a time).
+    tasks.push(tokio::spawn(paygate_worker::expiry::run(
+        engine.clone(),
+        cfg.payment_ttl.clone(),
+        paygate_worker::expiry::interval(&cfg.payment_ttl),
+        stop_rx.clone(),
+    )));
     // One reconciler per configured gateway that can be asked about a payment.
     for provider in paygate_common::domain::Provider::all() {
         let Some(stale_after) = cfg.reconcile_after(provider) else {

@@ -122,6 +122,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Timeouts, limits, allowlists and input rules (security.rs).
     pub security: crate::security::SecuritySettings,
+    /// How long a payment may wait for its payer (payment_ttl.rs).
+    pub payment_ttl: crate::payment_ttl::PaymentTtl,
 }
 
 /// Reads variables through `get`, so tests need not touch the process environment.
@@ -475,6 +477,7 @@ impl Config {
             log_format,
             max_body_bytes: env.parse("PAYGATE_MAX_BODY_BYTES", 64 * 1024)?,
             security: crate::security::load(env)?,
+            payment_ttl: crate::payment_ttl::PaymentTtl::load(env)?,
         })
     }
 

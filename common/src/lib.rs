@@ -6,6 +6,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod gateways;
+pub mod payment_ttl;
 pub mod queue;
 pub mod security;
 pub mod store;

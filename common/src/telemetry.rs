@@ -143,6 +143,14 @@ fn register() {
         "paygate_callbacks_total",
         "Browser/server callbacks of gateways that return the payer to us (medogram), by outcome"
     );
+    describe_counter!(
+        "paygate_expiry_checks_total",
+        "Expiry jobs queued for payments past their time to live, by provider"
+    );
+    describe_counter!(
+        "paygate_late_settlements_total",
+        "Payments completed after they had failed, been cancelled or expired, because the gateway confirmed the money; by provider"
+    );
     describe_counter!("paygate_webhooks_total", "Gateways' signed server calls (Atmos), by outcome (accepted, duplicate, bad_signature, refused, unknown, invalid, error)");
 
     for kind in JobKind::ALL {
@@ -178,6 +186,8 @@ fn register() {
         if d.capabilities.reconcile {
             metrics::counter!("paygate_reconciler_checks_total", "provider" => p).increment(0);
         }
+        metrics::counter!("paygate_expiry_checks_total", "provider" => p).increment(0);
+        metrics::counter!("paygate_late_settlements_total", "provider" => p).increment(0);
     }
     for outcome in ["ok", "retryable_error", "permanent_error"] {
         metrics::counter!("paygate_gateway_calls_total", "provider" => "main_server", "operation" => "fetch_user", "outcome" => outcome).increment(0);

@@ -206,6 +206,7 @@ mod contracts {
             JobKind::CreateInvoice => JobPayload::CreateInvoice,
             JobKind::VerifyPayment => JobPayload::VerifyPayment(VerifyArgs::default()),
             JobKind::UpdateOrder => JobPayload::UpdateOrder,
+            JobKind::ExpirePayment => JobPayload::ExpirePayment,
         };
         NewJob::new(payload, Some(id), &policies()).max_attempts(attempts)
     }
@@ -1762,6 +1763,109 @@ mod contracts {
         assert_eq!(q_events[1].detail, json!(["q"]));
         assert!(store.events(PaymentId::new()).await.unwrap().is_empty());
     }
+
+    /// Expiry finds the payments that waited too long (once each), and a
+    /// late settlement is written like any change, with its own order update.
+    pub async fn expiry_candidates_and_late_settlement(store: Store) {
+        let mut shop = new_payment(Provider::Medogram, "09120000001", 150_000);
+        shop.order_id = Some(77);
+        let (waiting, _) = create_with(&store, shop).await;
+        let (elsewhere, _) = create(&store, Provider::Atmos, "7").await;
+        let (ended, ended_job) = create(&store, Provider::Medogram, "09120000002").await;
+        let c = claim(&store, ended_job, "w1", LONG_LEASE).await;
+        let fail = ended
+            .change()
+            .status(PaymentStatus::Failed, Some("x"))
+            .unwrap();
+        store
+            .finish_job(
+                &c,
+                &policies(),
+                JobFinish {
+                    change: Some(fail),
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .unwrap();
+
+        let later = now_ms() + 1000;
+        let found = |p: Provider, before: i64| {
+            let store = store.clone();
+            async move { store.expiry_candidates(p, before, 100).await.unwrap() }
+        };
+        assert_eq!(found(Provider::Medogram, later).await, vec![waiting.id]);
+        assert_eq!(found(Provider::Atmos, later).await, vec![elsewhere.id]);
+        assert!(found(Provider::Medogram, now_ms() - 60_000)
+            .await
+            .is_empty());
+
+        // Its expiry job exists: it is not found again.
+        let expire = NewJob::once_per_payment(JobPayload::ExpirePayment, waiting.id, &policies());
+        let expire_id = expire.id;
+        store.enqueue_jobs(&[expire]).await.unwrap();
+        assert!(found(Provider::Medogram, later).await.is_empty());
+
+        // The expiry cancels it; the hook queues the order's update.
+        let c = claim(&store, expire_id, "w1", LONG_LEASE).await;
+        let waiting = payment(&store, waiting.id).await;
+        let cancel = waiting
+            .change()
+            .status(PaymentStatus::Cancelled, Some("expired"))
+            .unwrap();
+        store
+            .finish_job(
+                &c,
+                &policies(),
+                JobFinish {
+                    change: Some(cancel),
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .unwrap();
+        let expired = payment(&store, waiting.id).await;
+        assert_eq!(expired.status, PaymentStatus::Cancelled);
+        assert_eq!(expired.status_reason.as_deref(), Some("expired"));
+
+        // The gateway confirms later: a late settlement, and a second order update.
+        let verify = NewJob::new(verify_payload("555"), Some(waiting.id), &policies());
+        let verify_id = verify.id;
+        store.enqueue_jobs(&[verify]).await.unwrap();
+        let c = claim(&store, verify_id, "w1", LONG_LEASE).await;
+        let late = expired
+            .change()
+            .settle_late()
+            .unwrap()
+            .gateway_trans_id("555".into());
+        store
+            .finish_job(
+                &c,
+                &policies(),
+                JobFinish {
+                    change: Some(late),
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .unwrap();
+        let settled = payment(&store, waiting.id).await;
+        assert_eq!(settled.status, PaymentStatus::Completed);
+        assert_eq!(settled.status_reason.as_deref(), Some("late_settlement"));
+        assert_eq!(settled.gateway_trans_id.as_deref(), Some("555"));
+        assert!(settled.completed_at.is_some());
+        let order_updates = store
+            .list_jobs(None, Some(waiting.id), 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.kind == JobKind::UpdateOrder)
+            .count();
+        assert_eq!(
+            order_updates, 2,
+            "the late settlement has its own order update"
+        );
+    }
 }
 
 macro_rules! contract_tests {
@@ -1816,4 +1920,7 @@ contract_tests! {
     gateway_transactions_settle_in_one_write =>
         sqlite_gateway_transactions_settle_in_one_write,
         postgres_gateway_transactions_settle_in_one_write;
+    expiry_candidates_and_late_settlement =>
+        sqlite_expiry_candidates_and_late_settlement,
+        postgres_expiry_candidates_and_late_settlement;
 }

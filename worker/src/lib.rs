@@ -3,6 +3,7 @@
 //! work whose message was lost or whose worker died.
 
 pub mod engine;
+pub mod expiry;
 pub mod jobs;
 pub mod pool;
 pub mod reconciler;

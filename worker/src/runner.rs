@@ -181,6 +181,16 @@ async fn record(engine: &Engine, claim: &ClaimedJob, payment: Option<&Payment>, 
                         reason = change.status_reason.as_deref().unwrap_or(""),
                         "payment status changed"
                     );
+                    if change.late_settlement {
+                        metrics::counter!("paygate_late_settlements_total",
+                            "provider" => p.provider.as_str())
+                        .increment(1);
+                        tracing::warn!(
+                            provider = p.provider.as_str(),
+                            from = p.status.as_str(),
+                            "late settlement: the gateway confirmed a payment that had ended"
+                        );
+                    }
                 }
             }
             dispatch_all(engine.queue.as_ref(), &messages).await;

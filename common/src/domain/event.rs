@@ -17,10 +17,13 @@ pub enum EventKind {
     Verification,
     StatusChange,
     Error,
+    /// A gateway confirmed money for a payment that had already ended
+    /// (failed, cancelled or expired): it completes after all.
+    LateSettlement,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Request,
         EventKind::UserFetch,
         EventKind::Invoice,
@@ -29,6 +32,7 @@ impl EventKind {
         EventKind::Verification,
         EventKind::StatusChange,
         EventKind::Error,
+        EventKind::LateSettlement,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,6 +44,7 @@ impl EventKind {
             EventKind::Verification => "verification",
             EventKind::StatusChange => "status_change",
             EventKind::Error => "error",
+            EventKind::LateSettlement => "late_settlement",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

@@ -17,14 +17,18 @@ pub enum JobKind {
     VerifyPayment,
     /// Move the shop order to the status its settled payment implies.
     UpdateOrder,
+    /// A payment waited for its payer past its time to live: verify once
+    /// more where the gateway can answer, then cancel it as `expired`.
+    ExpirePayment,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 5] = [
         JobKind::FetchUser,
         JobKind::CreateInvoice,
         JobKind::VerifyPayment,
         JobKind::UpdateOrder,
+        JobKind::ExpirePayment,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -32,6 +36,7 @@ impl JobKind {
             JobKind::CreateInvoice => "create_invoice",
             JobKind::VerifyPayment => "verify_payment",
             JobKind::UpdateOrder => "update_order",
+            JobKind::ExpirePayment => "expire_payment",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -98,6 +103,7 @@ pub enum JobPayload {
     CreateInvoice,
     VerifyPayment(VerifyArgs),
     UpdateOrder,
+    ExpirePayment,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,6 +120,7 @@ impl JobPayload {
             JobPayload::CreateInvoice => JobKind::CreateInvoice,
             JobPayload::VerifyPayment(_) => JobKind::VerifyPayment,
             JobPayload::UpdateOrder => JobKind::UpdateOrder,
+            JobPayload::ExpirePayment => JobKind::ExpirePayment,
         }
     }
 
@@ -123,9 +130,10 @@ impl JobPayload {
             JobPayload::VerifyPayment(args) => {
                 serde_json::to_value(args).unwrap_or(serde_json::Value::Null)
             }
-            JobPayload::FetchUser | JobPayload::CreateInvoice | JobPayload::UpdateOrder => {
-                serde_json::Value::Null
-            }
+            JobPayload::FetchUser
+            | JobPayload::CreateInvoice
+            | JobPayload::UpdateOrder
+            | JobPayload::ExpirePayment => serde_json::Value::Null,
         }
     }
 
@@ -144,6 +152,7 @@ impl JobPayload {
             JobKind::FetchUser => no_args(JobPayload::FetchUser),
             JobKind::CreateInvoice => no_args(JobPayload::CreateInvoice),
             JobKind::UpdateOrder => no_args(JobPayload::UpdateOrder),
+            JobKind::ExpirePayment => no_args(JobPayload::ExpirePayment),
             JobKind::VerifyPayment => serde_json::from_value(args.clone())
                 .map(JobPayload::VerifyPayment)
                 .map_err(|e| err(e.to_string())),
@@ -259,6 +268,7 @@ pub struct RetryPolicies {
     pub create_invoice: RetryPolicy,
     pub verify_payment: RetryPolicy,
     pub update_order: RetryPolicy,
+    pub expire_payment: RetryPolicy,
 }
 
 impl Default for RetryPolicies {
@@ -278,6 +288,13 @@ impl Default for RetryPolicies {
                 cap: Duration::from_secs(300),
             },
             update_order: quick,
+            // The last verification before expiry: a gateway outage delays
+            // the expiry rather than ending the payment unasked.
+            expire_payment: RetryPolicy {
+                max_attempts: 12,
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(300),
+            },
         }
     }
 }
@@ -289,6 +306,7 @@ impl RetryPolicies {
             JobKind::CreateInvoice => self.create_invoice,
             JobKind::VerifyPayment => self.verify_payment,
             JobKind::UpdateOrder => self.update_order,
+            JobKind::ExpirePayment => self.expire_payment,
         }
     }
     pub fn for_kind_mut(&mut self, kind: JobKind) -> &mut RetryPolicy {
@@ -297,6 +315,7 @@ impl RetryPolicies {
             JobKind::CreateInvoice => &mut self.create_invoice,
             JobKind::VerifyPayment => &mut self.verify_payment,
             JobKind::UpdateOrder => &mut self.update_order,
+            JobKind::ExpirePayment => &mut self.expire_payment,
         }
     }
 }
@@ -357,6 +376,7 @@ mod tests {
             JobPayload::FetchUser,
             JobPayload::CreateInvoice,
             JobPayload::UpdateOrder,
+            JobPayload::ExpirePayment,
             verify,
         ] {
             assert_eq!(JobPayload::from_stored(p.kind(), &p.args_json()), Ok(p));

@@ -17,6 +17,9 @@ pub use job::{
 };
 pub use money::{Amount, Currency, MoneyError};
 pub use order::{Order, OrderChange, OrderStatus, PaymentType, ProductName};
-pub use payment::{Description, FieldError, Payment, PaymentChange, PaymentId, UserIdentifier};
+pub use payment::{
+    Description, FieldError, Payment, PaymentChange, PaymentId, UserIdentifier, EXPIRED,
+    LATE_SETTLEMENT,
+};
 pub use provider::{Capabilities, Checkout, Descriptor, InboundMetric, Provider};
 pub use status::{IllegalTransition, Lang, PaymentStatus};

@@ -72,6 +72,17 @@ impl OrderChange {
     pub fn from_pending(id: i64, to: OrderStatus) -> Option<Self> {
         Self::new(id, OrderStatus::Pending, to)
     }
+    /// A `failed` or `cancelled` order becoming `paid` because its payment
+    /// was settled late (the gateway confirmed the money after the payment
+    /// had ended). Outside [`OrderStatus::can_become`] on purpose: only the
+    /// order update that follows a late-settled payment takes it.
+    pub fn paid_late(id: i64, from: OrderStatus) -> Option<Self> {
+        matches!(from, OrderStatus::Failed | OrderStatus::Cancelled).then_some(OrderChange {
+            id,
+            from,
+            to: OrderStatus::Paid,
+        })
+    }
 }
 
 /// The seed's `payment_type` choices. Only configured ones can take orders.
@@ -175,6 +186,24 @@ mod tests {
             Some(OrderStatus::Paid)
         );
         assert_eq!(OrderStatus::for_payment(PaymentStatus::Processing), None);
+    }
+
+    #[test]
+    fn only_failed_or_cancelled_orders_are_paid_late() {
+        for from in OrderStatus::ALL {
+            let late = OrderChange::paid_late(7, from);
+            match from {
+                OrderStatus::Failed | OrderStatus::Cancelled => {
+                    assert_eq!(
+                        late.map(|c| (c.from, c.to)),
+                        Some((from, OrderStatus::Paid))
+                    );
+                    // The ordinary table still refuses it.
+                    assert!(OrderChange::new(7, from, OrderStatus::Paid).is_none());
+                }
+                _ => assert!(late.is_none(), "{from:?}"),
+            }
+        }
     }
 
     #[test]

@@ -140,6 +140,14 @@ pub struct Payment {
     pub version: i64,
 }
 
+/// The reason a late-settled payment carries (it replaces `expired`,
+/// `not_paid`, … so the record says why a failed payment is completed).
+pub const LATE_SETTLEMENT: &str = "late_settlement";
+
+/// The reason a payment that waited for its payer past its time to live
+/// carries when it is cancelled.
+pub const EXPIRED: &str = "expired";
+
 /// What a write to a payment changes. Built only through [`Payment::change`],
 /// which checks the state machine; the store applies it only if the row still
 /// has the version and status it was built from.
@@ -158,6 +166,9 @@ pub struct PaymentChange {
     /// The shop order the payment pays (read from the payment, never
     /// changed): the status-change hook needs it to move the order along.
     pub order_id: Option<i64>,
+    /// True only for a late settlement (failed/cancelled → completed on a
+    /// gateway's confirmation), built by [`PaymentChange::settle_late`].
+    pub late_settlement: bool,
 }
 
 impl Payment {
@@ -199,6 +210,7 @@ impl Payment {
             tracking_code: None,
             encrypted_user_data: None,
             order_id: self.order_id,
+            late_settlement: false,
         }
     }
 }
@@ -216,6 +228,24 @@ impl PaymentChange {
         self.expected_status.check_transition(to)?;
         self.new_status = Some(to);
         self.status_reason = reason.map(str::to_string);
+        Ok(self)
+    }
+    /// Completes a `failed` or `cancelled` payment because its gateway
+    /// confirmed the money moved (right invoice, right amount): the one way
+    /// out of those statuses, and a distinct, typed path so that an ordinary
+    /// job's `status(…)` can never take it. The caller must hold that
+    /// confirmation; the change is marked so the status-change hook and the
+    /// metrics know it is late.
+    pub fn settle_late(mut self) -> Result<Self, IllegalTransition> {
+        if !self.expected_status.can_settle_late() {
+            return Err(IllegalTransition {
+                from: self.expected_status,
+                to: PaymentStatus::Completed,
+            });
+        }
+        self.new_status = Some(PaymentStatus::Completed);
+        self.status_reason = Some(LATE_SETTLEMENT.to_string());
+        self.late_settlement = true;
         Ok(self)
     }
     pub fn payment_url(mut self, url: String) -> Self {
@@ -322,5 +352,52 @@ mod tests {
             .tracking_code("T1".into());
         assert_eq!(c.expected_version, 3);
         assert_eq!(c.new_status, Some(PaymentStatus::Completed));
+        assert!(!c.late_settlement);
+    }
+
+    #[test]
+    fn late_settlement_is_its_own_path_from_failed_or_cancelled_only() {
+        let now = Utc::now();
+        let p = |status| Payment {
+            id: PaymentId::new(),
+            provider: Provider::Medogram,
+            merchant_ref: "09123456789".into(),
+            amount: Amount::from_minor(100000).unwrap(),
+            currency: Currency::Irr,
+            description: Description::default(),
+            status,
+            status_reason: Some(EXPIRED.into()),
+            payment_url: None,
+            gateway_ref: None,
+            gateway_trans_id: None,
+            tracking_code: None,
+            encrypted_user_data: None,
+            idempotency_key: None,
+            order_id: None,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            version: 5,
+        };
+        for st in [PaymentStatus::Failed, PaymentStatus::Cancelled] {
+            // The ordinary path refuses …
+            assert!(p(st)
+                .change()
+                .status(PaymentStatus::Completed, None)
+                .is_err());
+            // … the late one takes it, marked.
+            let c = p(st).change().settle_late().unwrap();
+            assert!(c.late_settlement && c.completes());
+            assert_eq!(c.status_reason.as_deref(), Some(LATE_SETTLEMENT));
+            assert_eq!(c.expected_status, st);
+        }
+        for st in [
+            PaymentStatus::Pending,
+            PaymentStatus::Processing,
+            PaymentStatus::Completed,
+            PaymentStatus::Refunded,
+        ] {
+            assert!(p(st).change().settle_late().is_err(), "{st}");
+        }
     }
 }

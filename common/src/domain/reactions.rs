@@ -15,11 +15,15 @@ pub fn follow_ups(change: &PaymentChange, policies: &RetryPolicies) -> Vec<NewJo
     };
     // A shop order follows its payment once the payment settles.
     if status.is_terminal() && change.order_id.is_some() {
-        jobs.push(NewJob::once_per_payment(
-            JobPayload::UpdateOrder,
-            change.id,
-            policies,
-        ));
+        let job = NewJob::once_per_payment(JobPayload::UpdateOrder, change.id, policies);
+        // The payment's first settlement (failed, cancelled) already used the
+        // once-per-payment key; a late settlement needs its own update, or
+        // the ledger would take it for a repeat and the order stay cancelled.
+        jobs.push(if change.late_settlement {
+            job.dedupe(format!("update_order:{}:late", change.id))
+        } else {
+            job
+        });
     }
     jobs
 }

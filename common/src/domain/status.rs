@@ -81,6 +81,17 @@ impl PaymentStatus {
         )
     }
 
+    /// A late settlement: the gateway confirmed, with the right invoice and
+    /// amount, money for a payment we had already ended as `failed` or
+    /// `cancelled` (expired included). The money moved, so the payment
+    /// completes after all. This is not in [`can_become`](Self::can_become):
+    /// only [`PaymentChange::settle_late`](super::PaymentChange::settle_late),
+    /// which a gateway's confirmation alone calls, may take it, so no
+    /// ordinary job can move a terminal payment.
+    pub fn can_settle_late(self) -> bool {
+        matches!(self, PaymentStatus::Failed | PaymentStatus::Cancelled)
+    }
+
     pub fn check_transition(self, to: PaymentStatus) -> Result<(), IllegalTransition> {
         if self.can_become(to) {
             Ok(())
@@ -193,6 +204,21 @@ mod tests {
             for to in PaymentStatus::ALL {
                 let refund = (from, to) == (Completed, Refunded);
                 assert_eq!(from.check_transition(to).is_ok(), refund, "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_failed_and_cancelled_payments_may_settle_late() {
+        for st in PaymentStatus::ALL {
+            assert_eq!(
+                st.can_settle_late(),
+                matches!(st, Failed | Cancelled),
+                "{st}"
+            );
+            // The ordinary table never allows it.
+            if st.can_settle_late() {
+                assert!(!st.can_become(Completed));
             }
         }
     }

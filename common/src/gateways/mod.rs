@@ -67,8 +67,15 @@ pub enum Verification {
     },
     /// The gateway has not decided yet (Atmos before confirmation).
     Pending,
-    /// The payer did not pay, cancelled, or the transaction was closed.
+    /// The payer did not pay, cancelled, or the transaction was closed: an
+    /// answer about the invoice itself, which ends the payment.
     NotPaid { reason: String },
+    /// The gateway did not confirm the transaction a caller named (a
+    /// callback's `trans_id`), and its answer cannot tell a genuine unpaid
+    /// transaction from one it never issued for this invoice (medogram's -4
+    /// and -2). It says nothing about the invoice, which the payer may still
+    /// pay: the payment stays payable until it is paid or expires.
+    Unconfirmed { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -251,6 +251,19 @@ mod tests {
     }
 
     #[test]
+    fn a_late_settlement_brings_its_own_order_update() {
+        let p = payment(Some(7), PaymentStatus::Cancelled);
+        let change = p.change().settle_late().unwrap();
+        let cs = Changeset::from_api().change_payment(change, &RetryPolicies::default());
+        assert_eq!(cs.jobs.len(), 1);
+        assert_eq!(cs.jobs[0].kind(), JobKind::UpdateOrder);
+        assert_eq!(
+            cs.jobs[0].dedupe_key.as_deref(),
+            Some(format!("update_order:{}:late", p.id).as_str())
+        );
+    }
+
+    #[test]
     fn changes_that_settle_nothing_bring_no_follow_ups() {
         let p = payment(Some(7), PaymentStatus::Pending);
         let change = p.change().status(PaymentStatus::Processing, None).unwrap();

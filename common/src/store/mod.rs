@@ -15,6 +15,7 @@ mod apply_pg;
 mod apply_sqlite;
 mod changeset;
 mod constraint;
+mod expiry;
 mod gateway_txns;
 mod inbound;
 mod jobs;

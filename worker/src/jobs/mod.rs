@@ -3,6 +3,7 @@
 //! [`Step`] that the runner records through the state machine.
 
 pub mod create_invoice;
+pub mod expire_payment;
 pub mod fetch_user;
 pub mod update_order;
 pub mod verify_payment;
@@ -43,6 +44,7 @@ pub fn handler(kind: JobKind) -> &'static dyn JobHandler {
         JobKind::CreateInvoice => &create_invoice::CreateInvoice,
         JobKind::VerifyPayment => &verify_payment::VerifyPayment,
         JobKind::UpdateOrder => &update_order::UpdateOrder,
+        JobKind::ExpirePayment => &expire_payment::ExpirePayment,
     }
 }
 

@@ -4,7 +4,10 @@
 use super::{missing_payment, Effects, JobHandler, Step};
 use crate::Engine;
 use async_trait::async_trait;
-use paygate_common::domain::{EventKind, JobPayload, NewEvent, OrderChange, OrderStatus, Payment};
+use paygate_common::domain::{
+    EventKind, JobPayload, NewEvent, OrderChange, OrderStatus, Payment, PaymentStatus,
+    LATE_SETTLEMENT,
+};
 
 /// Queued by the status-change hook (`domain::reactions`) in the same write
 /// that settles a shop order's payment.
@@ -45,7 +48,15 @@ async fn run(engine: &Engine, payment: &Payment) -> Step {
         }
         Err(e) => return Step::retry(format!("loading the order failed: {e}")),
     };
-    let Some(change) = OrderChange::new(order_id, order.status, target) else {
+    // A payment settled late (completed after it had failed or expired)
+    // takes its failed or cancelled order to paid; nothing else reopens one.
+    let change = OrderChange::new(order_id, order.status, target).or_else(|| {
+        let late = payment.status == PaymentStatus::Completed
+            && payment.status_reason.as_deref() == Some(LATE_SETTLEMENT);
+        late.then(|| OrderChange::paid_late(order_id, order.status))
+            .flatten()
+    });
+    let Some(change) = change else {
         // Already moved (a repeated job) or moved by someone else: nothing to do.
         return Step::nothing();
     };

@@ -30,6 +30,12 @@ impl JobHandler for VerifyPayment {
 }
 
 /// The pure part: given the payment and the gateway's answer, what changes.
+///
+/// A confirmation (right amount) completes a `processing` payment, and
+/// settles late a `failed` or `cancelled` one: the money moved, so the
+/// payment is completed after all. A "not paid" about the invoice ends a
+/// payable payment; an unconfirmed transaction that a caller named leaves it
+/// payable (anyone can name one: docs/expiry.md).
 pub fn decide(payment: &Payment, payload: &VerifyPayload, answer: Verification) -> Step {
     let id = payment.id;
     match answer {
@@ -47,7 +53,13 @@ pub fn decide(payment: &Payment, payload: &VerifyPayload, answer: Verification) 
             }
             let trans_id = trans_id.or_else(|| payload.trans_id.clone());
             let tracking = payload.tracking_code.clone().or_else(|| trans_id.clone());
-            let Ok(mut change) = payment.change().status(PaymentStatus::Completed, None) else {
+            let late = payment.status.can_settle_late();
+            let change = if late {
+                payment.change().settle_late()
+            } else {
+                payment.change().status(PaymentStatus::Completed, None)
+            };
+            let Ok(mut change) = change else {
                 return Step::nothing();
             };
             if let Some(t) = trans_id.clone() {
@@ -56,18 +68,53 @@ pub fn decide(payment: &Payment, payload: &VerifyPayload, answer: Verification) 
             if let Some(t) = tracking {
                 change = change.tracking_code(t);
             }
-            Step::Done(Effects {
-        order_status: None,
-                change: Some(change),
-                events: vec![
+            let detail =
+                serde_json::json!({ "amount": amount, "repeated": repeated, "trans_id": trans_id });
+            let mut events =
+                vec![
                     NewEvent::new(id, EventKind::Verification, "gateway confirmed the payment")
-                        .detail(serde_json::json!({ "amount": amount, "repeated": repeated, "trans_id": trans_id })),
-                    NewEvent::new(id, EventKind::StatusChange, "processing → completed"),
-                ],
+                        .detail(detail.clone()),
+                ];
+            if late {
+                events.push(
+                    NewEvent::new(
+                        id,
+                        EventKind::LateSettlement,
+                        format!(
+                            "late settlement: the gateway confirmed the money after the payment was {} ({})",
+                            payment.status,
+                            payment.status_reason.as_deref().unwrap_or("no reason")
+                        ),
+                    )
+                    .detail(detail),
+                );
+            }
+            events.push(NewEvent::new(
+                id,
+                EventKind::StatusChange,
+                format!("{} → completed", payment.status),
+            ));
+            Step::Done(Effects {
+                order_status: None,
+                change: Some(change),
+                events,
                 next: Vec::new(),
             })
         }
         Verification::NotPaid { reason } => fail(payment, &reason, serde_json::Value::Null),
+        Verification::Unconfirmed { reason } => Step::Done(Effects {
+            events: vec![NewEvent::new(
+                id,
+                EventKind::Verification,
+                format!(
+                    "the gateway did not confirm the transaction the callback named ({reason}); \
+                     the payment stays {}",
+                    payment.status
+                ),
+            )
+            .detail(serde_json::json!({ "trans_id": payload.trans_id }))],
+            ..Effects::default()
+        }),
         Verification::Pending => Step::Retry {
             error: "the gateway has not confirmed the payment yet".into(),
             retry_after: None,
@@ -78,7 +125,19 @@ pub fn decide(payment: &Payment, payload: &VerifyPayload, answer: Verification) 
 
 fn fail(payment: &Payment, reason: &str, detail: serde_json::Value) -> Step {
     let Ok(change) = payment.change().status(PaymentStatus::Failed, Some(reason)) else {
-        return Step::nothing();
+        // Already ended: the answer is kept in the log, the status stays.
+        return Step::Done(Effects {
+            events: vec![NewEvent::new(
+                payment.id,
+                EventKind::Verification,
+                format!(
+                    "verification failed: {reason} (the payment is {})",
+                    payment.status
+                ),
+            )
+            .detail(detail)],
+            ..Effects::default()
+        });
     };
     Step::Done(Effects {
         order_status: None,
@@ -93,7 +152,7 @@ fn fail(payment: &Payment, reason: &str, detail: serde_json::Value) -> Step {
             NewEvent::new(
                 payment.id,
                 EventKind::StatusChange,
-                format!("processing → failed ({reason})"),
+                format!("{} → failed ({reason})", payment.status),
             ),
         ],
         next: Vec::new(),
@@ -101,12 +160,20 @@ fn fail(payment: &Payment, reason: &str, detail: serde_json::Value) -> Step {
 }
 
 async fn run(engine: &Engine, payment: &Payment, payload: &VerifyArgs) -> Step {
-    if payment.status.is_terminal() {
+    if matches!(
+        payment.status,
+        PaymentStatus::Completed | PaymentStatus::Refunded
+    ) {
         // Settled already (e.g. bitpay's "11, verified before"): change nothing.
+        // A failed or cancelled one is still asked: a confirmation settles it late.
         return Step::nothing();
     }
-    if payment.status != PaymentStatus::Processing {
+    if payment.status == PaymentStatus::Pending {
         return Step::retry("the payment has no invoice yet");
+    }
+    if payment.gateway_ref.is_none() && payment.status.is_terminal() {
+        // Ended before it was ever invoiced: there is nothing to ask about.
+        return Step::nothing();
     }
     if let (Some(named), Some(ours)) = (&payload.id_get, &payment.gateway_ref) {
         if named != ours {
@@ -139,5 +206,123 @@ async fn run(engine: &Engine, payment: &Payment, payload: &VerifyArgs) -> Step {
     match gateway.verify(&request).await {
         Ok(answer) => decide(payment, payload, answer),
         Err(e) => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paygate_common::domain::{Amount, Description, PaymentId, Provider, LATE_SETTLEMENT};
+
+    fn payment(status: PaymentStatus, reason: Option<&str>) -> Payment {
+        let now = chrono::Utc::now();
+        Payment {
+            id: PaymentId::new(),
+            provider: Provider::Medogram,
+            merchant_ref: "09123456789".into(),
+            amount: Amount::from_minor(100000).unwrap(),
+            currency: Provider::Medogram.currency(),
+            description: Description::default(),
+            status,
+            status_reason: reason.map(str::to_string),
+            payment_url: None,
+            gateway_ref: Some("77".into()),
+            gateway_trans_id: None,
+            tracking_code: None,
+            encrypted_user_data: None,
+            idempotency_key: None,
+            order_id: None,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            version: 3,
+        }
+    }
+
+    fn args() -> VerifyArgs {
+        VerifyArgs {
+            trans_id: Some("12345678".into()),
+            ..VerifyArgs::default()
+        }
+    }
+
+    fn paid(amount: i64) -> Verification {
+        Verification::Paid {
+            amount,
+            trans_id: None,
+            repeated: false,
+        }
+    }
+
+    fn effects(step: Step) -> Effects {
+        match step {
+            Step::Done(e) => e,
+            other => panic!("expected Done, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unconfirmed_trans_id_leaves_a_payable_payment_as_it_is() {
+        let p = payment(PaymentStatus::Processing, None);
+        let e = effects(decide(
+            &p,
+            &args(),
+            Verification::Unconfirmed {
+                reason: "not_paid".into(),
+            },
+        ));
+        assert!(e.change.is_none());
+        assert_eq!(e.events.len(), 1);
+        assert_eq!(e.events[0].kind, EventKind::Verification);
+        // A "not paid" about the invoice itself still fails it.
+        let e = effects(decide(
+            &p,
+            &args(),
+            Verification::NotPaid {
+                reason: "declined".into(),
+            },
+        ));
+        assert_eq!(e.change.unwrap().new_status, Some(PaymentStatus::Failed));
+    }
+
+    #[test]
+    fn a_confirmation_after_failure_or_expiry_settles_late() {
+        for (st, reason) in [
+            (PaymentStatus::Cancelled, "expired"),
+            (PaymentStatus::Failed, "not_paid"),
+        ] {
+            let p = payment(st, Some(reason));
+            let e = effects(decide(&p, &args(), paid(100000)));
+            let c = e.change.unwrap();
+            assert!(c.late_settlement);
+            assert_eq!(c.new_status, Some(PaymentStatus::Completed));
+            assert_eq!(c.status_reason.as_deref(), Some(LATE_SETTLEMENT));
+            assert_eq!(c.gateway_trans_id.as_deref(), Some("12345678"));
+            assert!(e
+                .events
+                .iter()
+                .any(|ev| ev.kind == EventKind::LateSettlement));
+            // The wrong amount never settles it.
+            let e = effects(decide(&p, &args(), paid(99999)));
+            assert!(e.change.is_none());
+        }
+        // A processing payment completes the ordinary way.
+        let e = effects(decide(
+            &payment(PaymentStatus::Processing, None),
+            &args(),
+            paid(100000),
+        ));
+        let c = e.change.unwrap();
+        assert!(!c.late_settlement);
+        assert!(!e
+            .events
+            .iter()
+            .any(|ev| ev.kind == EventKind::LateSettlement));
+        // Completed and refunded payments are never settled again.
+        for st in [PaymentStatus::Completed, PaymentStatus::Refunded] {
+            assert!(effects(decide(&payment(st, None), &args(), paid(100000)))
+                .change
+                .is_none());
+        }
     }
 }

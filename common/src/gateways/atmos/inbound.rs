@@ -229,7 +229,11 @@ impl InboundAdapter for AtmosWebhook {
             ));
         }
         let dedupe_key = format!("transaction:{}", f.transaction_id);
-        if payment.status.is_terminal() {
+        // A failed or cancelled (expired) payment is still allowed: whether
+        // Atmos asks before the debit or tells after it is disputed
+        // (docs/gateways/atmos.md), so refusing could lose money it took. The
+        // verification decides; a confirmation settles the payment late.
+        if payment.status.is_terminal() && !payment.status.can_settle_late() {
             // A repeat of a callback we allowed is allowed again; anything else is late.
             if ctx
                 .store
@@ -270,7 +274,14 @@ impl InboundAdapter for AtmosWebhook {
             dedupe_key,
             "accepted".into(),
         ))
-        .events(event("Atmos callback accepted".into()))
+        .events(event(if payment.status.is_terminal() {
+            format!(
+                "Atmos callback accepted for a {} payment: a confirmation settles it late",
+                payment.status
+            )
+        } else {
+            "Atmos callback accepted".into()
+        }))
         .job(job);
         Ok(Decision {
             write: Some(write),

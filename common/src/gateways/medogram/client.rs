@@ -133,17 +133,21 @@ pub fn parse_verification(body: &str) -> Result<Verification, GatewayError> {
                 repeated: parsed.status == 11,
             })
         }
-        -4 => Ok(Verification::NotPaid {
+        // "No such transaction, or it did not succeed": about the trans_id
+        // the callback named, which anyone can make up (the id_get is in the
+        // payment URL). It cannot end the invoice (docs/expiry.md).
+        -4 => Ok(Verification::Unconfirmed {
             reason: "not_paid".into(),
         }),
         -1 => Err(GatewayError::permanent(
             "gateway_invalid_api_key",
             "gateway-result-second -1: API key mismatch",
         )),
-        -2 => Err(GatewayError::permanent(
-            "invalid_trans_id",
-            "gateway-result-second -2: trans_id is not valid",
-        )),
+        // The trans_id came from a callback: a malformed one is the caller's
+        // fault, not the invoice's.
+        -2 => Ok(Verification::Unconfirmed {
+            reason: "invalid_trans_id".into(),
+        }),
         -3 => Err(GatewayError::permanent(
             "invalid_id_get",
             "gateway-result-second -3: id_get is not valid",
@@ -281,7 +285,7 @@ mod tests {
         );
         assert_eq!(
             parse_verification(r#"{"status":-4}"#),
-            Ok(Verification::NotPaid {
+            Ok(Verification::Unconfirmed {
                 reason: "not_paid".into()
             })
         );
@@ -291,8 +295,14 @@ mod tests {
         ));
         assert_eq!(
             parse_verification("-4"),
-            Ok(Verification::NotPaid {
+            Ok(Verification::Unconfirmed {
                 reason: "not_paid".into()
+            })
+        );
+        assert_eq!(
+            parse_verification(r#"{"status":-2}"#),
+            Ok(Verification::Unconfirmed {
+                reason: "invalid_trans_id".into()
             })
         );
         assert!(matches!(

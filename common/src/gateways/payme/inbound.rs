@@ -139,7 +139,7 @@ async fn load(store: &Store, command: &Command, now_ms: i64) -> Result<Loaded, S
             transaction,
             order: order.as_ref().map(|o| OrderFacts {
                 amount_tiyin: o.amount.minor(),
-                status: o.status,
+                status: payable_status(o.status, payment.as_ref().map(|p| p.status)),
                 fulfilled: false,
             }),
             active,
@@ -150,6 +150,18 @@ async fn load(store: &Store, command: &Command, now_ms: i64) -> Result<Loaded, S
         order_id: order.map(|o| o.id),
         rows,
     })
+}
+
+/// The order's status as the rules must see it: a pending order whose
+/// payment has ended (expired, say) is no longer payable, even in the moment
+/// before its order update lands (docs/expiry.md).
+fn payable_status(order: OrderStatus, payment: Option<PaymentStatus>) -> OrderStatus {
+    match (order, payment) {
+        (OrderStatus::Pending, Some(PaymentStatus::Failed | PaymentStatus::Cancelled)) => {
+            OrderStatus::Cancelled
+        }
+        (status, _) => status,
+    }
 }
 
 fn txn_write(
@@ -373,5 +385,31 @@ impl InboundAdapter for PaymeRpc {
     /// `-32400`: our database could not be read or written; Payme retries.
     fn unavailable(&self, req: &InboundRequest) -> InboundReply {
         reply(&request_id(&req.body), &Err(RpcError::system_error()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_order_whose_payment_ended_is_not_payable() {
+        use OrderStatus as O;
+        use PaymentStatus as P;
+        for (order, payment, seen) in [
+            (O::Pending, Some(P::Processing), O::Pending),
+            (O::Pending, Some(P::Pending), O::Pending),
+            (O::Pending, None, O::Pending),
+            (O::Pending, Some(P::Cancelled), O::Cancelled),
+            (O::Pending, Some(P::Failed), O::Cancelled),
+            (O::Paid, Some(P::Completed), O::Paid),
+            (O::Cancelled, Some(P::Refunded), O::Cancelled),
+        ] {
+            assert_eq!(
+                payable_status(order, payment),
+                seen,
+                "{order:?} {payment:?}"
+            );
+        }
     }
 }

@@ -206,6 +206,9 @@ mod contracts {
             JobKind::CreateInvoice => JobPayload::CreateInvoice,
             JobKind::VerifyPayment => JobPayload::VerifyPayment(VerifyArgs::default()),
             JobKind::UpdateOrder => JobPayload::UpdateOrder,
+            JobKind::Refund => JobPayload::Refund(paygate_common::domain::RefundArgs {
+                refund_id: uuid::Uuid::now_v7(),
+            }),
         };
         NewJob::new(payload, Some(id), &policies()).max_attempts(attempts)
     }

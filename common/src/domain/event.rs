@@ -17,10 +17,12 @@ pub enum EventKind {
     Verification,
     StatusChange,
     Error,
+    /// A refund was asked for, returned the money, or failed.
+    Refund,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Request,
         EventKind::UserFetch,
         EventKind::Invoice,
@@ -29,6 +31,7 @@ impl EventKind {
         EventKind::Verification,
         EventKind::StatusChange,
         EventKind::Error,
+        EventKind::Refund,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,6 +43,7 @@ impl EventKind {
             EventKind::Verification => "verification",
             EventKind::StatusChange => "status_change",
             EventKind::Error => "error",
+            EventKind::Refund => "refund",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

@@ -17,14 +17,17 @@ pub enum JobKind {
     VerifyPayment,
     /// Move the shop order to the status its settled payment implies.
     UpdateOrder,
+    /// Ask the gateway to return a refund's money (domain::refund).
+    Refund,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 5] = [
         JobKind::FetchUser,
         JobKind::CreateInvoice,
         JobKind::VerifyPayment,
         JobKind::UpdateOrder,
+        JobKind::Refund,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -32,6 +35,7 @@ impl JobKind {
             JobKind::CreateInvoice => "create_invoice",
             JobKind::VerifyPayment => "verify_payment",
             JobKind::UpdateOrder => "update_order",
+            JobKind::Refund => "refund",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -88,6 +92,13 @@ pub struct VerifyArgs {
     pub tracking_code: Option<String>,
 }
 
+/// Which refund a refund job carries out (its payment is the job's payment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundArgs {
+    pub refund_id: Uuid,
+}
+
 /// A job's input, typed. The API writes jobs and the worker reads them through
 /// this one type, so the two cannot disagree about a payload's shape. The
 /// ledger stores the kind in its own column and the arguments as JSON (`null`
@@ -98,6 +109,7 @@ pub enum JobPayload {
     CreateInvoice,
     VerifyPayment(VerifyArgs),
     UpdateOrder,
+    Refund(RefundArgs),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,6 +126,7 @@ impl JobPayload {
             JobPayload::CreateInvoice => JobKind::CreateInvoice,
             JobPayload::VerifyPayment(_) => JobKind::VerifyPayment,
             JobPayload::UpdateOrder => JobKind::UpdateOrder,
+            JobPayload::Refund(_) => JobKind::Refund,
         }
     }
 
@@ -121,6 +134,9 @@ impl JobPayload {
     pub fn args_json(&self) -> serde_json::Value {
         match self {
             JobPayload::VerifyPayment(args) => {
+                serde_json::to_value(args).unwrap_or(serde_json::Value::Null)
+            }
+            JobPayload::Refund(args) => {
                 serde_json::to_value(args).unwrap_or(serde_json::Value::Null)
             }
             JobPayload::FetchUser | JobPayload::CreateInvoice | JobPayload::UpdateOrder => {
@@ -146,6 +162,9 @@ impl JobPayload {
             JobKind::UpdateOrder => no_args(JobPayload::UpdateOrder),
             JobKind::VerifyPayment => serde_json::from_value(args.clone())
                 .map(JobPayload::VerifyPayment)
+                .map_err(|e| err(e.to_string())),
+            JobKind::Refund => serde_json::from_value(args.clone())
+                .map(JobPayload::Refund)
                 .map_err(|e| err(e.to_string())),
         }
     }
@@ -259,6 +278,7 @@ pub struct RetryPolicies {
     pub create_invoice: RetryPolicy,
     pub verify_payment: RetryPolicy,
     pub update_order: RetryPolicy,
+    pub refund: RetryPolicy,
 }
 
 impl Default for RetryPolicies {
@@ -278,6 +298,13 @@ impl Default for RetryPolicies {
                 cap: Duration::from_secs(300),
             },
             update_order: quick,
+            // A gateway that is down for a while should not fail a refund:
+            // about an hour of retries before it ends `failed`.
+            refund: RetryPolicy {
+                max_attempts: 12,
+                base: Duration::from_secs(2),
+                cap: Duration::from_secs(600),
+            },
         }
     }
 }
@@ -289,6 +316,7 @@ impl RetryPolicies {
             JobKind::CreateInvoice => self.create_invoice,
             JobKind::VerifyPayment => self.verify_payment,
             JobKind::UpdateOrder => self.update_order,
+            JobKind::Refund => self.refund,
         }
     }
     pub fn for_kind_mut(&mut self, kind: JobKind) -> &mut RetryPolicy {
@@ -297,6 +325,7 @@ impl RetryPolicies {
             JobKind::CreateInvoice => &mut self.create_invoice,
             JobKind::VerifyPayment => &mut self.verify_payment,
             JobKind::UpdateOrder => &mut self.update_order,
+            JobKind::Refund => &mut self.refund,
         }
     }
 }
@@ -357,6 +386,9 @@ mod tests {
             JobPayload::FetchUser,
             JobPayload::CreateInvoice,
             JobPayload::UpdateOrder,
+            JobPayload::Refund(RefundArgs {
+                refund_id: Uuid::now_v7(),
+            }),
             verify,
         ] {
             assert_eq!(JobPayload::from_stored(p.kind(), &p.args_json()), Ok(p));

@@ -65,6 +65,7 @@ pub fn decide(payment: &Payment, payload: &VerifyPayload, answer: Verification) 
                     NewEvent::new(id, EventKind::StatusChange, "processing → completed"),
                 ],
                 next: Vec::new(),
+                refund: None,
             })
         }
         Verification::NotPaid { reason } => fail(payment, &reason, serde_json::Value::Null),
@@ -97,6 +98,7 @@ fn fail(payment: &Payment, reason: &str, detail: serde_json::Value) -> Step {
             ),
         ],
         next: Vec::new(),
+        refund: None,
     })
 }
 

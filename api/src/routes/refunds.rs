@@ -182,16 +182,16 @@ async fn create(
                 .ok_or_else(ApiError::internal)?;
             Ok(accepted(&refund, &payment))
         }
-        // A concurrent request with the same key won: answer its refund.
-        Err(StoreError::Taken(UniqueKey::RefundIdempotencyKey)) => {
-            let k = idempotency_key.unwrap_or_default();
-            match state.store.refund_by_key(payment.id, &caller, &k).await? {
-                Some(existing) => Ok(accepted(&existing, &payment)),
-                None => Err(ApiError::from(StoreError::Conflict)),
+        // A concurrent request won the race. With the same key it is this
+        // request's refund: answer it (a repeat breaks both unique indexes, and
+        // databases differ in which they name). Otherwise it took what was left:
+        // refuse as it now stands.
+        Err(StoreError::Taken(UniqueKey::RefundIdempotencyKey | UniqueKey::RefundLive)) => {
+            if let Some(k) = &idempotency_key {
+                if let Some(existing) = state.store.refund_by_key(payment.id, &caller, k).await? {
+                    return Ok(accepted(&existing, &payment));
+                }
             }
-        }
-        // A concurrent request took what was left: refuse as it now stands.
-        Err(StoreError::Taken(UniqueKey::RefundLive)) => {
             let refunds = state.store.refunds_of(payment.id).await?;
             let refusal = plan(&payment, &refunds, Some(amount))
                 .err()

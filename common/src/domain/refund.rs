@@ -95,7 +95,7 @@ pub struct RefundChange {
 impl Refund {
     /// The move to `to`, if the refund's state machine allows it.
     pub fn change(&self, to: RefundStatus) -> Option<RefundChange> {
-        self.status.can_become(to).then(|| RefundChange {
+        self.status.can_become(to).then_some(RefundChange {
             id: self.id,
             from: self.status,
             to,

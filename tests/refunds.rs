@@ -428,6 +428,39 @@ async fn a_repeat_with_the_same_idempotency_key_is_the_same_refund() {
     assert_eq!(refunds(&s, &pid).await.len(), 1);
     let (_, stats) = get_json(&s, "/sandbox/atmos/_stats").await;
     assert_eq!(stats["reversed_total"], 1, "one reversal: {stats}");
+
+    // Concurrent repeats of one key: one refund, every answer names it.
+    let (_, pid) = paid_order(&s, "atmos").await;
+    let answers =
+        futures::future::join_all((0..6).map(|_| refund(&s, &pid, None, Some("same-key")))).await;
+    let ids: std::collections::BTreeSet<String> = answers
+        .iter()
+        .map(|(code, body)| {
+            assert_eq!(*code, StatusCode::ACCEPTED, "{body}");
+            body["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{answers:?}");
+
+    // Concurrent requests with different keys: one refund, the rest refused.
+    let (_, pid) = paid_order(&s, "atmos").await;
+    let answers = futures::future::join_all((0..6).map(|i| {
+        let s = &s;
+        let pid = &pid;
+        async move { refund(s, pid, None, Some(&format!("key-{i}"))).await }
+    }))
+    .await;
+    let won = answers
+        .iter()
+        .filter(|(code, _)| *code == StatusCode::ACCEPTED)
+        .count();
+    assert_eq!(won, 1, "{answers:?}");
+    assert!(answers
+        .iter()
+        .all(|(code, body)| *code == StatusCode::ACCEPTED
+            || (*code == StatusCode::UNPROCESSABLE_ENTITY
+                && code_of(body) == "amount_exceeds_remaining")));
+    assert_eq!(refunds(&s, &pid).await.len(), 1);
 }
 
 #[tokio::test]

@@ -149,7 +149,19 @@ async fn create(
         }
     }
     let refunds = state.store.refunds_of(payment.id).await?;
-    let amount = plan(&payment, &refunds, input.amount).map_err(refused)?;
+    let amount = match plan(&payment, &refunds, input.amount) {
+        Ok(amount) => amount,
+        Err(refusal) => {
+            // A repeat racing its first request: the first may have committed
+            // between the key lookup above and the read of the refunds.
+            if let Some(k) = &idempotency_key {
+                if let Some(existing) = state.store.refund_by_key(payment.id, &caller, k).await? {
+                    return Ok(accepted(&existing, &payment));
+                }
+            }
+            return Err(refused(refusal));
+        }
+    };
     let refund_id = uuid::Uuid::now_v7();
     let new = NewRefund {
         id: refund_id,

@@ -36,6 +36,7 @@ pub fn router(state: AppState, extra: Option<Router>) -> Router {
         .merge(routes::crazyminer::router())
         .merge(routes::v1::router())
         .merge(routes::shop::router())
+        .merge(routes::refunds::router())
         .merge(inbound::router(
             state.gateways.inbound(),
             &security.allowlists,

@@ -207,6 +207,9 @@ mod contracts {
             JobKind::VerifyPayment => JobPayload::VerifyPayment(VerifyArgs::default()),
             JobKind::UpdateOrder => JobPayload::UpdateOrder,
             JobKind::ExpirePayment => JobPayload::ExpirePayment,
+            JobKind::Refund => JobPayload::Refund(paygate_common::domain::RefundArgs {
+                refund_id: uuid::Uuid::now_v7(),
+            }),
         };
         NewJob::new(payload, Some(id), &policies()).max_attempts(attempts)
     }
@@ -739,6 +742,186 @@ mod contracts {
     /// its transaction row, the payment change, the order change and the
     /// follow-up job land in one write; a second transaction with the same
     /// gateway id, or an update from a stale version, changes nothing.
+    /// A refund is asked for (row, event, job: one write; a repeated key or a
+    /// second live refund is refused by the database) and carried out (the
+    /// refund, the payment, the order and the events: one write, gated on the
+    /// refund still being `requested`).
+    pub async fn refunds_are_written_with_their_effects_in_one_write(store: Store) {
+        use paygate_common::domain::{
+            OrderChange, OrderStatus, PaymentType, ProductName, RefundArgs, RefundStatus,
+        };
+        use paygate_common::store::{Changeset, NewOrder, NewRefund, UniqueKey};
+        let paid = |minor: i64| {
+            let store = store.clone();
+            async move {
+                let new = new_payment(Provider::Atmos, "", minor);
+                let (order, p, _) = store
+                    .create_order(
+                        &NewOrder {
+                            product_name: ProductName::parse("Kitob").unwrap(),
+                            amount: Amount::from_minor(minor).unwrap(),
+                            payment_type: PaymentType::Atmos,
+                        },
+                        new.clone(),
+                        request_event(new.id),
+                        None,
+                    )
+                    .await
+                    .expect("create_order");
+                let to_processing = p.change().status(PaymentStatus::Processing, None).unwrap();
+                store
+                    .commit(&Changeset::from_api().change_payment(to_processing, &policies()))
+                    .await
+                    .unwrap();
+                let p = payment(&store, p.id).await;
+                let done = p.change().status(PaymentStatus::Completed, None).unwrap();
+                store
+                    .commit(
+                        &Changeset::from_api()
+                            .change_payment(done, &policies())
+                            .order_status(
+                                OrderChange::from_pending(order.id, OrderStatus::Paid).unwrap(),
+                            ),
+                    )
+                    .await
+                    .unwrap();
+                (order.id, payment(&store, p.id).await)
+            }
+        };
+        let ask = |p: &Payment, key: Option<&str>| {
+            let id = Uuid::now_v7();
+            let new = NewRefund {
+                id,
+                payment_id: p.id,
+                amount_minor: p.amount.minor(),
+                reason: Some("returned".into()),
+                caller: "key-1".into(),
+                idempotency_key: key.map(str::to_string),
+            };
+            let event = NewEvent::new(p.id, EventKind::Refund, "refund requested");
+            let job = NewJob::new(
+                JobPayload::Refund(RefundArgs { refund_id: id }),
+                Some(p.id),
+                &policies(),
+            )
+            .dedupe(format!("refund:{id}"));
+            (new, event, job)
+        };
+
+        let (order_id, p) = paid(250_000).await;
+        let (new, event, job) = ask(&p, Some("k1"));
+        let (refund_id, job_id) = (new.id, job.id);
+        let messages = store.request_refund(new, event, job).await.unwrap();
+        assert_eq!(
+            messages,
+            vec![JobMessage {
+                job_id,
+                kind: JobKind::Refund
+            }]
+        );
+        let stored = store.refund(refund_id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.status, stored.amount_minor, stored.reason.as_deref()),
+            (RefundStatus::Requested, 250_000, Some("returned"))
+        );
+        let by_key = store.refund_by_key(p.id, "key-1", "k1").await.unwrap();
+        assert_eq!(by_key.map(|r| r.id), Some(refund_id));
+        assert!(store
+            .refund_by_key(p.id, "key-2", "k1")
+            .await
+            .unwrap()
+            .is_none());
+        let (events, jobs) = (event_count(&store, p.id).await, job_total(&store).await);
+
+        // The same key again, or a second live refund: refused, nothing written.
+        // (The same key breaks both unique indexes; which one a database
+        // names first is its own business, so the API looks the key up on either.)
+        let (new, event, job) = ask(&p, Some("k1"));
+        assert!(matches!(
+            store.request_refund(new, event, job).await,
+            Err(StoreError::Taken(
+                UniqueKey::RefundIdempotencyKey | UniqueKey::RefundLive
+            ))
+        ));
+        let (new, event, job) = ask(&p, Some("k2"));
+        assert!(matches!(
+            store.request_refund(new, event, job).await,
+            Err(StoreError::Taken(UniqueKey::RefundLive))
+        ));
+        assert_eq!(event_count(&store, p.id).await, events);
+        assert_eq!(job_total(&store).await, jobs);
+        assert_eq!(store.refunds_of(p.id).await.unwrap().len(), 1);
+
+        // Carried out: refund, payment, order and events together.
+        let claimed = claim(&store, job_id, "worker-a", LONG_LEASE).await;
+        let mut succeeded = stored.change(RefundStatus::Succeeded).unwrap();
+        succeeded.gateway_ref = Some("987654".into());
+        store
+            .finish_job(
+                &claimed,
+                &policies(),
+                JobFinish {
+                    change: Some(p.change().status(PaymentStatus::Refunded, None).unwrap()),
+                    order_status: OrderChange::new(
+                        order_id,
+                        OrderStatus::Paid,
+                        OrderStatus::Cancelled,
+                    ),
+                    events: vec![NewEvent::new(p.id, EventKind::Refund, "refund succeeded")],
+                    refund: Some(succeeded),
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .unwrap();
+        let done = store.refund(refund_id).await.unwrap().unwrap();
+        assert_eq!(done.status, RefundStatus::Succeeded);
+        assert_eq!(done.gateway_ref.as_deref(), Some("987654"));
+        assert_eq!(payment(&store, p.id).await.status, PaymentStatus::Refunded);
+        assert_eq!(
+            store.order(order_id).await.unwrap().unwrap().status,
+            OrderStatus::Cancelled
+        );
+        assert_eq!(event_count(&store, p.id).await, events + 1);
+
+        // A refund that moved on is a gate: a stale change lands nothing.
+        let stale = stored.change(RefundStatus::Failed).unwrap();
+        let late = Changeset::from_api()
+            .change_refund(stale)
+            .event(NewEvent::new(p.id, EventKind::Refund, "late"));
+        assert!(matches!(
+            store.commit(&late).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(event_count(&store, p.id).await, events + 1);
+        assert_eq!(
+            store.refund(refund_id).await.unwrap().unwrap().status,
+            RefundStatus::Succeeded
+        );
+
+        // A failed refund touches only itself and frees the payment for another.
+        let (_, q) = paid(100_000).await;
+        let (new, event, job) = ask(&q, None);
+        let first = new.id;
+        store.request_refund(new, event, job).await.unwrap();
+        let r = store.refund(first).await.unwrap().unwrap();
+        let mut failed = r.change(RefundStatus::Failed).unwrap();
+        failed.failure_reason = Some("gateway_unavailable".into());
+        store
+            .commit(&Changeset::from_api().change_refund(failed))
+            .await
+            .unwrap();
+        let r = store.refund(first).await.unwrap().unwrap();
+        assert_eq!(
+            (r.status, r.failure_reason.as_deref()),
+            (RefundStatus::Failed, Some("gateway_unavailable"))
+        );
+        assert_eq!(payment(&store, q.id).await.status, PaymentStatus::Completed);
+        let (new, event, job) = ask(&q, None);
+        store.request_refund(new, event, job).await.unwrap();
+        assert_eq!(store.refunds_of(q.id).await.unwrap().len(), 2);
+    }
+
     pub async fn gateway_transactions_settle_in_one_write(store: Store) {
         use paygate_common::domain::{OrderChange, OrderStatus, PaymentType, ProductName};
         use paygate_common::store::{Changeset, Committed, GatewayTxnWrite, NewOrder};
@@ -1923,4 +2106,7 @@ contract_tests! {
     expiry_candidates_and_late_settlement =>
         sqlite_expiry_candidates_and_late_settlement,
         postgres_expiry_candidates_and_late_settlement;
+    refunds_are_written_with_their_effects_in_one_write =>
+        sqlite_refunds_are_written_with_their_effects_in_one_write,
+        postgres_refunds_are_written_with_their_effects_in_one_write;
 }

@@ -102,6 +102,7 @@ fn finish_with(effects: Effects, result: JobResult) -> JobFinish {
         events: effects.events,
         next_jobs: effects.next,
         result,
+        refund: effects.refund,
     }
 }
 
@@ -122,7 +123,7 @@ fn to_finish(
             // The row's budget, not the policy's: a redriven job has a larger one.
             if claim.attempt >= claim.max_attempts {
                 let reason = reason.unwrap_or_else(|| handler.exhausted_reason());
-                let effects = handler.give_up(payment, reason, &error);
+                let effects = handler.give_up_job(payment, payload(claim), reason, &error);
                 finish_with(effects, JobResult::Dead { error })
             } else {
                 let policy = engine.retry.for_kind(claim.kind);
@@ -137,10 +138,15 @@ fn to_finish(
             }
         }
         Step::Fail { reason, error } => {
-            let effects = handler.give_up(payment, &reason, &error);
+            let effects = handler.give_up_job(payment, payload(claim), &reason, &error);
             finish_with(effects, JobResult::Failed { error })
         }
     }
+}
+
+/// The claimed job's input, when it could be read.
+fn payload(claim: &ClaimedJob) -> Option<&paygate_common::domain::JobPayload> {
+    claim.payload.as_ref().ok()
 }
 
 fn outcome_label(result: &JobResult) -> &'static str {

@@ -2,5 +2,6 @@
 
 pub mod crazyminer;
 pub mod health;
+pub mod refunds;
 pub mod shop;
 pub mod v1;

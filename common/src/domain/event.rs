@@ -20,10 +20,12 @@ pub enum EventKind {
     /// A gateway confirmed money for a payment that had already ended
     /// (failed, cancelled or expired): it completes after all.
     LateSettlement,
+    /// A refund was asked for, returned the money, or failed.
+    Refund,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Request,
         EventKind::UserFetch,
         EventKind::Invoice,
@@ -33,6 +35,7 @@ impl EventKind {
         EventKind::StatusChange,
         EventKind::Error,
         EventKind::LateSettlement,
+        EventKind::Refund,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,6 +48,7 @@ impl EventKind {
             EventKind::StatusChange => "status_change",
             EventKind::Error => "error",
             EventKind::LateSettlement => "late_settlement",
+            EventKind::Refund => "refund",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

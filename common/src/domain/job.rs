@@ -20,15 +20,18 @@ pub enum JobKind {
     /// A payment waited for its payer past its time to live: verify once
     /// more where the gateway can answer, then cancel it as `expired`.
     ExpirePayment,
+    /// Ask the gateway to return a refund's money (domain::refund).
+    Refund,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::FetchUser,
         JobKind::CreateInvoice,
         JobKind::VerifyPayment,
         JobKind::UpdateOrder,
         JobKind::ExpirePayment,
+        JobKind::Refund,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -37,6 +40,7 @@ impl JobKind {
             JobKind::VerifyPayment => "verify_payment",
             JobKind::UpdateOrder => "update_order",
             JobKind::ExpirePayment => "expire_payment",
+            JobKind::Refund => "refund",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -93,6 +97,13 @@ pub struct VerifyArgs {
     pub tracking_code: Option<String>,
 }
 
+/// Which refund a refund job carries out (its payment is the job's payment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundArgs {
+    pub refund_id: Uuid,
+}
+
 /// A job's input, typed. The API writes jobs and the worker reads them through
 /// this one type, so the two cannot disagree about a payload's shape. The
 /// ledger stores the kind in its own column and the arguments as JSON (`null`
@@ -104,6 +115,7 @@ pub enum JobPayload {
     VerifyPayment(VerifyArgs),
     UpdateOrder,
     ExpirePayment,
+    Refund(RefundArgs),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,6 +133,7 @@ impl JobPayload {
             JobPayload::VerifyPayment(_) => JobKind::VerifyPayment,
             JobPayload::UpdateOrder => JobKind::UpdateOrder,
             JobPayload::ExpirePayment => JobKind::ExpirePayment,
+            JobPayload::Refund(_) => JobKind::Refund,
         }
     }
 
@@ -128,6 +141,9 @@ impl JobPayload {
     pub fn args_json(&self) -> serde_json::Value {
         match self {
             JobPayload::VerifyPayment(args) => {
+                serde_json::to_value(args).unwrap_or(serde_json::Value::Null)
+            }
+            JobPayload::Refund(args) => {
                 serde_json::to_value(args).unwrap_or(serde_json::Value::Null)
             }
             JobPayload::FetchUser
@@ -155,6 +171,9 @@ impl JobPayload {
             JobKind::ExpirePayment => no_args(JobPayload::ExpirePayment),
             JobKind::VerifyPayment => serde_json::from_value(args.clone())
                 .map(JobPayload::VerifyPayment)
+                .map_err(|e| err(e.to_string())),
+            JobKind::Refund => serde_json::from_value(args.clone())
+                .map(JobPayload::Refund)
                 .map_err(|e| err(e.to_string())),
         }
     }
@@ -269,6 +288,7 @@ pub struct RetryPolicies {
     pub verify_payment: RetryPolicy,
     pub update_order: RetryPolicy,
     pub expire_payment: RetryPolicy,
+    pub refund: RetryPolicy,
 }
 
 impl Default for RetryPolicies {
@@ -295,6 +315,13 @@ impl Default for RetryPolicies {
                 base: Duration::from_secs(1),
                 cap: Duration::from_secs(300),
             },
+            // A gateway that is down for a while should not fail a refund:
+            // about an hour of retries before it ends `failed`.
+            refund: RetryPolicy {
+                max_attempts: 12,
+                base: Duration::from_secs(2),
+                cap: Duration::from_secs(600),
+            },
         }
     }
 }
@@ -307,6 +334,7 @@ impl RetryPolicies {
             JobKind::VerifyPayment => self.verify_payment,
             JobKind::UpdateOrder => self.update_order,
             JobKind::ExpirePayment => self.expire_payment,
+            JobKind::Refund => self.refund,
         }
     }
     pub fn for_kind_mut(&mut self, kind: JobKind) -> &mut RetryPolicy {
@@ -316,6 +344,7 @@ impl RetryPolicies {
             JobKind::VerifyPayment => &mut self.verify_payment,
             JobKind::UpdateOrder => &mut self.update_order,
             JobKind::ExpirePayment => &mut self.expire_payment,
+            JobKind::Refund => &mut self.refund,
         }
     }
 }
@@ -377,6 +406,9 @@ mod tests {
             JobPayload::CreateInvoice,
             JobPayload::UpdateOrder,
             JobPayload::ExpirePayment,
+            JobPayload::Refund(RefundArgs {
+                refund_id: Uuid::now_v7(),
+            }),
             verify,
         ] {
             assert_eq!(JobPayload::from_stored(p.kind(), &p.args_json()), Ok(p));

@@ -8,12 +8,13 @@ pub mod order;
 pub mod payment;
 pub mod provider;
 pub mod reactions;
+pub mod refund;
 pub mod status;
 
 pub use event::{EventKind, NewEvent, PaymentEvent};
 pub use job::{
-    JobKind, JobMessage, JobPayload, JobStatus, NewJob, PayloadError, RetryPolicies, RetryPolicy,
-    VerifyArgs,
+    JobKind, JobMessage, JobPayload, JobStatus, NewJob, PayloadError, RefundArgs, RetryPolicies,
+    RetryPolicy, VerifyArgs,
 };
 pub use money::{Amount, Currency, MoneyError};
 pub use order::{Order, OrderChange, OrderStatus, PaymentType, ProductName};
@@ -22,4 +23,5 @@ pub use payment::{
     LATE_SETTLEMENT,
 };
 pub use provider::{Capabilities, Checkout, Descriptor, InboundMetric, Provider};
+pub use refund::{Refund, RefundChange, RefundRefusal, RefundStatus};
 pub use status::{IllegalTransition, Lang, PaymentStatus};

@@ -12,6 +12,7 @@ pub mod http;
 pub mod inbound;
 pub mod medogram;
 pub mod payme;
+pub mod refund;
 pub mod registry;
 
 use crate::domain::{Amount, PaymentId, Provider};
@@ -118,6 +119,7 @@ pub trait Gateway: Send + Sync + 'static {
     async fn verify(&self, req: &VerifyRequest) -> Result<Verification, GatewayError>;
 }
 
+pub use refund::{RefundReceipt, RefundRequest, Refunder};
 pub use registry::GatewayRegistry;
 
 /// Where each gateway sends the payer back after the checkout.

@@ -4,7 +4,7 @@
 
 use super::http::ClientSetupError;
 use super::inbound::InboundAdapter;
-use super::{atmos, click, medogram, payme, Gateway};
+use super::{atmos, click, medogram, payme, Gateway, Refunder};
 use crate::config::Config;
 use crate::domain::Provider;
 use std::collections::HashMap;
@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub struct GatewayRegistry {
     outbound: HashMap<Provider, Arc<dyn Gateway>>,
     inbound: Vec<Arc<dyn InboundAdapter>>,
+    refunders: HashMap<Provider, Arc<dyn Refunder>>,
 }
 
 impl GatewayRegistry {
@@ -38,6 +39,15 @@ impl GatewayRegistry {
     }
     pub fn inbound(&self) -> &[Arc<dyn InboundAdapter>] {
         &self.inbound
+    }
+    /// Adds a gateway's refund client.
+    pub fn with_refunder(mut self, refunder: Arc<dyn Refunder>) -> Self {
+        self.refunders.insert(refunder.provider(), refunder);
+        self
+    }
+    /// The refund client of `provider`, when it is configured here.
+    pub fn refunder(&self, provider: Provider) -> Option<&dyn Refunder> {
+        self.refunders.get(&provider).map(|r| r.as_ref())
     }
 }
 

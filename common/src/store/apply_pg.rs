@@ -310,11 +310,20 @@ const SQL: &str = concat!(
     " AND version = ",
     doc!("txn_upd", "expected_version"),
     "::bigint FOR NO KEY UPDATE), \
+     refund_held AS (SELECT id FROM refunds WHERE ",
+    has!("refund_upd"),
+    " AND id = ",
+    doc!("refund_upd", "id"),
+    " AND status = ",
+    doc!("refund_upd", "from"),
+    " FOR NO KEY UPDATE), \
      checks AS (SELECT ",
     payment_held!(),
     " AND (",
     doc!("txn_upd", "expected_version"),
-    " IS NULL OR EXISTS (SELECT 1 FROM txn_held)) AS ok), ",
+    " IS NULL OR EXISTS (SELECT 1 FROM txn_held)) AND (NOT ",
+    has!("refund_upd"),
+    " OR EXISTS (SELECT 1 FROM refund_held)) AS ok), ",
     fence_cte!(),
     ", ",
     inbound_cte!(),
@@ -362,6 +371,22 @@ const SQL: &str = concat!(
     now!(),
     ", version = version + 1 WHERE id IN (SELECT id FROM txn_held) AND (SELECT ok FROM go) \
        RETURNING id), \
+     refund_new AS (INSERT INTO refunds (id, payment_id, amount_minor, reason, status, caller, \
+       idempotency_key, created_at, updated_at) \
+       SELECT x->>'id', x->>'payment_id', (x->>'amount_minor')::bigint, x->>'reason', \
+       'requested', x->>'caller', x->>'idempotency_key', n, n \
+       FROM (SELECT (SELECT j FROM c) -> 'refund_new' AS x, ",
+    now!(),
+    " AS n) s WHERE x IS NOT NULL AND (SELECT ok FROM go) RETURNING id), \
+     refund_upd AS (UPDATE refunds SET status = ",
+    doc!("refund_upd", "to"),
+    ", failure_reason = COALESCE(",
+    doc!("refund_upd", "failure_reason"),
+    ", failure_reason), gateway_ref = COALESCE(",
+    doc!("refund_upd", "gateway_ref"),
+    ", gateway_ref), updated_at = ",
+    now!(),
+    " WHERE id IN (SELECT id FROM refund_held) AND (SELECT ok FROM go) RETURNING id), \
      ",
     events_and_jobs!("(SELECT ok FROM go)"),
     " SELECT (SELECT ok FROM checks) AS checked, (SELECT ok FROM go) AS went, \
@@ -393,6 +418,10 @@ struct Doc<'a> {
     txn_new: Option<TxnDoc<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     txn_upd: Option<TxnDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund_new: Option<RefundNewDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund_upd: Option<RefundUpdDoc<'a>>,
     events: Vec<json_rows::EventRow<'a>>,
     jobs: Vec<json_rows::JobRow>,
 }
@@ -474,6 +503,25 @@ struct TxnDoc<'a> {
     external_time: Option<i64>,
     data: String,
     expected_version: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct RefundNewDoc<'a> {
+    id: String,
+    payment_id: String,
+    amount_minor: i64,
+    reason: Option<&'a str>,
+    caller: &'a str,
+    idempotency_key: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct RefundUpdDoc<'a> {
+    id: String,
+    from: &'static str,
+    to: &'static str,
+    failure_reason: Option<&'a str>,
+    gateway_ref: Option<&'a str>,
 }
 
 impl<'a> TxnDoc<'a> {
@@ -569,6 +617,21 @@ fn doc(cs: &Changeset, now: i64) -> Doc<'_> {
         }),
         txn_new: cs.gateway_txn_new.as_ref().map(TxnDoc::of),
         txn_upd: cs.gateway_txn_update.as_ref().map(TxnDoc::of),
+        refund_new: cs.refund_new.as_ref().map(|r| RefundNewDoc {
+            id: r.id.to_string(),
+            payment_id: r.payment_id.to_string(),
+            amount_minor: r.amount_minor,
+            reason: r.reason.as_deref(),
+            caller: &r.caller,
+            idempotency_key: r.idempotency_key.as_deref(),
+        }),
+        refund_upd: cs.refund_change.as_ref().map(|r| RefundUpdDoc {
+            id: r.id.to_string(),
+            from: r.from.as_str(),
+            to: r.to.as_str(),
+            failure_reason: r.failure_reason.as_deref(),
+            gateway_ref: r.gateway_ref.as_deref(),
+        }),
         events: cs.events.iter().map(json_rows::EventRow::of).collect(),
         jobs: cs
             .jobs
@@ -581,7 +644,10 @@ fn doc(cs: &Changeset, now: i64) -> Doc<'_> {
 /// The statement for a changeset's shape: the narrowest one that carries
 /// every part it has (PERFORMANCE.md, "The one-changeset statement").
 fn statement(cs: &Changeset) -> &'static str {
-    let no_txn = cs.gateway_txn_new.is_none() && cs.gateway_txn_update.is_none();
+    let no_txn = cs.gateway_txn_new.is_none()
+        && cs.gateway_txn_update.is_none()
+        && cs.refund_new.is_none()
+        && cs.refund_change.is_none();
     let no_new_rows = cs.order.is_none() && cs.payment.is_none() && no_txn;
     match cs.origin {
         // A new payment with its events and jobs, and nothing else.
@@ -697,6 +763,10 @@ mod tests {
                 ],
             ),
             ("order_status", &["id", "from", "status"]),
+            (
+                "refund_upd",
+                &["id", "from", "to", "failure_reason", "gateway_ref"],
+            ),
         ];
         let mut seen = 0;
         for sql in [SQL, JOB_SQL, INBOUND_SQL, CREATE_SQL] {

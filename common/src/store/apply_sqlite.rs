@@ -11,8 +11,9 @@
 use super::changeset::{Applied, Changeset, Committed, GatewayTxnWrite, Origin};
 use super::jobs::Outcome;
 use super::rows::{self, job_message, payment_columns};
+use super::NewRefund;
 use super::{commit_error, now_ms, Lane, Store, StoreError, StoreResult};
-use crate::domain::{JobMessage, NewEvent, NewJob, Payment, PaymentChange};
+use crate::domain::{JobMessage, NewEvent, NewJob, Payment, PaymentChange, RefundChange};
 use sqlx::any::Any;
 use sqlx::{Row, Transaction};
 
@@ -60,6 +61,10 @@ async fn apply(
     // insert comes after it, as on PostgreSQL.
     if let Some(t) = &cs.gateway_txn_update {
         gateway_txn_id = Some(write_gateway_txn(tx, t, now).await?);
+    }
+    // A refund's expected status is a gate too.
+    if let Some(r) = &cs.refund_change {
+        change_refund(tx, r, now).await?;
     }
     match &cs.origin {
         Origin::Api => {}
@@ -142,6 +147,9 @@ async fn apply(
             .bind(c.from.as_str())
             .execute(&mut **tx)
             .await?;
+    }
+    if let Some(r) = &cs.refund_new {
+        insert_refund(tx, r, now).await?;
     }
     for e in &cs.events {
         insert_event(tx, e, now).await?;
@@ -273,6 +281,46 @@ async fn write_gateway_txn(tx: &mut Tx<'_>, t: &GatewayTxnWrite, now: i64) -> St
     match row {
         Some(row) => Ok(row.try_get("id")?),
         None => Err(StoreError::Conflict),
+    }
+}
+
+async fn insert_refund(tx: &mut Tx<'_>, r: &NewRefund, now: i64) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO refunds (id, payment_id, amount_minor, reason, status, caller, \
+         idempotency_key, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'requested', $5, $6, $7, $7)",
+    )
+    .bind(r.id.to_string())
+    .bind(r.payment_id.to_string())
+    .bind(r.amount_minor)
+    .bind(r.reason.clone())
+    .bind(&r.caller)
+    .bind(r.idempotency_key.clone())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(commit_error)?;
+    Ok(())
+}
+
+/// Moves a refund only while it is still in the status the change was built from.
+async fn change_refund(tx: &mut Tx<'_>, r: &RefundChange, now: i64) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE refunds SET status = $1, failure_reason = COALESCE($2, failure_reason), \
+         gateway_ref = COALESCE($3, gateway_ref), updated_at = $4 WHERE id = $5 AND status = $6",
+    )
+    .bind(r.to.as_str())
+    .bind(r.failure_reason.clone())
+    .bind(r.gateway_ref.clone())
+    .bind(now)
+    .bind(r.id.to_string())
+    .bind(r.from.as_str())
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict)
     }
 }
 

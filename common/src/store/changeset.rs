@@ -19,11 +19,12 @@
 //! [`crate::domain::reactions`]) to the same write, whoever makes it.
 
 use super::jobs::{ClaimedJob, JobResult};
+use crate::domain::RefundChange;
 use crate::domain::{
     reactions, JobMessage, NewEvent, NewJob, Order, OrderChange, Payment, PaymentChange,
     RetryPolicies,
 };
-use crate::store::{NewInbound, NewOrder, NewPayment};
+use crate::store::{NewInbound, NewOrder, NewPayment, NewRefund};
 
 /// Where a changeset comes from; each origin has its own gate.
 #[derive(Debug, Clone)]
@@ -79,6 +80,11 @@ pub struct Changeset {
     pub(crate) overfull: bool,
     pub(crate) events: Vec<NewEvent>,
     pub(crate) jobs: Vec<NewJob>,
+    /// A refund asked for (inserted `requested`).
+    pub(crate) refund_new: Option<NewRefund>,
+    /// A refund moving; a gate like the payment's expected version: it
+    /// applies only while the refund is still in `from` (`Conflict` otherwise).
+    pub(crate) refund_change: Option<RefundChange>,
 }
 
 /// What a committed changeset produced.
@@ -115,6 +121,8 @@ impl Changeset {
             overfull: false,
             events: Vec::new(),
             jobs: Vec::new(),
+            refund_new: None,
+            refund_change: None,
         }
     }
 
@@ -175,6 +183,18 @@ impl Changeset {
             self.overfull = true;
         }
         *slot = Some(txn);
+        self
+    }
+
+    /// Inserts a refund (one per changeset).
+    pub fn create_refund(mut self, refund: NewRefund) -> Self {
+        self.refund_new = Some(refund);
+        self
+    }
+
+    /// Moves a refund (built by its state machine, `Refund::change`).
+    pub fn change_refund(mut self, change: RefundChange) -> Self {
+        self.refund_change = Some(change);
         self
     }
 

@@ -11,12 +11,17 @@ pub enum UniqueKey {
     PaymentGatewayRef,
     /// `gateway_transactions_external`: this gateway transaction exists already.
     GatewayTransaction,
+    /// `refunds_idempotency`: this caller asked for a refund of this payment
+    /// with this key before.
+    RefundIdempotencyKey,
+    /// `refunds_live`: the payment has a refund that is not failed.
+    RefundLive,
 }
 
 impl UniqueKey {
     /// PostgreSQL's constraint (index) name, and SQLite's "table.column, …"
     /// list from its message ("UNIQUE constraint failed: payments.idempotency_key").
-    const NAMES: [(UniqueKey, &'static str, &'static str); 3] = [
+    const NAMES: [(UniqueKey, &'static str, &'static str); 5] = [
         (
             UniqueKey::PaymentIdempotencyKey,
             "payments_idempotency_key",
@@ -32,6 +37,12 @@ impl UniqueKey {
             "gateway_transactions_external",
             "gateway_transactions.provider, gateway_transactions.external_id",
         ),
+        (
+            UniqueKey::RefundIdempotencyKey,
+            "refunds_idempotency",
+            "refunds.payment_id, refunds.caller, refunds.idempotency_key",
+        ),
+        (UniqueKey::RefundLive, "refunds_live", "refunds.payment_id"),
     ];
 }
 

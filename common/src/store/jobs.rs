@@ -47,6 +47,8 @@ pub struct JobFinish {
     pub events: Vec<NewEvent>,
     pub next_jobs: Vec<NewJob>,
     pub result: JobResult,
+    /// A refund that moves with this attempt.
+    pub refund: Option<crate::domain::RefundChange>,
 }
 
 impl JobFinish {
@@ -58,6 +60,9 @@ impl JobFinish {
         }
         if let Some(change) = self.order_status {
             cs = cs.order_status(change);
+        }
+        if let Some(change) = self.refund {
+            cs = cs.change_refund(change);
         }
         cs.events(self.events).jobs(self.next_jobs)
     }

@@ -22,6 +22,7 @@ mod jobs;
 mod json_rows;
 mod orders;
 mod payments;
+mod refunds;
 mod rows;
 mod stats;
 mod write_gate;
@@ -34,6 +35,7 @@ pub use inbound::{InboundOutcome, NewInbound};
 pub use jobs::{ClaimedJob, JobFinish, JobRecord, JobResult};
 pub use orders::NewOrder;
 pub use payments::{CreateOutcome, NewPayment, PaymentFilter};
+pub use refunds::NewRefund;
 pub use stats::QueueStats;
 
 use sqlx::any::AnyPoolOptions;
@@ -315,7 +317,11 @@ impl Store {
 pub(crate) fn commit_error(e: sqlx::Error) -> StoreError {
     match constraint::violated(&e) {
         Some(UniqueKey::PaymentGatewayRef | UniqueKey::GatewayTransaction) => StoreError::Conflict,
-        Some(key @ UniqueKey::PaymentIdempotencyKey) => StoreError::Taken(key),
+        Some(
+            key @ (UniqueKey::PaymentIdempotencyKey
+            | UniqueKey::RefundIdempotencyKey
+            | UniqueKey::RefundLive),
+        ) => StoreError::Taken(key),
         None => StoreError::Database(e),
     }
 }

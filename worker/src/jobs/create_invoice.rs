@@ -105,6 +105,7 @@ async fn run(engine: &Engine, payment: &Payment) -> Step {
             change: Some(change),
             events,
             next: Vec::new(),
+            refund: None,
         }),
         // Unreachable while the guard above holds; refuse rather than guess.
         Err(e) => Step::Fail {

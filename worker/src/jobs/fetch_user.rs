@@ -37,6 +37,7 @@ async fn run(engine: &Engine, payment: &Payment) -> Step {
             change: None,
             events: Vec::new(),
             next: vec![next_job(engine, payment)],
+            refund: None,
         });
     }
     let profile = match engine.users.fetch(&payment.merchant_ref).await {
@@ -66,5 +67,6 @@ async fn run(engine: &Engine, payment: &Payment) -> Step {
         )
         .detail(serde_json::json!({ "fields": fields }))],
         next: vec![next_job(engine, payment)],
+        refund: None,
     })
 }

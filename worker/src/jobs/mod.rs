@@ -5,6 +5,7 @@
 pub mod create_invoice;
 pub mod expire_payment;
 pub mod fetch_user;
+pub mod refund;
 pub mod update_order;
 pub mod verify_payment;
 
@@ -12,7 +13,7 @@ use crate::Engine;
 use async_trait::async_trait;
 use paygate_common::domain::{
     EventKind, JobKind, JobPayload, NewEvent, NewJob, OrderChange, Payment, PaymentChange,
-    PaymentStatus,
+    PaymentStatus, RefundChange,
 };
 use paygate_common::gateways::GatewayError;
 use std::time::Duration;
@@ -35,6 +36,19 @@ pub trait JobHandler: Send + Sync {
     fn give_up(&self, payment: Option<&Payment>, reason: &str, error: &str) -> Effects {
         fail_payment(payment, reason, error)
     }
+
+    /// [`JobHandler::give_up`] for handlers that need the job's input to know
+    /// what they own (a refund job owns its refund, named in its payload).
+    /// The runner calls this one; the default forwards to `give_up`.
+    fn give_up_job(
+        &self,
+        payment: Option<&Payment>,
+        _payload: Option<&JobPayload>,
+        reason: &str,
+        error: &str,
+    ) -> Effects {
+        self.give_up(payment, reason, error)
+    }
 }
 
 /// The handler of every kind. A new kind does not compile until it is here.
@@ -45,6 +59,7 @@ pub fn handler(kind: JobKind) -> &'static dyn JobHandler {
         JobKind::VerifyPayment => &verify_payment::VerifyPayment,
         JobKind::UpdateOrder => &update_order::UpdateOrder,
         JobKind::ExpirePayment => &expire_payment::ExpirePayment,
+        JobKind::Refund => &refund::RefundJob,
     }
 }
 
@@ -77,6 +92,9 @@ pub fn fail_payment(payment: Option<&Payment>, reason: &str, error: &str) -> Eff
 }
 
 /// What one attempt of a job decided.
+// One short-lived value per job attempt, moved once into the runner: boxing
+// `Done` would add an allocation per attempt and buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Step {
     /// Finished: record these changes (possibly none: the work was already done).
@@ -99,6 +117,8 @@ pub struct Effects {
     pub order_status: Option<OrderChange>,
     pub events: Vec<NewEvent>,
     pub next: Vec<NewJob>,
+    /// A refund that moves with this attempt.
+    pub refund: Option<RefundChange>,
 }
 
 /// A payload that is not the one `kind`'s handler takes: the ledger row was

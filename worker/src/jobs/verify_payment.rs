@@ -99,6 +99,7 @@ pub fn decide(payment: &Payment, payload: &VerifyPayload, answer: Verification) 
                 change: Some(change),
                 events,
                 next: Vec::new(),
+                refund: None,
             })
         }
         Verification::NotPaid { reason } => fail(payment, &reason, serde_json::Value::Null),
@@ -156,6 +157,7 @@ fn fail(payment: &Payment, reason: &str, detail: serde_json::Value) -> Step {
             ),
         ],
         next: Vec::new(),
+        refund: None,
     })
 }
 

@@ -4,6 +4,7 @@
 
 mod client;
 pub mod inbound;
+mod refund;
 
 pub use client::*;
 pub use inbound::AtmosWebhook;
@@ -20,17 +21,19 @@ pub fn register(
     let Some(a) = &cfg.atmos else {
         return Ok(registry);
     };
+    let gateway = Arc::new(AtmosGateway::new(AtmosConfig {
+        api_base: a.api_base.clone(),
+        checkout_base: a.checkout_base.clone(),
+        consumer_key: a.consumer_key.clone(),
+        consumer_secret: a.consumer_secret.clone(),
+        store_id: a.store_id.clone(),
+        terminal_id: a.terminal_id.clone(),
+        lang: a.lang.clone(),
+        timeout: cfg.gateway_timeout,
+    })?);
     Ok(registry
-        .with(Arc::new(AtmosGateway::new(AtmosConfig {
-            api_base: a.api_base.clone(),
-            checkout_base: a.checkout_base.clone(),
-            consumer_key: a.consumer_key.clone(),
-            consumer_secret: a.consumer_secret.clone(),
-            store_id: a.store_id.clone(),
-            terminal_id: a.terminal_id.clone(),
-            lang: a.lang.clone(),
-            timeout: cfg.gateway_timeout,
-        })?))
+        .with(gateway.clone())
+        .with_refunder(gateway)
         .with_inbound(Arc::new(AtmosWebhook {
             store_id: a.store_id.clone(),
             api_key: a.api_key.clone(),

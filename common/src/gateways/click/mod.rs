@@ -42,6 +42,7 @@ pub mod gateway;
 pub mod inbound;
 pub mod merchant_api;
 pub mod protocol;
+pub mod refund;
 pub mod rules;
 pub mod settings;
 
@@ -60,6 +61,14 @@ pub fn register(
 ) -> Result<GatewayRegistry, crate::gateways::http::ClientSetupError> {
     let Some(c) = &cfg.click else {
         return Ok(registry);
+    };
+    // Refunds need the Merchant API user; without it Click payments are
+    // taken but a refund job fails with `gateway_not_configured`.
+    let registry = match c.merchant_api(cfg.gateway_timeout) {
+        Some(api) => registry.with_refunder(Arc::new(refund::ClickRefunder {
+            api: merchant_api::ClickMerchantApi::new(api)?,
+        })),
+        None => registry,
     };
     Ok(registry
         .with(Arc::new(ClickCheckout {

@@ -122,6 +122,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Timeouts, limits, allowlists and input rules (security.rs).
     pub security: crate::security::SecuritySettings,
+    /// Merchant notifications (webhooks/settings.rs).
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 /// Reads variables through `get`, so tests need not touch the process environment.
@@ -475,6 +477,7 @@ impl Config {
             log_format,
             max_body_bytes: env.parse("PAYGATE_MAX_BODY_BYTES", 64 * 1024)?,
             security: crate::security::load(env)?,
+            webhooks: crate::webhooks::settings::load(env, worker_concurrency)?,
         })
     }
 

@@ -11,3 +11,4 @@ pub mod security;
 pub mod store;
 pub mod telemetry;
 pub mod userdir;
+pub mod webhooks;

@@ -206,6 +206,19 @@ mod contracts {
             JobKind::CreateInvoice => JobPayload::CreateInvoice,
             JobKind::VerifyPayment => JobPayload::VerifyPayment(VerifyArgs::default()),
             JobKind::UpdateOrder => JobPayload::UpdateOrder,
+            JobKind::Notify => JobPayload::Notify(paygate_common::domain::NotifyArgs {
+                event_id: Uuid::now_v7(),
+                event_type: paygate_common::domain::EventType::PaymentProcessing,
+                at_ms: 0,
+                subject: paygate_common::domain::Subject::Payment {
+                    status: PaymentStatus::Processing,
+                    version: 1,
+                    status_reason: None,
+                },
+            }),
+            JobKind::DeliverWebhook => JobPayload::DeliverWebhook(paygate_common::domain::DeliverArgs {
+                message_id: "msg_test".into(),
+            }),
         };
         NewJob::new(payload, Some(id), &policies()).max_attempts(attempts)
     }
@@ -810,12 +823,20 @@ mod contracts {
         let performed = Changeset::from_inbound(inbound("call-3"))
             .gateway_txn(txn("2", Some(0)))
             .change_payment(done, &policies())
-            .order_status(OrderChange::from_pending(order.id, OrderStatus::Paid).unwrap());
+            .order_status(
+                OrderChange::from_pending(order.id, OrderStatus::Paid).unwrap(),
+                &policies(),
+            );
         let Committed::Applied(applied) = store.commit(&performed).await.unwrap() else {
             panic!("expected the perform to be applied");
         };
         assert_eq!(applied.gateway_txn_id, Some(txn_id));
-        assert_eq!(applied.messages.len(), 1, "the order update follows");
+        // The order update and the merchant's two notifications (payment, order).
+        assert_eq!(
+            applied.messages.len(),
+            3,
+            "the order update and notifications follow"
+        );
         assert_eq!(payment(&store, p.id).await.status, PaymentStatus::Completed);
         assert_eq!(
             store.order(order.id).await.unwrap().unwrap().status,

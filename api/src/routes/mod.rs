@@ -4,3 +4,4 @@ pub mod crazyminer;
 pub mod health;
 pub mod shop;
 pub mod v1;
+pub mod webhook_endpoints;

@@ -1,6 +1,7 @@
 //! Background work: the kinds of job, their ledger status, and the retry
 //! policy of each kind (the one place retries are decided).
 
+use super::notification::{DeliverArgs, NotifyArgs};
 use super::payment::PaymentId;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -17,14 +18,20 @@ pub enum JobKind {
     VerifyPayment,
     /// Move the shop order to the status its settled payment implies.
     UpdateOrder,
+    /// Fan a merchant notification out to the subscribed webhook endpoints.
+    Notify,
+    /// Deliver one notification message to one webhook endpoint.
+    DeliverWebhook,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::FetchUser,
         JobKind::CreateInvoice,
         JobKind::VerifyPayment,
         JobKind::UpdateOrder,
+        JobKind::Notify,
+        JobKind::DeliverWebhook,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -32,6 +39,8 @@ impl JobKind {
             JobKind::CreateInvoice => "create_invoice",
             JobKind::VerifyPayment => "verify_payment",
             JobKind::UpdateOrder => "update_order",
+            JobKind::Notify => "notify",
+            JobKind::DeliverWebhook => "deliver_webhook",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -98,6 +107,8 @@ pub enum JobPayload {
     CreateInvoice,
     VerifyPayment(VerifyArgs),
     UpdateOrder,
+    Notify(NotifyArgs),
+    DeliverWebhook(DeliverArgs),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,6 +125,8 @@ impl JobPayload {
             JobPayload::CreateInvoice => JobKind::CreateInvoice,
             JobPayload::VerifyPayment(_) => JobKind::VerifyPayment,
             JobPayload::UpdateOrder => JobKind::UpdateOrder,
+            JobPayload::Notify(_) => JobKind::Notify,
+            JobPayload::DeliverWebhook(_) => JobKind::DeliverWebhook,
         }
     }
 
@@ -121,6 +134,12 @@ impl JobPayload {
     pub fn args_json(&self) -> serde_json::Value {
         match self {
             JobPayload::VerifyPayment(args) => {
+                serde_json::to_value(args).unwrap_or(serde_json::Value::Null)
+            }
+            JobPayload::Notify(args) => {
+                serde_json::to_value(args).unwrap_or(serde_json::Value::Null)
+            }
+            JobPayload::DeliverWebhook(args) => {
                 serde_json::to_value(args).unwrap_or(serde_json::Value::Null)
             }
             JobPayload::FetchUser | JobPayload::CreateInvoice | JobPayload::UpdateOrder => {
@@ -146,6 +165,12 @@ impl JobPayload {
             JobKind::UpdateOrder => no_args(JobPayload::UpdateOrder),
             JobKind::VerifyPayment => serde_json::from_value(args.clone())
                 .map(JobPayload::VerifyPayment)
+                .map_err(|e| err(e.to_string())),
+            JobKind::Notify => serde_json::from_value(args.clone())
+                .map(JobPayload::Notify)
+                .map_err(|e| err(e.to_string())),
+            JobKind::DeliverWebhook => serde_json::from_value(args.clone())
+                .map(JobPayload::DeliverWebhook)
                 .map_err(|e| err(e.to_string())),
         }
     }
@@ -259,6 +284,11 @@ pub struct RetryPolicies {
     pub create_invoice: RetryPolicy,
     pub verify_payment: RetryPolicy,
     pub update_order: RetryPolicy,
+    pub notify: RetryPolicy,
+    /// Not the delivery schedule (that is the webhook settings'): how often a
+    /// delivery job may be put back because the delivery lane was full or the
+    /// database did not answer, before it gives up.
+    pub deliver_webhook: RetryPolicy,
 }
 
 impl Default for RetryPolicies {
@@ -278,6 +308,12 @@ impl Default for RetryPolicies {
                 cap: Duration::from_secs(300),
             },
             update_order: quick,
+            notify: quick,
+            deliver_webhook: RetryPolicy {
+                max_attempts: 10_000,
+                base: Duration::from_millis(200),
+                cap: Duration::from_secs(5),
+            },
         }
     }
 }
@@ -289,6 +325,8 @@ impl RetryPolicies {
             JobKind::CreateInvoice => self.create_invoice,
             JobKind::VerifyPayment => self.verify_payment,
             JobKind::UpdateOrder => self.update_order,
+            JobKind::Notify => self.notify,
+            JobKind::DeliverWebhook => self.deliver_webhook,
         }
     }
     pub fn for_kind_mut(&mut self, kind: JobKind) -> &mut RetryPolicy {
@@ -297,6 +335,8 @@ impl RetryPolicies {
             JobKind::CreateInvoice => &mut self.create_invoice,
             JobKind::VerifyPayment => &mut self.verify_payment,
             JobKind::UpdateOrder => &mut self.update_order,
+            JobKind::Notify => &mut self.notify,
+            JobKind::DeliverWebhook => &mut self.deliver_webhook,
         }
     }
 }

@@ -57,7 +57,7 @@ impl JobFinish {
             cs = cs.change_payment(change, policies);
         }
         if let Some(change) = self.order_status {
-            cs = cs.order_status(change);
+            cs = cs.order_status(change, policies);
         }
         cs.events(self.events).jobs(self.next_jobs)
     }

@@ -23,6 +23,7 @@ mod orders;
 mod payments;
 mod rows;
 mod stats;
+mod webhooks;
 mod write_gate;
 
 pub use api_keys::{ApiKey, NewApiKey};
@@ -34,6 +35,9 @@ pub use jobs::{ClaimedJob, JobFinish, JobRecord, JobResult};
 pub use orders::NewOrder;
 pub use payments::{CreateOutcome, NewPayment, PaymentFilter};
 pub use stats::QueueStats;
+pub use webhooks::{
+    AttemptEffect, EndpointPatch, MessageStatus, WebhookAttempt, WebhookEndpoint, WebhookMessage,
+};
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;

@@ -3,7 +3,9 @@
 //! [`Step`] that the runner records through the state machine.
 
 pub mod create_invoice;
+pub mod deliver_webhook;
 pub mod fetch_user;
+pub mod notify;
 pub mod update_order;
 pub mod verify_payment;
 
@@ -43,6 +45,8 @@ pub fn handler(kind: JobKind) -> &'static dyn JobHandler {
         JobKind::CreateInvoice => &create_invoice::CreateInvoice,
         JobKind::VerifyPayment => &verify_payment::VerifyPayment,
         JobKind::UpdateOrder => &update_order::UpdateOrder,
+        JobKind::Notify => &notify::Notify,
+        JobKind::DeliverWebhook => &deliver_webhook::DeliverWebhook,
     }
 }
 

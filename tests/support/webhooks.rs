@@ -106,9 +106,15 @@ fn target_dir() -> PathBuf {
 }
 
 /// The venv with the pinned reference verifier, made on first use (PyPI
-/// must be reachable then). Made in a temporary folder and renamed, so test
+/// must be reachable then). Once per test binary (tests run as threads of
+/// one process), in a temporary folder renamed when complete, so test
 /// binaries running at once never see a half-made one.
 fn python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(make_python).clone()
+}
+
+fn make_python() -> PathBuf {
     const PIN: &str = "standardwebhooks==1.1.0";
     let venv = target_dir().join("pyenv-standardwebhooks");
     let py = venv.join("bin/python");
@@ -121,7 +127,7 @@ fn python() -> PathBuf {
     if ready(&py) {
         return py;
     }
-    let tmp = target_dir().join(format!("pyenv-tmp-{}", std::process::id()));
+    let tmp = target_dir().join(format!("pyenv-tmp-{}", uuid::Uuid::new_v4().simple()));
     let _ = std::fs::remove_dir_all(&tmp);
     let ok = Command::new("python3")
         .args(["-m", "venv"])

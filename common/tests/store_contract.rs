@@ -216,9 +216,11 @@ mod contracts {
                     status_reason: None,
                 },
             }),
-            JobKind::DeliverWebhook => JobPayload::DeliverWebhook(paygate_common::domain::DeliverArgs {
-                message_id: "msg_test".into(),
-            }),
+            JobKind::DeliverWebhook => {
+                JobPayload::DeliverWebhook(paygate_common::domain::DeliverArgs {
+                    message_id: "msg_test".into(),
+                })
+            }
         };
         NewJob::new(payload, Some(id), &policies()).max_attempts(attempts)
     }

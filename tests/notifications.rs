@@ -588,3 +588,42 @@ async fn the_configured_endpoint_is_managed_by_the_environment() {
         assert_eq!(code, StatusCode::CONFLICT);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_merchant_does_not_hold_the_slots_payments_need() {
+    // Two worker slots, one for deliveries; the merchant sits on every
+    // delivery far longer than the payments below take.
+    let merchant = Receiver::start(200).await;
+    merchant.delay(60_000);
+    let s = Server::serve(&[
+        ("PAYGATE_WEBHOOK_URL", merchant.url.as_str()),
+        ("PAYGATE_WEBHOOK_SECRET", SECRET),
+        ("PAYGATE_WEBHOOK_TIMEOUT", "60s"),
+        ("PAYGATE_JOB_LEASE_MS", "90000"),
+        ("PAYGATE_GATEWAY_TIMEOUT_MS", "10000"),
+        ("PAYGATE_WORKER_CONCURRENCY", "2"),
+        ("PAYGATE_WEBHOOK_CONCURRENCY", "1"),
+    ]);
+    // Each payment writes two notifications while the first is still hanging;
+    // payments still complete (paid_medogram_payment waits at most 20 s).
+    for _ in 0..3 {
+        paid_medogram_payment(&s).await;
+    }
+    // Exactly one delivery is with the merchant; the others wait their turn.
+    assert_eq!(merchant.all().len(), 1);
+    let metrics = client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let deferred = metrics
+        .lines()
+        .find(|l| l.starts_with("paygate_webhook_deliveries_total{outcome=\"deferred\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap();
+    assert!(deferred > 0.0, "{metrics}");
+}

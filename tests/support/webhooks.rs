@@ -9,7 +9,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One request the receiver got.
@@ -37,6 +37,8 @@ impl Delivery {
 pub struct Receiver {
     pub url: String,
     answer: Arc<AtomicU16>,
+    /// How long the receiver sits on each request before answering.
+    delay_ms: Arc<AtomicU64>,
     seen: Arc<Mutex<Vec<Delivery>>>,
 }
 
@@ -46,14 +48,16 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let answer = Arc::new(AtomicU16::new(status));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let seen: Arc<Mutex<Vec<Delivery>>> = Arc::default();
         let app = {
-            let (answer, seen) = (answer.clone(), seen.clone());
+            let (answer, seen, delay) = (answer.clone(), seen.clone(), delay_ms.clone());
             Router::new().route(
                 "/hooks",
                 post(move |headers: HeaderMap, body: Bytes| {
-                    let (answer, seen) = (answer.clone(), seen.clone());
+                    let (answer, seen, delay) = (answer.clone(), seen.clone(), delay.clone());
                     async move {
+                        // Recorded on arrival: a slow answer is still a delivery seen.
                         let code = answer.load(Ordering::SeqCst);
                         seen.lock().unwrap().push(Delivery {
                             headers: headers
@@ -65,6 +69,8 @@ impl Receiver {
                             body: String::from_utf8_lossy(&body).into_owned(),
                             answered: code,
                         });
+                        let wait = delay.load(Ordering::SeqCst);
+                        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                         (
                             StatusCode::from_u16(code).unwrap(),
                             format!("answered {code}"),
@@ -79,8 +85,14 @@ impl Receiver {
         Receiver {
             url: format!("http://127.0.0.1:{port}/hooks"),
             answer,
+            delay_ms,
             seen,
         }
+    }
+
+    /// Makes every later request wait `ms` before its answer (a slow merchant).
+    pub fn delay(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     pub fn answer(&self, status: u16) {

@@ -35,6 +35,7 @@ pub fn router(state: AppState, extra: Option<Router>) -> Router {
     let mut api = Router::new()
         .merge(routes::crazyminer::router())
         .merge(routes::v1::router())
+        .merge(routes::webhook_endpoints::router())
         .merge(routes::shop::router())
         .merge(routes::refunds::router())
         .merge(inbound::router(

@@ -20,6 +20,8 @@ pub struct ApiSettings {
     pub retry: paygate_common::domain::RetryPolicies,
     /// Rate limit, trusted proxies, allowlists, the user_identifier pattern.
     pub security: paygate_common::security::SecuritySettings,
+    /// How long a rotated-out webhook secret keeps signing.
+    pub webhook_rotation_grace: Duration,
 }
 
 #[derive(Clone)]

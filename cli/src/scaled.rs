@@ -150,6 +150,10 @@ pub async fn worker(cfg: Config) -> anyhow::Result<()> {
     let _ = telemetry::metrics();
     let secret = secret::resolve(cfg.secret_key.clone(), &cfg.database_url)?;
     let store = wait_for_store(&cfg).await?;
+    store
+        .sync_config_webhook_endpoint(cfg.webhooks.config_endpoint.as_ref())
+        .await
+        .context("recording PAYGATE_WEBHOOK_URL")?;
     let queue = wait_for_redis(&cfg).await?;
     let engine = Arc::new(wiring::engine(
         &cfg,

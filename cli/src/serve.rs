@@ -140,6 +140,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let secret = secret::resolve(cfg.secret_key.clone(), &cfg.database_url)?;
     let store = wiring::connect_store(&cfg).await?;
     store.migrate().await.context("applying migrations")?;
+    store
+        .sync_config_webhook_endpoint(cfg.webhooks.config_endpoint.as_ref())
+        .await
+        .context("recording PAYGATE_WEBHOOK_URL")?;
 
     let (queue, storage) = EmbeddedQueue::new();
     let queue: Arc<dyn JobQueue> = Arc::new(queue);

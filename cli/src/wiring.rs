@@ -79,6 +79,8 @@ pub fn engine(
         retry: cfg.retry,
         job_lease: cfg.job_lease,
         worker_id: cfg.worker_id.clone(),
+        webhooks: paygate_worker::webhook_lane::WebhookLane::new(cfg.webhooks.clone())
+            .context("building the webhook HTTP client")?,
     })
 }
 
@@ -94,6 +96,7 @@ pub fn api_state(cfg: &Config, store: Store, queue: Arc<dyn JobQueue>) -> anyhow
             max_body_bytes: cfg.max_body_bytes,
             retry: cfg.retry,
             security: cfg.security.clone(),
+            webhook_rotation_grace: cfg.webhooks.rotation_grace,
         }),
         gateways: registry::configured(cfg).context("building the gateway clients")?,
         return_urls: return_urls(cfg),

@@ -124,6 +124,8 @@ pub struct Config {
     pub security: crate::security::SecuritySettings,
     /// How long a payment may wait for its payer (payment_ttl.rs).
     pub payment_ttl: crate::payment_ttl::PaymentTtl,
+    /// Merchant notifications (webhooks/settings.rs).
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 /// Reads variables through `get`, so tests need not touch the process environment.
@@ -478,6 +480,7 @@ impl Config {
             max_body_bytes: env.parse("PAYGATE_MAX_BODY_BYTES", 64 * 1024)?,
             security: crate::security::load(env)?,
             payment_ttl: crate::payment_ttl::PaymentTtl::load(env)?,
+            webhooks: crate::webhooks::settings::load(env, worker_concurrency)?,
         })
     }
 

@@ -197,6 +197,33 @@ fn register() {
     metrics::counter!("paygate_queue_worker_failures_total").increment(0);
     metrics::gauge!("paygate_jobs_in_flight").set(0.0);
     metrics::gauge!("paygate_redis_queue_depth").set(0.0);
+    register_webhooks();
+}
+
+/// Merchant notifications (webhooks/): deliveries by outcome, their latency,
+/// endpoints disabled (the alert's series).
+fn register_webhooks() {
+    use metrics::{describe_counter, describe_histogram, Unit};
+    describe_counter!(
+        "paygate_webhook_deliveries_total",
+        "Merchant notification delivery attempts, by outcome (delivered, failed: will retry, exhausted, gone: 410, deferred: delivery lane full)"
+    );
+    describe_histogram!(
+        "paygate_webhook_delivery_seconds",
+        Unit::Seconds,
+        "Time for one merchant endpoint to answer a delivery"
+    );
+    describe_counter!(
+        "paygate_webhook_endpoints_disabled_total",
+        "Merchant endpoints disabled, by reason (gone: answered 410; failing: failed for the whole retry schedule)"
+    );
+    for outcome in ["delivered", "failed", "exhausted", "gone", "deferred"] {
+        metrics::counter!("paygate_webhook_deliveries_total", "outcome" => outcome).increment(0);
+    }
+    for reason in ["gone", "failing"] {
+        metrics::counter!("paygate_webhook_endpoints_disabled_total", "reason" => reason)
+            .increment(0);
+    }
 }
 
 /// Counts `n` inbound calls of a gateway with `outcome`, in the counter its

@@ -210,6 +210,21 @@ mod contracts {
             JobKind::Refund => JobPayload::Refund(paygate_common::domain::RefundArgs {
                 refund_id: uuid::Uuid::now_v7(),
             }),
+            JobKind::Notify => JobPayload::Notify(paygate_common::domain::NotifyArgs {
+                event_id: Uuid::now_v7(),
+                event_type: paygate_common::domain::EventType::PaymentProcessing,
+                at_ms: 0,
+                subject: paygate_common::domain::Subject::Payment {
+                    status: PaymentStatus::Processing,
+                    version: 1,
+                    status_reason: None,
+                },
+            }),
+            JobKind::DeliverWebhook => {
+                JobPayload::DeliverWebhook(paygate_common::domain::DeliverArgs {
+                    message_id: "msg_test".into(),
+                })
+            }
         };
         NewJob::new(payload, Some(id), &policies()).max_attempts(attempts)
     }
@@ -550,7 +565,11 @@ mod contracts {
             )
             .await
             .expect("the current holder finishes");
-        assert!(messages.is_empty());
+        // Only the merchant's notification of the change (the outbox).
+        assert_eq!(
+            messages.iter().map(|m| m.kind).collect::<Vec<_>>(),
+            vec![JobKind::Notify]
+        );
         assert_eq!(job(&store, job_id).await.status, JobStatus::Succeeded);
         assert_eq!(payment(&store, p.id).await.version, 1);
         // A finished job cannot be claimed again.
@@ -631,8 +650,10 @@ mod contracts {
             )
             .await
             .expect("finish_job");
+        // The status change's own follow-up (the merchant's notification) first.
+        assert_eq!(messages[0].kind, JobKind::Notify);
         assert_eq!(
-            messages,
+            messages[1..],
             vec![
                 JobMessage {
                     job_id: verify_id,
@@ -781,6 +802,7 @@ mod contracts {
                             .change_payment(done, &policies())
                             .order_status(
                                 OrderChange::from_pending(order.id, OrderStatus::Paid).unwrap(),
+                                &policies(),
                             ),
                     )
                     .await
@@ -994,12 +1016,20 @@ mod contracts {
         let performed = Changeset::from_inbound(inbound("call-3"))
             .gateway_txn(txn("2", Some(0)))
             .change_payment(done, &policies())
-            .order_status(OrderChange::from_pending(order.id, OrderStatus::Paid).unwrap());
+            .order_status(
+                OrderChange::from_pending(order.id, OrderStatus::Paid).unwrap(),
+                &policies(),
+            );
         let Committed::Applied(applied) = store.commit(&performed).await.unwrap() else {
             panic!("expected the perform to be applied");
         };
         assert_eq!(applied.gateway_txn_id, Some(txn_id));
-        assert_eq!(applied.messages.len(), 1, "the order update follows");
+        // The order update and the merchant's two notifications (payment, order).
+        assert_eq!(
+            applied.messages.len(),
+            3,
+            "the order update and notifications follow"
+        );
         assert_eq!(payment(&store, p.id).await.status, PaymentStatus::Completed);
         assert_eq!(
             store.order(order.id).await.unwrap().unwrap().status,

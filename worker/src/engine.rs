@@ -23,4 +23,6 @@ pub struct Engine {
     pub job_lease: Duration,
     /// This process's unique name (the ledger's `locked_by`).
     pub worker_id: String,
+    /// Merchant notifications: settings, HTTP client, own concurrency.
+    pub webhooks: crate::webhook_lane::WebhookLane,
 }

@@ -10,5 +10,6 @@ pub mod reconciler;
 pub mod runner;
 pub mod sampler;
 pub mod sweeper;
+pub mod webhook_lane;
 
 pub use engine::{Engine, ReturnUrls};

@@ -5,3 +5,4 @@ pub mod health;
 pub mod refunds;
 pub mod shop;
 pub mod v1;
+pub mod webhook_endpoints;

@@ -1,6 +1,7 @@
 //! Background work: the kinds of job, their ledger status, and the retry
 //! policy of each kind (the one place retries are decided).
 
+use super::notification::{DeliverArgs, NotifyArgs};
 use super::payment::PaymentId;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -22,16 +23,22 @@ pub enum JobKind {
     ExpirePayment,
     /// Ask the gateway to return a refund's money (domain::refund).
     Refund,
+    /// Fan a merchant notification out to the subscribed webhook endpoints.
+    Notify,
+    /// Deliver one notification message to one webhook endpoint.
+    DeliverWebhook,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 8] = [
         JobKind::FetchUser,
         JobKind::CreateInvoice,
         JobKind::VerifyPayment,
         JobKind::UpdateOrder,
         JobKind::ExpirePayment,
         JobKind::Refund,
+        JobKind::Notify,
+        JobKind::DeliverWebhook,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,6 +48,8 @@ impl JobKind {
             JobKind::UpdateOrder => "update_order",
             JobKind::ExpirePayment => "expire_payment",
             JobKind::Refund => "refund",
+            JobKind::Notify => "notify",
+            JobKind::DeliverWebhook => "deliver_webhook",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -116,6 +125,8 @@ pub enum JobPayload {
     UpdateOrder,
     ExpirePayment,
     Refund(RefundArgs),
+    Notify(NotifyArgs),
+    DeliverWebhook(DeliverArgs),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,6 +145,8 @@ impl JobPayload {
             JobPayload::UpdateOrder => JobKind::UpdateOrder,
             JobPayload::ExpirePayment => JobKind::ExpirePayment,
             JobPayload::Refund(_) => JobKind::Refund,
+            JobPayload::Notify(_) => JobKind::Notify,
+            JobPayload::DeliverWebhook(_) => JobKind::DeliverWebhook,
         }
     }
 
@@ -144,6 +157,12 @@ impl JobPayload {
                 serde_json::to_value(args).unwrap_or(serde_json::Value::Null)
             }
             JobPayload::Refund(args) => {
+                serde_json::to_value(args).unwrap_or(serde_json::Value::Null)
+            }
+            JobPayload::Notify(args) => {
+                serde_json::to_value(args).unwrap_or(serde_json::Value::Null)
+            }
+            JobPayload::DeliverWebhook(args) => {
                 serde_json::to_value(args).unwrap_or(serde_json::Value::Null)
             }
             JobPayload::FetchUser
@@ -174,6 +193,12 @@ impl JobPayload {
                 .map_err(|e| err(e.to_string())),
             JobKind::Refund => serde_json::from_value(args.clone())
                 .map(JobPayload::Refund)
+                .map_err(|e| err(e.to_string())),
+            JobKind::Notify => serde_json::from_value(args.clone())
+                .map(JobPayload::Notify)
+                .map_err(|e| err(e.to_string())),
+            JobKind::DeliverWebhook => serde_json::from_value(args.clone())
+                .map(JobPayload::DeliverWebhook)
                 .map_err(|e| err(e.to_string())),
         }
     }
@@ -289,6 +314,11 @@ pub struct RetryPolicies {
     pub update_order: RetryPolicy,
     pub expire_payment: RetryPolicy,
     pub refund: RetryPolicy,
+    pub notify: RetryPolicy,
+    /// Not the delivery schedule (that is the webhook settings'): how often a
+    /// delivery job may be put back because the delivery lane was full or the
+    /// database did not answer, before it gives up.
+    pub deliver_webhook: RetryPolicy,
 }
 
 impl Default for RetryPolicies {
@@ -322,6 +352,12 @@ impl Default for RetryPolicies {
                 base: Duration::from_secs(2),
                 cap: Duration::from_secs(600),
             },
+            notify: quick,
+            deliver_webhook: RetryPolicy {
+                max_attempts: 10_000,
+                base: Duration::from_millis(200),
+                cap: Duration::from_secs(5),
+            },
         }
     }
 }
@@ -335,6 +371,8 @@ impl RetryPolicies {
             JobKind::UpdateOrder => self.update_order,
             JobKind::ExpirePayment => self.expire_payment,
             JobKind::Refund => self.refund,
+            JobKind::Notify => self.notify,
+            JobKind::DeliverWebhook => self.deliver_webhook,
         }
     }
     pub fn for_kind_mut(&mut self, kind: JobKind) -> &mut RetryPolicy {
@@ -345,6 +383,8 @@ impl RetryPolicies {
             JobKind::UpdateOrder => &mut self.update_order,
             JobKind::ExpirePayment => &mut self.expire_payment,
             JobKind::Refund => &mut self.refund,
+            JobKind::Notify => &mut self.notify,
+            JobKind::DeliverWebhook => &mut self.deliver_webhook,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod event;
 pub mod job;
 pub mod money;
+pub mod notification;
 pub mod order;
 pub mod payment;
 pub mod provider;
@@ -17,6 +18,7 @@ pub use job::{
     RetryPolicy, VerifyArgs,
 };
 pub use money::{Amount, Currency, MoneyError};
+pub use notification::{DeliverArgs, EventType, NotifyArgs, Subject};
 pub use order::{Order, OrderChange, OrderStatus, PaymentType, ProductName};
 pub use payment::{
     Description, FieldError, Payment, PaymentChange, PaymentId, UserIdentifier, EXPIRED,

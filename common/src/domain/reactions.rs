@@ -5,6 +5,8 @@
 //! follow-up is never lost and never written for a change that did not land.
 
 use super::job::{JobPayload, NewJob, RetryPolicies};
+use super::notification::NotifyArgs;
+use super::order::OrderChange;
 use super::payment::PaymentChange;
 
 /// The jobs a payment change calls for.
@@ -25,5 +27,22 @@ pub fn follow_ups(change: &PaymentChange, policies: &RetryPolicies) -> Vec<NewJo
             job
         });
     }
+    // The merchant hears about it (an outbox: the job commits with the change).
+    if let Some(args) = NotifyArgs::for_payment_change(change) {
+        let key = args.dedupe_key(Some(change.id));
+        jobs.push(NewJob::new(JobPayload::Notify(args), Some(change.id), policies).dedupe(key));
+    }
     jobs
+}
+
+/// The jobs an order's move calls for: the merchant's notification. Written
+/// by `Changeset::order_status` in the same write as the move.
+pub fn order_follow_ups(change: &OrderChange, policies: &RetryPolicies) -> Vec<NewJob> {
+    NotifyArgs::for_order_change(change)
+        .map(|args| {
+            let key = args.dedupe_key(None);
+            NewJob::new(JobPayload::Notify(args), None, policies).dedupe(key)
+        })
+        .into_iter()
+        .collect()
 }

@@ -165,8 +165,11 @@ impl Changeset {
         self
     }
 
-    /// Moves an order (one that already moved on stays as it is).
-    pub fn order_status(mut self, change: OrderChange) -> Self {
+    /// Moves an order (one that already moved on stays as it is) and adds
+    /// the follow-up jobs the move calls for (the merchant's notification).
+    pub fn order_status(mut self, change: OrderChange, policies: &RetryPolicies) -> Self {
+        self.jobs
+            .extend(reactions::order_follow_ups(&change, policies));
         self.order_status = Some(change);
         self
     }
@@ -260,8 +263,13 @@ mod tests {
         let p = payment(Some(7), PaymentStatus::Processing);
         let change = p.change().status(PaymentStatus::Completed, None).unwrap();
         let cs = Changeset::from_api().change_payment(change, &RetryPolicies::default());
-        assert_eq!(cs.jobs.len(), 1);
+        assert_eq!(cs.jobs.len(), 2);
         assert_eq!(cs.jobs[0].kind(), JobKind::UpdateOrder);
+        assert_eq!(cs.jobs[1].kind(), JobKind::Notify);
+        assert_eq!(
+            cs.jobs[1].dedupe_key.as_deref(),
+            Some(format!("notify:payment.completed:{}:5", p.id).as_str())
+        );
         assert_eq!(cs.jobs[0].payment_id, Some(p.id));
         assert_eq!(
             cs.jobs[0].dedupe_key.as_deref(),
@@ -288,11 +296,30 @@ mod tests {
         let p = payment(Some(7), PaymentStatus::Pending);
         let change = p.change().status(PaymentStatus::Processing, None).unwrap();
         let cs = Changeset::from_api().change_payment(change, &RetryPolicies::default());
-        assert!(cs.jobs.is_empty());
+        // Only the merchant's notification.
+        assert_eq!(cs.jobs.len(), 1);
+        assert_eq!(cs.jobs[0].kind(), JobKind::Notify);
         // A payment without an order has no order to update.
         let p = payment(None, PaymentStatus::Processing);
         let change = p.change().status(PaymentStatus::Failed, Some("x")).unwrap();
         let cs = Changeset::from_api().change_payment(change, &RetryPolicies::default());
+        assert!(cs.jobs.iter().all(|j| j.kind() == JobKind::Notify));
+        // A change that moves no status announces nothing.
+        let p = payment(None, PaymentStatus::Processing);
+        let change = p.change().tracking_code("t".into());
+        let cs = Changeset::from_api().change_payment(change, &RetryPolicies::default());
         assert!(cs.jobs.is_empty());
+    }
+
+    #[test]
+    fn an_order_move_brings_its_notification_along() {
+        let change = OrderChange::from_pending(7, crate::domain::OrderStatus::Paid).unwrap();
+        let cs = Changeset::from_api().order_status(change, &RetryPolicies::default());
+        assert_eq!(cs.jobs.len(), 1);
+        assert_eq!(cs.jobs[0].kind(), JobKind::Notify);
+        assert_eq!(
+            cs.jobs[0].dedupe_key.as_deref(),
+            Some("notify:order.paid:7")
+        );
     }
 }

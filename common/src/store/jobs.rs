@@ -59,7 +59,7 @@ impl JobFinish {
             cs = cs.change_payment(change, policies);
         }
         if let Some(change) = self.order_status {
-            cs = cs.order_status(change);
+            cs = cs.order_status(change, policies);
         }
         if let Some(change) = self.refund {
             cs = cs.change_refund(change);

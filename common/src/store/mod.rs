@@ -25,6 +25,7 @@ mod payments;
 mod refunds;
 mod rows;
 mod stats;
+mod webhooks;
 mod write_gate;
 
 pub use api_keys::{ApiKey, NewApiKey};
@@ -37,6 +38,9 @@ pub use orders::NewOrder;
 pub use payments::{CreateOutcome, NewPayment, PaymentFilter};
 pub use refunds::NewRefund;
 pub use stats::QueueStats;
+pub use webhooks::{
+    AttemptEffect, EndpointPatch, MessageStatus, WebhookAttempt, WebhookEndpoint, WebhookMessage,
+};
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;

@@ -3,8 +3,10 @@
 //! [`Step`] that the runner records through the state machine.
 
 pub mod create_invoice;
+pub mod deliver_webhook;
 pub mod expire_payment;
 pub mod fetch_user;
+pub mod notify;
 pub mod refund;
 pub mod update_order;
 pub mod verify_payment;
@@ -60,6 +62,8 @@ pub fn handler(kind: JobKind) -> &'static dyn JobHandler {
         JobKind::UpdateOrder => &update_order::UpdateOrder,
         JobKind::ExpirePayment => &expire_payment::ExpirePayment,
         JobKind::Refund => &refund::RefundJob,
+        JobKind::Notify => &notify::Notify,
+        JobKind::DeliverWebhook => &deliver_webhook::DeliverWebhook,
     }
 }
 

@@ -368,7 +368,7 @@ pub fn plan(
                     format!("{} → completed", payment.status),
                 ));
             if let Some(change) = OrderChange::from_pending(order_id, OrderStatus::Paid) {
-                write = write.order_status(change);
+                write = write.order_status(change, retry);
             }
         }
         Effect::Cancel { click_error, .. } => {

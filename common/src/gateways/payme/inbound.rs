@@ -290,7 +290,7 @@ fn write(
     }
     cs = cs.change_payment(change, ctx.retry);
     if let Some(o) = order {
-        cs = cs.order_status(o);
+        cs = cs.order_status(o, ctx.retry);
     }
     Ok(cs.events(
         notes

@@ -223,3 +223,75 @@ async fn orders_are_created_once_per_key() {
         assert_eq!(reused.body["error"]["code"], "idempotency_key_reused");
     }
 }
+
+#[tokio::test]
+async fn a_retry_after_a_crash_finds_the_payment_instead_of_creating_another() {
+    // The first request commits its payment, then waits for the (slow)
+    // simulator; the process dies before the answer is stored.
+    let mut s = Server::serve(&[
+        ("PAYGATE_SANDBOX_MEDOGRAM_LATENCY_MS", "2500"),
+        ("PAYGATE_SEED_WAIT_MS", "3000"),
+        ("PAYGATE_MAX_WAIT_MS", "1000"),
+    ]);
+    let path = "/crazyminer/payment/create/";
+    let body = payment();
+    let first = {
+        let url = s.url(path);
+        let body = body.clone();
+        tokio::spawn(async move {
+            client()
+                .post(url)
+                .header("idempotency-key", "crash-1")
+                .json(&body)
+                .send()
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    s.kill();
+    assert!(
+        first.await.unwrap().is_err(),
+        "the first request never got an answer"
+    );
+    s.start();
+
+    // The key is still held until the dead request's lease (3 s wait + 10 s) runs out.
+    let held = post(&s, path, Some("crash-1"), None, &body).await;
+    assert_eq!(held.status, StatusCode::CONFLICT, "{}", held.body);
+
+    let list = || async {
+        client()
+            .get(s.url("/crazyminer/payment/list/"))
+            .header("authorization", format!("Bearer {}", s.admin_key))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let before = list().await;
+    assert_eq!(
+        before["count"], 1,
+        "the first attempt committed its payment: {before}"
+    );
+
+    let retried = support::eventually(
+        "the key to be taken over",
+        Duration::from_secs(30),
+        || async {
+            let r = post(&s, path, Some("crash-1"), None, &body).await;
+            (r.status != StatusCode::CONFLICT).then_some(r)
+        },
+    )
+    .await;
+    assert!(retried.status.is_success(), "{}", retried.body);
+    assert_eq!(
+        retried.body["transaction_id"], before["results"][0]["transaction_id"],
+        "the retry answers with the payment the first attempt made"
+    );
+    assert_eq!(list().await["count"], 1, "no second payment");
+    let again = post(&s, path, Some("crash-1"), None, &body).await;
+    assert!(again.replayed);
+    assert_eq!(again.body, retried.body);
+}

@@ -50,7 +50,7 @@ pub const MAX_KEY_LEN: usize = 255;
 /// Beyond the longest a creating request may wait (seed wait, `Prefer:
 /// wait`), how long a running request holds its key before a repeat may take
 /// it over (only matters when the process died mid-request).
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
 /// An answer larger than this is not one of ours; it is not kept.
 const MAX_KEPT_BODY: usize = 1 << 20;

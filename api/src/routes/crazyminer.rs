@@ -102,7 +102,7 @@ async fn create(
 
 #[utoipa::path(get, path = "/crazyminer/payment/status/{id}/", tag = "seed",
     summary = "A payment's status (the seed's route)",
-    params(("id" = String, Path, description = "The transaction id (UUID)")),
+    params(("id" = String, Path, format = Uuid, description = "The transaction id (UUID)")),
     responses(
         (status = 200, description = "The payment", body = crate::openapi::schemas::SeedStatus),
         (status = 400, description = "`invalid_id`", body = crate::openapi::schemas::ErrorBody),
@@ -245,7 +245,7 @@ async fn list(
 
 #[utoipa::path(get, path = "/crazyminer/payment/result/{id}/", tag = "seed",
     summary = "The payer's result page (HTML)",
-    params(("id" = String, Path, description = "The transaction id (UUID)")),
+    params(("id" = String, Path, format = Uuid, description = "The transaction id (UUID)")),
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         (status = 400, description = "`invalid_id`", body = crate::openapi::schemas::ErrorBody),

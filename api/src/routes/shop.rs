@@ -217,7 +217,7 @@ async fn create_v1(
 
 #[utoipa::path(get, path = "/api/orders/{id}", tag = "shop",
     summary = "An order (its token or an API key)",
-    params(("id" = String, Path, description = "The order id"),
+    params(("id" = i64, Path, minimum = 1, description = "The order id"),
         ("token" = Option<String>, Query, description = "The order's token (from its creation)")),
     security((), ("api_key" = [])),
     responses(
@@ -237,7 +237,7 @@ async fn show_seed(
 
 #[utoipa::path(get, path = "/v1/orders/{id}", tag = "shop",
     summary = "An order (its token or an API key)",
-    params(("id" = String, Path, description = "The order id"),
+    params(("id" = i64, Path, minimum = 1, description = "The order id"),
         ("token" = Option<String>, Query, description = "The order's token (from its creation)")),
     security((), ("api_key" = [])),
     responses(
@@ -272,7 +272,7 @@ async fn show(
 
 #[utoipa::path(get, path = "/api/orders/{id}/result/", tag = "shop",
     summary = "The payer's order page (HTML)",
-    params(("id" = String, Path, description = "The order id"),
+    params(("id" = i64, Path, minimum = 1, description = "The order id"),
         ("token" = Option<String>, Query, description = "The order's token")),
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),

@@ -157,7 +157,7 @@ async fn create(
 
 #[utoipa::path(get, path = "/v1/payments/{id}", tag = "v1",
     summary = "A payment",
-    params(("id" = String, Path, description = "The payment id (UUID)"),
+    params(("id" = String, Path, format = Uuid, description = "The payment id (UUID)"),
         ("Accept-Language" = Option<String>, Header, description = "Language of `status_display`")),
     responses(
         (status = 200, description = "The payment", body = crate::openapi::schemas::Payment),
@@ -175,7 +175,7 @@ async fn show(
 
 #[utoipa::path(get, path = "/v1/payments/{id}/events", tag = "v1",
     summary = "A payment's activity log (API key)",
-    params(("id" = String, Path, description = "The payment id (UUID)")),
+    params(("id" = String, Path, format = Uuid, description = "The payment id (UUID)")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The events, oldest first", body = crate::openapi::schemas::PaymentEvents),
@@ -247,7 +247,7 @@ async fn list_jobs(
 
 #[utoipa::path(post, path = "/v1/admin/jobs/{id}/redrive", tag = "admin",
     summary = "Queue a dead or failed job again (admin key)",
-    params(("id" = String, Path, description = "The job id (UUID)")),
+    params(("id" = String, Path, format = Uuid, description = "The job id (UUID)")),
     security(("api_key" = [])),
     responses(
         (status = 202, description = "Queued", body = crate::openapi::schemas::Redriven),

@@ -90,6 +90,10 @@ async fn the_document_and_the_docs_page_are_served() {
     let (status, _, init) = get(&s, "/docs/swagger-initializer.js").await;
     assert_eq!(status, StatusCode::OK);
     assert!(init.contains("/openapi.json"), "{init}");
+    assert!(
+        init.contains("\"validatorUrl\": \"none\""),
+        "no online validator: {init}"
+    );
     for asset in ["/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js"] {
         let (status, _, _) = get(&s, asset).await;
         assert_eq!(status, StatusCode::OK, "{asset}");

@@ -191,7 +191,13 @@ fn operation_id(gateway: &str, method: &HttpMethod, path: &str) -> String {
 
 /// `/openapi.json` and the docs page.
 pub fn router(doc: Document) -> Router<AppState> {
-    Router::from(SwaggerUi::new(DOCS_PATH).url(DOCUMENT_PATH, doc))
+    // No online validator badge: the page loads nothing from elsewhere.
+    let config = utoipa_swagger_ui::Config::new([DOCUMENT_PATH]).validator_url("none");
+    Router::from(
+        SwaggerUi::new(DOCS_PATH)
+            .url(DOCUMENT_PATH, doc)
+            .config(config),
+    )
 }
 
 /// The routes a router really mounts, as (METHOD, path template), read from

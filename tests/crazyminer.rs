@@ -585,9 +585,11 @@ async fn v1_answers_at_once_or_waits_when_asked_and_is_idempotent() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    // Stripe's rule: a repeat replays the first answer (202), marked as a replay.
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
     let again: Value = r.json().await.unwrap();
-    assert_eq!(first["id"], again["id"]);
+    assert_eq!(first, again);
 
     // Seed route with a short wait answers 202 with the seed's body and a Location.
     drop(s);

@@ -30,7 +30,7 @@ pub fn content_security_policy() -> &'static str {
     static CSP: OnceLock<String> = OnceLock::new();
     CSP.get_or_init(|| {
         format!(
-            "default-src 'none'; script-src 'self' {}; style-src 'unsafe-inline'; \
+            "default-src 'none'; script-src 'self' {}; style-src 'self' 'unsafe-inline'; \
              img-src 'self' data:; connect-src 'self'; form-action 'self' http: https:; \
              base-uri 'none'; frame-ancestors 'none'",
             script_hash(AUTO_SUBMIT_SCRIPT)

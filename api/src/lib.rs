@@ -5,8 +5,10 @@ pub mod browser;
 pub mod error;
 pub mod extract;
 pub mod guard;
+pub mod idempotency;
 pub mod inbound;
 pub mod middleware;
+pub mod openapi;
 pub mod pages;
 pub mod payments;
 pub mod rejections;
@@ -45,6 +47,7 @@ pub fn router(state: AppState, extra: Option<Router>) -> Router {
         ))
         .merge(routes::health::router())
         .merge(static_files::router())
+        .merge(openapi::router(openapi::document(state.gateways.inbound())))
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -59,6 +62,8 @@ pub fn router(state: AppState, extra: Option<Router>) -> Router {
         ));
     }
     let mut app = api
+        // For route layers that need the state (`idempotency::idempotent`).
+        .layer(axum::Extension(state.clone()))
         .layer(axum::middleware::from_fn(rejections::json_rejections))
         .with_state(state);
     if let Some(extra) = extra {

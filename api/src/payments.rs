@@ -209,8 +209,14 @@ impl OrderInput {
 }
 
 /// Creates the order and its payment, atomically with the first job
-/// (`create_invoice`), and dispatches it.
-pub async fn create_order(state: &AppState, input: OrderInput) -> ApiResult<(Order, Payment)> {
+/// (`create_invoice`), and dispatches it. With a payment-level idempotency
+/// key (see `crate::idempotency`), an order created with it before is
+/// returned instead.
+pub async fn create_order(
+    state: &AppState,
+    input: OrderInput,
+    idempotency_key: Option<String>,
+) -> ApiResult<(Order, Payment)> {
     let provider = match input.payment_type.provider() {
         Some(p) if state.gateways.has(p) => p,
         _ => {
@@ -224,6 +230,11 @@ pub async fn create_order(state: &AppState, input: OrderInput) -> ApiResult<(Ord
             .with("field", "payment_type"))
         }
     };
+    if let Some(key) = &idempotency_key {
+        if let Some(existing) = state.store.order_by_idempotency_key(key).await? {
+            return Ok(existing);
+        }
+    }
     let id = PaymentId::new();
     let payment = NewPayment {
         id,
@@ -232,7 +243,7 @@ pub async fn create_order(state: &AppState, input: OrderInput) -> ApiResult<(Ord
         amount: input.amount,
         currency: provider.currency(),
         description: Description::parse(input.product_name.as_str()).unwrap_or_default(),
-        idempotency_key: None,
+        idempotency_key: idempotency_key.clone(),
         order_id: None,
     };
     let event = NewEvent::new(id, EventKind::Request, "order payment requested").detail(
@@ -248,10 +259,21 @@ pub async fn create_order(state: &AppState, input: OrderInput) -> ApiResult<(Ord
         amount: input.amount,
         payment_type: input.payment_type,
     };
-    let (order, payment, messages) = state
+    let created = state
         .store
         .create_order(&order, payment, event, Some(job))
-        .await?;
+        .await;
+    let (order, payment, messages) = match (created, idempotency_key) {
+        (Err(StoreError::Taken(_)), Some(key)) => {
+            // Lost a race with the same key: the winner's order is the answer.
+            return state
+                .store
+                .order_by_idempotency_key(&key)
+                .await?
+                .ok_or_else(|| ApiError::from(StoreError::NotFound));
+        }
+        (created, _) => created?,
+    };
     crate::middleware::note_payment(payment.id);
     metrics::counter!("paygate_payments_created_total", "provider" => provider.as_str())
         .increment(1);

@@ -30,17 +30,19 @@ const STATUS_SCRIPT: &str = r#"(function () {
 "#;
 
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route(
-        STATUS_SCRIPT_PATH,
-        get(|| async {
-            (
-                [
-                    (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-                    (header::CACHE_CONTROL, "public, max-age=300"),
-                ],
-                STATUS_SCRIPT,
-            )
-                .into_response()
-        }),
+    Router::new().route(STATUS_SCRIPT_PATH, get(status_script))
+}
+
+/// The status pages' script.
+#[utoipa::path(get, path = "/static/paygate-status.js", tag = "operations",
+    responses((status = 200, description = "The script", content_type = "text/javascript", body = String)))]
+pub(crate) async fn status_script() -> axum::response::Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        STATUS_SCRIPT,
     )
+        .into_response()
 }

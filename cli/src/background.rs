@@ -68,7 +68,34 @@ where
             stop_rx.clone(),
         )));
     }
+    tasks.push(tokio::spawn(purge_idempotency_keys(
+        engine.store.clone(),
+        stop_rx.clone(),
+    )));
     Background { stop, tasks }
+}
+
+/// Deletes `Idempotency-Key` records past their 24 hours, hourly (a key in
+/// use again is restarted in place anyway; this keeps the table small).
+async fn purge_idempotency_keys(
+    store: paygate_common::store::Store,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        match store.purge_expired_idempotency_keys().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "expired idempotency keys purged"),
+            Err(e) => tracing::warn!(error = %e, "purging expired idempotency keys failed"),
+        }
+    }
 }
 
 impl Background {

@@ -2,6 +2,7 @@
 
 mod background;
 mod click_test;
+mod openapi_coverage;
 mod payme_test;
 mod scaled;
 mod secret;

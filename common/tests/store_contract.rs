@@ -2140,3 +2140,124 @@ contract_tests! {
         sqlite_refunds_are_written_with_their_effects_in_one_write,
         postgres_refunds_are_written_with_their_effects_in_one_write;
 }
+
+/// `Idempotency-Key` records (`store/idempotency.rs`).
+mod idempotency_contract {
+    use paygate_common::store::{Claim, IdempotencyScope, IdempotencyTimes, Store, StoredAnswer};
+    use std::time::Duration;
+
+    fn scope(caller: &str, key: &str) -> IdempotencyScope {
+        IdempotencyScope {
+            caller: caller.into(),
+            route: "/v1/payments".into(),
+            key: key.into(),
+        }
+    }
+
+    fn times(ttl_ms: u64, lease_ms: u64) -> IdempotencyTimes {
+        IdempotencyTimes {
+            ttl: Duration::from_millis(ttl_ms),
+            lease: Duration::from_millis(lease_ms),
+        }
+    }
+
+    async fn run(store: &Store, s: &IdempotencyScope, print: &str, t: IdempotencyTimes) -> i64 {
+        match store.claim_idempotency_key(s, print, t).await.unwrap() {
+            Claim::Run { generation } => generation,
+            other => panic!("expected to run, got {other:?}"),
+        }
+    }
+
+    pub async fn keys_run_once_then_replay_or_refuse(store: Store) {
+        let long = times(60_000, 60_000);
+        let claim = |s: IdempotencyScope, print: &'static str, t: IdempotencyTimes| {
+            let store = store.clone();
+            async move { store.claim_idempotency_key(&s, print, t).await.unwrap() }
+        };
+        let first = scope("anonymous", "k1");
+        let generation = run(&store, &first, "fp1", long).await;
+        assert_eq!(claim(first.clone(), "fp1", long).await, Claim::InProgress);
+        assert_eq!(claim(first.clone(), "fp2", long).await, Claim::Reused);
+        // The same key of another caller is another key.
+        run(&store, &scope("key:abc", "k1"), "fp2", long).await;
+
+        let answer = StoredAnswer {
+            status: 202,
+            headers: vec![("location".into(), "/v1/payments/x".into())],
+            body: r#"{"id":"x"}"#.into(),
+        };
+        store
+            .finish_idempotency_key(&first, generation, &answer)
+            .await
+            .unwrap();
+        assert_eq!(
+            claim(first.clone(), "fp1", long).await,
+            Claim::Replay(answer.clone())
+        );
+        assert_eq!(claim(first.clone(), "fp2", long).await, Claim::Reused);
+        // A finish from a stale generation changes nothing.
+        let other = StoredAnswer {
+            status: 500,
+            ..answer.clone()
+        };
+        store
+            .finish_idempotency_key(&first, generation + 1, &other)
+            .await
+            .unwrap();
+        assert_eq!(
+            claim(first.clone(), "fp1", long).await,
+            Claim::Replay(answer)
+        );
+
+        // Released (an answer not worth keeping): the next repeat runs again,
+        // in the same generation (it finds what the first attempt made).
+        let released = scope("anonymous", "k2");
+        let g = run(&store, &released, "fp", long).await;
+        store.release_idempotency_key(&released, g).await.unwrap();
+        assert_eq!(
+            claim(released.clone(), "fp", long).await,
+            Claim::Run { generation: g }
+        );
+        assert_eq!(claim(released.clone(), "fp", long).await, Claim::InProgress);
+
+        // A holder whose lease ran out (its process died) is taken over, same generation.
+        let crashed = scope("anonymous", "k3");
+        let g = run(&store, &crashed, "fp", times(60_000, 1)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            claim(crashed.clone(), "fp", long).await,
+            Claim::Run { generation: g }
+        );
+        assert_eq!(claim(crashed.clone(), "fp", long).await, Claim::InProgress);
+
+        // Forgotten after its time: any request runs, in a new generation.
+        let old = scope("anonymous", "k4");
+        let g = run(&store, &old, "fp", times(1, 60_000)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let fresh = run(&store, &old, "another request", long).await;
+        assert_ne!(fresh, g);
+
+        let gone = scope("anonymous", "k5");
+        run(&store, &gone, "fp", times(1, 1)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(store.purge_expired_idempotency_keys().await.unwrap() >= 1);
+        assert_eq!(
+            claim(first, "fp1", long).await,
+            Claim::Replay(StoredAnswer {
+                status: 202,
+                headers: vec![("location".into(), "/v1/payments/x".into())],
+                body: r#"{"id":"x"}"#.into(),
+            })
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_idempotency_keys_run_once_then_replay_or_refuse() {
+    run_sqlite(idempotency_contract::keys_run_once_then_replay_or_refuse).await;
+}
+
+#[tokio::test]
+async fn postgres_idempotency_keys_run_once_then_replay_or_refuse() {
+    run_postgres(idempotency_contract::keys_run_once_then_replay_or_refuse).await;
+}

@@ -4,13 +4,14 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, Fields, JsonObject};
+use crate::idempotency::{idempotent, IdempotencyKey};
 use crate::payments::{
     create_crazyminer_payment, failed_to_start, load_payment, wait_for_payment_url,
     CrazyMinerPaymentInput,
 };
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,7 +22,7 @@ use serde_json::{json, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/crazyminer/payment/create/", post(create))
+        .route("/crazyminer/payment/create/", idempotent(post(create)))
         .route("/crazyminer/payment/status/{id}/", get(status))
         .route("/crazyminer/payment/list/", get(list))
         .route("/crazyminer/payment/result/{id}/", get(result_page))
@@ -54,33 +55,34 @@ fn status_url(p: &Payment) -> String {
     format!("/crazyminer/payment/status/{}/", p.id)
 }
 
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    match headers.get("idempotency-key") {
-        None => Ok(None),
-        Some(v) => {
-            let key = v.to_str().map(str::trim).unwrap_or("");
-            if key.is_empty() || key.len() > 255 {
-                return Err(ApiError::bad_request(
-                    "invalid_idempotency_key",
-                    "Idempotency-Key must be 1 to 255 visible characters",
-                ));
-            }
-            Ok(Some(key.to_string()))
-        }
-    }
-}
-
+#[utoipa::path(post, path = "/crazyminer/payment/create/", tag = "seed",
+    summary = "Create a payment (the seed's route)",
+    request_body(content = crate::openapi::schemas::SeedPaymentRequest, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 characters; a repeat replays the first answer (24 h)")),
+    responses(
+        (status = 201, description = "Created, with its payment URL", body = crate::openapi::schemas::SeedPayment,
+            headers(("Location" = String, description = "The status URL"))),
+        (status = 202, description = "Created; the payment URL is not ready yet (poll Location)", body = crate::openapi::schemas::SeedPayment,
+            headers(("Location" = String, description = "The status URL"))),
+        (status = 400, description = "Invalid input (`invalid_field`, `invalid_json`, `amount_too_small`, `invalid_idempotency_key`, ...)", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_use`: the first request with this key is still being processed", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = crate::openapi::schemas::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: send JSON", body = crate::openapi::schemas::ErrorBody),
+        (status = 422, description = "`idempotency_key_reused` (the key was used with a different request) or `payment_failed`", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "`rate_limited`", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "`service_unavailable`: nothing was changed, try again", body = crate::openapi::schemas::ErrorBody),
+    ))]
 /// `201` with the seed's body once the worker produced the payment URL;
 /// `202` with `payment_url: null` and a `Location` if the wait bound passed;
 /// a 4xx/`422` with the reason if the payment failed while we waited.
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    IdempotencyKey(key): IdempotencyKey,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     crate::extract::check_user_identifier(&state.settings, &Fields(&body))?;
     let input = CrazyMinerPaymentInput::parse(&Fields(&body))?;
-    let (payment, _) = create_crazyminer_payment(&state, input, idempotency_key(&headers)?).await?;
+    let (payment, _) = create_crazyminer_payment(&state, input, key).await?;
     let payment = wait_for_payment_url(&state, payment, state.settings.seed_wait).await?;
     if let Some(e) = failed_to_start(&payment) {
         return Err(e.with("transaction_id", payment.id.to_string()));
@@ -98,6 +100,14 @@ async fn create(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/crazyminer/payment/status/{id}/", tag = "seed",
+    summary = "A payment's status (the seed's route)",
+    params(("id" = String, Path, format = Uuid, description = "The transaction id (UUID)")),
+    responses(
+        (status = 200, description = "The payment", body = crate::openapi::schemas::SeedStatus),
+        (status = 400, description = "`invalid_id`", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "`not_found`", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn status(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let payment = load_payment(&state, &id).await?;
     Ok(Json(status_body(&payment)))
@@ -141,6 +151,22 @@ fn parse_positive(field: &str, raw: Option<&str>, default: i64, max: i64) -> Api
     }
 }
 
+#[utoipa::path(get, path = "/crazyminer/payment/list/", tag = "seed",
+    summary = "List payments (API key)",
+    params(
+        ("status" = Option<String>, Query, description = "pending, processing, completed, failed, cancelled"),
+        ("created_from" = Option<String>, Query, description = "A date (2024-01-31) or an RFC 3339 time"),
+        ("created_to" = Option<String>, Query, description = "A date (2024-01-31) or an RFC 3339 time"),
+        ("user_identifier" = Option<String>, Query, description = "Only this payer's payments"),
+        ("page" = Option<String>, Query, description = "1 to 1000000"),
+        ("page_size" = Option<String>, Query, description = "1 to 100 (default 20)"),
+    ),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of payments", body = crate::openapi::schemas::SeedList),
+        (status = 400, description = "`invalid_field`, `invalid_query`", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`", body = crate::openapi::schemas::ErrorBody),
+    ))]
 /// DRF-style page: `{count, next, previous, results}`, newest first.
 async fn list(
     State(state): State<AppState>,
@@ -217,6 +243,14 @@ async fn list(
     ))
 }
 
+#[utoipa::path(get, path = "/crazyminer/payment/result/{id}/", tag = "seed",
+    summary = "The payer's result page (HTML)",
+    params(("id" = String, Path, format = Uuid, description = "The transaction id (UUID)")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 400, description = "`invalid_id`", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "`not_found`", body = crate::openapi::schemas::ErrorBody),
+    ))]
 /// A small page that shows the payment's status and polls until it settles.
 async fn result_page(
     State(state): State<AppState>,

@@ -4,6 +4,7 @@
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Caller;
 use crate::extract::{Fields, JsonObject};
+use crate::idempotency::{idempotent, IdempotencyKey};
 use crate::payments::{create_order, failed_to_start, wait_for_payment_url, OrderInput};
 use crate::routes::v1::{lang, preferred_wait, resource};
 use crate::state::AppState;
@@ -18,11 +19,11 @@ use serde_json::{json, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/orders/create", post(create_seed))
-        .route("/api/orders/{id}", get(show))
+        .route("/api/orders/create", idempotent(post(create_seed)))
+        .route("/api/orders/{id}", get(show_seed))
         .route("/api/orders/{id}/result/", get(result_page))
-        .route("/v1/orders", post(create_v1))
-        .route("/v1/orders/{id}", get(show))
+        .route("/v1/orders", idempotent(post(create_v1)))
+        .route("/v1/orders/{id}", get(show_v1))
 }
 
 fn parse_order_id(raw: &str) -> ApiResult<i64> {
@@ -119,14 +120,32 @@ fn order_resource(o: &Order, p: Option<&Payment>, lang: Lang) -> Value {
     })
 }
 
+#[utoipa::path(post, path = "/api/orders/create", tag = "shop",
+    summary = "Create an order (the shop seed's route)",
+    request_body(content = crate::openapi::schemas::OrderRequest, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 characters; a repeat replays the first answer (24 h)")),
+    responses(
+        (status = 201, description = "Created, with its payment URL", body = crate::openapi::schemas::SeedOrder,
+            headers(("Location" = String, description = "The order's URL (with its token)"))),
+        (status = 202, description = "Created; the payment URL is not ready yet", body = crate::openapi::schemas::SeedOrder,
+            headers(("Location" = String, description = "The order's URL (with its token)"))),
+        (status = 400, description = "Invalid input (`invalid_field`, `invalid_json`, `amount_too_small`, `invalid_idempotency_key`, ...)", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_use`: the first request with this key is still being processed", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = crate::openapi::schemas::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: send JSON", body = crate::openapi::schemas::ErrorBody),
+        (status = 422, description = "`idempotency_key_reused` (the key was used with a different request) or `payment_failed`", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "`rate_limited`", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "`service_unavailable`: nothing was changed, try again", body = crate::openapi::schemas::ErrorBody),
+    ))]
 /// Seed contract: wait (bounded) for the payment link, then `201`; `202` with
 /// `payment_url: null` and a `Location` if the bound passes.
 async fn create_seed(
     State(state): State<AppState>,
+    IdempotencyKey(key): IdempotencyKey,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     let input = OrderInput::parse(&Fields(&body))?;
-    let (order, payment) = create_order(&state, input).await?;
+    let (order, payment) = create_order(&state, input, key).await?;
     let payment = wait_for_payment_url(&state, payment, state.settings.seed_wait).await?;
     if let Some(e) = failed_to_start(&payment) {
         return Err(e.with("order_id", order.id));
@@ -144,14 +163,35 @@ async fn create_seed(
         .into_response())
 }
 
+#[utoipa::path(post, path = "/v1/orders", tag = "shop",
+    summary = "Create an order",
+    request_body(content = crate::openapi::schemas::OrderRequest, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 characters; a repeat replays the first answer (24 h)"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N seconds for the payment URL"),
+    ),
+    responses(
+        (status = 201, description = "Created, with its payment URL (after `Prefer: wait`)", body = crate::openapi::schemas::Order,
+            headers(("Location" = String, description = "The order's URL (with its token)"))),
+        (status = 202, description = "Created; poll Location", body = crate::openapi::schemas::Order,
+            headers(("Location" = String, description = "The order's URL (with its token)"))),
+        (status = 400, description = "Invalid input (`invalid_field`, `invalid_json`, `amount_too_small`, `invalid_idempotency_key`, ...)", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_use`: the first request with this key is still being processed", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = crate::openapi::schemas::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: send JSON", body = crate::openapi::schemas::ErrorBody),
+        (status = 422, description = "`idempotency_key_reused` (the key was used with a different request) or `payment_failed`", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "`rate_limited`", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "`service_unavailable`: nothing was changed, try again", body = crate::openapi::schemas::ErrorBody),
+    ))]
 /// `/v1`: `202` at once unless `Prefer: wait=N`.
 async fn create_v1(
     State(state): State<AppState>,
     headers: HeaderMap,
+    IdempotencyKey(key): IdempotencyKey,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     let input = OrderInput::parse(&Fields(&body))?;
-    let (order, payment) = create_order(&state, input).await?;
+    let (order, payment) = create_order(&state, input, key).await?;
     let wait = preferred_wait(&headers, state.settings.max_wait);
     let payment = match wait {
         Some(bound) => wait_for_payment_url(&state, payment, bound).await?,
@@ -175,6 +215,46 @@ async fn create_v1(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/api/orders/{id}", tag = "shop",
+    summary = "An order (its token or an API key)",
+    params(("id" = i64, Path, minimum = 1, description = "The order id"),
+        ("token" = Option<String>, Query, description = "The order's token (from its creation)")),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The order", body = crate::openapi::schemas::Order),
+        (status = 400, description = "`invalid_id`", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`: a bad API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "`not_found` (also without a token or key)", body = crate::openapi::schemas::ErrorBody),
+    ))]
+async fn show_seed(
+    state: State<AppState>,
+    id: Path<String>,
+    q: Query<TokenQuery>,
+    parts: axum::http::request::Parts,
+) -> ApiResult<Json<Value>> {
+    show(state, id, q, parts).await
+}
+
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "shop",
+    summary = "An order (its token or an API key)",
+    params(("id" = i64, Path, minimum = 1, description = "The order id"),
+        ("token" = Option<String>, Query, description = "The order's token (from its creation)")),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The order", body = crate::openapi::schemas::Order),
+        (status = 400, description = "`invalid_id`", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`: a bad API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "`not_found` (also without a token or key)", body = crate::openapi::schemas::ErrorBody),
+    ))]
+async fn show_v1(
+    state: State<AppState>,
+    id: Path<String>,
+    q: Query<TokenQuery>,
+    parts: axum::http::request::Parts,
+) -> ApiResult<Json<Value>> {
+    show(state, id, q, parts).await
+}
+
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -190,6 +270,15 @@ async fn show(
     )))
 }
 
+#[utoipa::path(get, path = "/api/orders/{id}/result/", tag = "shop",
+    summary = "The payer's order page (HTML)",
+    params(("id" = i64, Path, minimum = 1, description = "The order id"),
+        ("token" = Option<String>, Query, description = "The order's token")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 400, description = "`invalid_id`", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "`not_found`", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn result_page(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -4,6 +4,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Admin, Caller, Fields, JsonObject};
+use crate::idempotency::{idempotent, IdempotencyKey};
 use crate::payments::{
     create_crazyminer_payment, load_payment, wait_for_payment_url, CrazyMinerPaymentInput,
 };
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/payments", post(create))
+        .route("/v1/payments", idempotent(post(create)))
         .route("/v1/payments/{id}", get(show))
         .route("/v1/payments/{id}/events", get(events))
         .route("/v1/admin/jobs", get(list_jobs))
@@ -75,9 +76,33 @@ pub fn preferred_wait(headers: &HeaderMap, max: Duration) -> Option<Duration> {
         .next()
 }
 
+#[utoipa::path(post, path = "/v1/payments", tag = "v1",
+    summary = "Create a payment",
+    description = "Answers `202` at once; with `Prefer: wait=N` waits up to N seconds (bounded) for the payment URL and answers `201` when it is there.",
+    request_body(content = crate::openapi::schemas::PaymentRequest, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 characters; a repeat replays the first answer (24 h)"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N seconds for the payment URL"),
+        ("Accept-Language" = Option<String>, Header, description = "Language of `status_display` (en, ru, fa, uz)"),
+    ),
+    responses(
+        (status = 200, description = "The payment this request's payment-level key created before (a retry after a crash)", body = crate::openapi::schemas::Payment),
+        (status = 201, description = "Created, with its payment URL (after `Prefer: wait`)", body = crate::openapi::schemas::Payment,
+            headers(("Location" = String, description = "The payment's URL"))),
+        (status = 202, description = "Created; poll Location", body = crate::openapi::schemas::Payment,
+            headers(("Location" = String, description = "The payment's URL"))),
+        (status = 400, description = "Invalid input (`invalid_field`, `invalid_json`, `amount_too_small`, `invalid_idempotency_key`, ...)", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_use`: the first request with this key is still being processed", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = crate::openapi::schemas::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: send JSON", body = crate::openapi::schemas::ErrorBody),
+        (status = 422, description = "`idempotency_key_reused` (the key was used with a different request) or `payment_failed`", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "`rate_limited`", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "`service_unavailable`: nothing was changed, try again", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
+    IdempotencyKey(key): IdempotencyKey,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     let fields = Fields(&body);
@@ -106,16 +131,6 @@ async fn create(
     }
     crate::extract::check_user_identifier(&state.settings, &fields)?;
     let input = CrazyMinerPaymentInput::parse(&fields)?;
-    let key = match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
-        Some(k) if !k.trim().is_empty() && k.len() <= 255 => Some(k.trim().to_string()),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_idempotency_key",
-                "Idempotency-Key must be 1 to 255 visible characters",
-            ))
-        }
-        None => None,
-    };
     let (payment, created) = create_crazyminer_payment(&state, input, key).await?;
     let wait = preferred_wait(&headers, state.settings.max_wait);
     let payment = match wait {
@@ -140,6 +155,15 @@ async fn create(
     Ok(resp)
 }
 
+#[utoipa::path(get, path = "/v1/payments/{id}", tag = "v1",
+    summary = "A payment",
+    params(("id" = String, Path, format = Uuid, description = "The payment id (UUID)"),
+        ("Accept-Language" = Option<String>, Header, description = "Language of `status_display`")),
+    responses(
+        (status = 200, description = "The payment", body = crate::openapi::schemas::Payment),
+        (status = 400, description = "`invalid_id`", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "`not_found`", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -149,6 +173,16 @@ async fn show(
     Ok(Json(resource(&payment, lang(&headers))))
 }
 
+#[utoipa::path(get, path = "/v1/payments/{id}/events", tag = "v1",
+    summary = "A payment's activity log (API key)",
+    params(("id" = String, Path, format = Uuid, description = "The payment id (UUID)")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The events, oldest first", body = crate::openapi::schemas::PaymentEvents),
+        (status = 400, description = "`invalid_id`", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "`not_found`", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn events(
     State(state): State<AppState>,
     _caller: Caller,
@@ -166,6 +200,20 @@ struct JobsQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/v1/admin/jobs", tag = "admin",
+    summary = "The job ledger (admin key)",
+    params(
+        ("status" = Option<String>, Query, description = "queued, running, succeeded, failed or dead"),
+        ("payment_id" = Option<String>, Query, description = "Only this payment's jobs"),
+        ("limit" = Option<i64>, Query, description = "At most this many (default 100)"),
+    ),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Jobs, newest first", body = crate::openapi::schemas::Jobs),
+        (status = 400, description = "`invalid_field`, `invalid_query`, `invalid_id`", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`", body = crate::openapi::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin key", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn list_jobs(
     State(state): State<AppState>,
     _admin: Admin,
@@ -197,6 +245,18 @@ async fn list_jobs(
     Ok(Json(json!({ "jobs": jobs })))
 }
 
+#[utoipa::path(post, path = "/v1/admin/jobs/{id}/redrive", tag = "admin",
+    summary = "Queue a dead or failed job again (admin key)",
+    params(("id" = String, Path, format = Uuid, description = "The job id (UUID)")),
+    security(("api_key" = [])),
+    responses(
+        (status = 202, description = "Queued", body = crate::openapi::schemas::Redriven),
+        (status = 400, description = "`invalid_id`", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`", body = crate::openapi::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "`not_found`", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "`job_not_redrivable`", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn redrive(
     State(state): State<AppState>,
     _admin: Admin,

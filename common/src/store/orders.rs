@@ -88,3 +88,20 @@ impl Store {
         row.as_ref().map(order).transpose()
     }
 }
+
+impl Store {
+    /// The order (and its payment) whose payment was created with this
+    /// payment-level idempotency key, if any.
+    pub async fn order_by_idempotency_key(
+        &self,
+        key: &str,
+    ) -> StoreResult<Option<(Order, Payment)>> {
+        let Some(payment) = self.payment_by_idempotency_key(key).await? else {
+            return Ok(None);
+        };
+        let Some(order_id) = payment.order_id else {
+            return Ok(None);
+        };
+        Ok(self.order(order_id).await?.map(|o| (o, payment)))
+    }
+}

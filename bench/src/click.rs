@@ -10,14 +10,14 @@
 //! One request of the report is one order paid; each call's latency is also
 //! reported per action.
 
-use crate::load::{self, group_report, round3, Outcome, Recorder, RequestFn};
-use crate::orders::{make_orders, OrderSet};
-use crate::scenarios::{apis, client, header, merge};
+use crate::load::{self, Outcome, Recorder, RequestFn};
+use crate::orders::{make_orders, report, OrderSet, PayRun};
+use crate::scenarios::{apis, client};
 use crate::{sys, Common, LoadArgs};
 use clap::{Args, ValueEnum};
 use paygate_common::gateways::click::protocol::SignInput;
 use paygate_common::gateways::click::settings::{SANDBOX_SECRET_KEY, SANDBOX_SERVICE_ID};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -289,10 +289,10 @@ pub async fn click(
         ..load_args.spec()
     };
     let before = sys::snapshot(&common.watch);
-    let mut paying = load::run(spec, pay).await;
+    let paying = load::run(spec, pay).await;
     let paid = Arc::new(std::mem::take(&mut *paid.lock().unwrap()));
     let repeat_total = paid.len() as u64 * args.repeats;
-    let mut repeating = if repeat_total == 0 {
+    let repeating = if repeat_total == 0 {
         None
     } else {
         let m = paid.len() as u64;
@@ -333,62 +333,25 @@ pub async fn click(
         )
     };
     let after = sys::snapshot(&common.watch);
-
-    let mut out = header(common, "click", load_args);
-    out.insert("warmup_s".into(), json!(0));
-    out.insert(
-        "route".into(),
-        json!("POST /click/prepare/ then POST /click/complete/"),
+    let mut out = report(
+        common,
+        load_args,
+        PayRun {
+            scenario: "click",
+            route: "POST /click/prepare/ then POST /click/complete/",
+            orders_requested: args.orders,
+            orders_ready: n,
+            setup_s,
+            paying,
+            repeating,
+            orders_paid: paid.len(),
+            calls: std::mem::take(&mut *shop.calls.lock().unwrap()),
+            call_groups: &[PREPARE, COMPLETE],
+            note: "one request = one order paid (Prepare then Complete, ok only if both answered error 0 and Complete a merchant_confirm_id), so throughput_rps = payments/s; calls = each call's latency by action; repeat = Complete re-sent for paid orders (ok only if it answered -4, already paid)",
+            cpu: sys::cpu_between(&before, &after),
+        },
     );
     out.insert("amount_text".into(), json!(amount));
-    out.insert(
-        "setup".into(),
-        json!({"orders_requested": args.orders, "orders_ready": n, "seconds": round3(setup_s)}),
-    );
-    let mut pay_group = paying.recorder.groups.remove("pay").unwrap_or_default();
-    let report = group_report(&mut pay_group, paying.window);
-    out.insert("payments_per_s".into(), report["throughput_rps"].clone());
-    merge(&mut out, report);
-    out.insert("orders_paid".into(), json!(paid.len()));
-    out.insert("pay_s".into(), json!(round3(paying.window.as_secs_f64())));
-    let mut calls = Map::new();
-    let mut recorded = std::mem::take(&mut *shop.calls.lock().unwrap());
-    for action in [PREPARE, COMPLETE] {
-        let mut g = recorded.groups.remove(action).unwrap_or_default();
-        calls.insert(action.into(), group_report(&mut g, paying.window));
-    }
-    out.insert("calls".into(), Value::Object(calls));
-    let repeat_report = match repeating.as_mut() {
-        Some(r) => {
-            let mut g = r.recorder.groups.remove("repeat").unwrap_or_default();
-            group_report(&mut g, r.window)
-        }
-        None => Value::Null,
-    };
-    out.insert("repeat".into(), repeat_report);
-    out.insert(
-        "note".into(),
-        json!("one request = one order paid (Prepare then Complete, ok only if both answered error 0 and Complete a merchant_confirm_id), so throughput_rps = payments/s; calls = each call's latency by action; repeat = Complete re-sent for paid orders (ok only if it answered -4, already paid)"),
-    );
-    out.insert(
-        "max_send_lag_ms".into(),
-        json!(round3(
-            paying
-                .max_send_lag
-                .max(
-                    repeating
-                        .as_ref()
-                        .map_or(Duration::ZERO, |r| r.max_send_lag)
-                )
-                .as_secs_f64()
-                * 1000.0
-        )),
-    );
-    out.insert(
-        "requests_sent_incl_warmup".into(),
-        json!(paying.sent + repeating.as_ref().map_or(0, |r| r.sent)),
-    );
-    out.insert("cpu_pct".into(), sys::cpu_between(&before, &after));
     Ok(Value::Object(out))
 }
 

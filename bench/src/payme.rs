@@ -8,9 +8,9 @@
 //! One request of the report is one order paid; each call's latency is also
 //! reported per method.
 
-use crate::load::{self, group_report, round3, Outcome, Recorder, RequestFn};
-use crate::orders::{make_orders, OrderSet};
-use crate::scenarios::{apis, client, header, merge};
+use crate::load::{self, Outcome, Recorder, RequestFn};
+use crate::orders::{make_orders, report, OrderSet, PayRun};
+use crate::scenarios::{apis, client};
 use crate::{sys, Common, LoadArgs};
 use clap::Args;
 use paygate_common::gateways::payme::auth::authorization_header;
@@ -239,10 +239,10 @@ pub async fn payme(
         ..load_args.spec()
     };
     let before = sys::snapshot(&common.watch);
-    let mut paying = load::run(spec, pay).await;
+    let paying = load::run(spec, pay).await;
     let paid = Arc::new(std::mem::take(&mut *paid.lock().unwrap()));
     let repeat_total = paid.len() as u64 * args.repeats;
-    let mut repeating = if repeat_total == 0 {
+    let repeating = if repeat_total == 0 {
         None
     } else {
         let m = paid.len() as u64;
@@ -284,58 +284,24 @@ pub async fn payme(
         )
     };
     let after = sys::snapshot(&common.watch);
-
-    let mut out = header(common, "payme", load_args);
-    out.insert("warmup_s".into(), json!(0));
-    out.insert("route".into(), json!("POST /payme/"));
-    out.insert(
-        "setup".into(),
-        json!({"orders_requested": args.orders, "orders_ready": n, "seconds": round3(setup_s)}),
+    let out = report(
+        common,
+        load_args,
+        PayRun {
+            scenario: "payme",
+            route: "POST /payme/",
+            orders_requested: args.orders,
+            orders_ready: n,
+            setup_s,
+            paying,
+            repeating,
+            orders_paid: paid.len(),
+            calls: std::mem::take(&mut *rpc.calls.lock().unwrap()),
+            call_groups: &[CHECK, CREATE, PERFORM],
+            note: "one request = one order paid (CheckPerformTransaction, CreateTransaction, PerformTransaction in turn; ok only if Perform answered state 2), so throughput_rps = payments/s; calls = each call's latency by method; repeat = PerformTransaction re-sent for paid orders (ok only if state 2 with the first perform_time)",
+            cpu: sys::cpu_between(&before, &after),
+        },
     );
-    let mut pay_group = paying.recorder.groups.remove("pay").unwrap_or_default();
-    let report = group_report(&mut pay_group, paying.window);
-    out.insert("payments_per_s".into(), report["throughput_rps"].clone());
-    merge(&mut out, report);
-    out.insert("orders_paid".into(), json!(paid.len()));
-    out.insert("pay_s".into(), json!(round3(paying.window.as_secs_f64())));
-    let mut calls = Map::new();
-    let mut recorded = std::mem::take(&mut *rpc.calls.lock().unwrap());
-    for method in [CHECK, CREATE, PERFORM] {
-        let mut g = recorded.groups.remove(method).unwrap_or_default();
-        calls.insert(method.into(), group_report(&mut g, paying.window));
-    }
-    out.insert("calls".into(), Value::Object(calls));
-    let repeat_report = match repeating.as_mut() {
-        Some(r) => {
-            let mut g = r.recorder.groups.remove("repeat").unwrap_or_default();
-            group_report(&mut g, r.window)
-        }
-        None => Value::Null,
-    };
-    out.insert("repeat".into(), repeat_report);
-    out.insert(
-        "note".into(),
-        json!("one request = one order paid (CheckPerformTransaction, CreateTransaction, PerformTransaction in turn; ok only if Perform answered state 2), so throughput_rps = payments/s; calls = each call's latency by method; repeat = PerformTransaction re-sent for paid orders (ok only if state 2 with the first perform_time)"),
-    );
-    out.insert(
-        "max_send_lag_ms".into(),
-        json!(round3(
-            paying
-                .max_send_lag
-                .max(
-                    repeating
-                        .as_ref()
-                        .map_or(Duration::ZERO, |r| r.max_send_lag)
-                )
-                .as_secs_f64()
-                * 1000.0
-        )),
-    );
-    out.insert(
-        "requests_sent_incl_warmup".into(),
-        json!(paying.sent + repeating.as_ref().map_or(0, |r| r.sent)),
-    );
-    out.insert("cpu_pct".into(), sys::cpu_between(&before, &after));
     Ok(Value::Object(out))
 }
 

@@ -283,8 +283,9 @@ mod tests {
         let p = payment(Some(7), PaymentStatus::Cancelled);
         let change = p.change().settle_late().unwrap();
         let cs = Changeset::from_api().change_payment(change, &RetryPolicies::default());
-        assert_eq!(cs.jobs.len(), 1);
-        assert_eq!(cs.jobs[0].kind(), JobKind::UpdateOrder);
+        // The order's update under its own key, and the merchant's notification.
+        let kinds: Vec<JobKind> = cs.jobs.iter().map(|j| j.kind()).collect();
+        assert_eq!(kinds, [JobKind::UpdateOrder, JobKind::Notify]);
         assert_eq!(
             cs.jobs[0].dedupe_key.as_deref(),
             Some(format!("update_order:{}:late", p.id).as_str())

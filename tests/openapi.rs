@@ -54,7 +54,10 @@ async fn the_document_and_the_docs_page_are_served() {
         ("/v1/webhook-endpoints", "post"),
         ("/v1/webhook-endpoints/{id}", "patch"),
         ("/v1/webhook-endpoints/{id}/rotate-secret", "post"),
-        ("/v1/webhook-endpoints/{id}/messages/{message_id}/redrive", "post"),
+        (
+            "/v1/webhook-endpoints/{id}/messages/{message_id}/redrive",
+            "post",
+        ),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),
@@ -196,8 +199,13 @@ async fn schemathesis_finds_no_server_error_and_no_nonconforming_answer() {
             "25",
             "--seed",
             "1",
+            // One worker: with two, hypothesis parses lambdas' source with
+            // `ast.parse` from two threads at once, which CPython before
+            // 3.11.8/3.12.1 can fail with "AST constructor recursion depth
+            // mismatch" (python/cpython#106905): a runtime error of the tool,
+            // not a finding, that made this test fail at random.
             "--workers",
-            "2",
+            "1",
             "--no-color",
             "--generation-database",
             "none",

@@ -272,10 +272,13 @@ pub struct Readiness {
 /// refunds what is left of the payment.
 #[derive(ToSchema)]
 #[schema(example = json!({"amount": 5000, "reason": "damaged on arrival"}))]
+#[serde(deny_unknown_fields)]
 pub struct RefundRequest {
     /// Minor units, greater than zero; absent: all that is left to refund.
+    #[schema(minimum = 1)]
     pub amount: Option<i64>,
     /// At most 255 characters, no control characters.
+    #[schema(max_length = 255)]
     pub reason: Option<String>,
 }
 
@@ -315,10 +318,12 @@ pub struct Refunds {
 /// `POST /v1/webhook-endpoints`.
 #[derive(ToSchema)]
 #[schema(example = json!({"url": "https://shop.example/hooks/paygate", "description": "orders service", "event_types": ["payment.completed", "payment.refunded"]}))]
+#[serde(deny_unknown_fields)]
 pub struct WebhookEndpointRequest {
     /// http:// or https://, with a host, without credentials; at most 2000 characters.
+    #[schema(max_length = 2000)]
     pub url: String,
-    /// At most 500 characters.
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// The events to send; empty or absent: every event.
     pub event_types: Option<Vec<WebhookEventType>>,
@@ -327,8 +332,11 @@ pub struct WebhookEndpointRequest {
 /// `PATCH /v1/webhook-endpoints/{id}`: only the members given change.
 #[derive(ToSchema)]
 #[schema(example = json!({"enabled": false}))]
+#[serde(deny_unknown_fields)]
 pub struct WebhookEndpointPatch {
+    #[schema(max_length = 2000)]
     pub url: Option<String>,
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// Empty: every event.
     pub event_types: Option<Vec<WebhookEventType>>,
@@ -419,8 +427,10 @@ pub struct WebhookAttempts {
 /// `POST /v1/webhook-endpoints/{id}/redrive`.
 #[derive(ToSchema)]
 #[schema(example = json!({"since": "2026-01-31T00:00:00Z"}))]
+#[serde(deny_unknown_fields)]
 pub struct WebhookRedriveRequest {
     /// RFC 3339: the failed messages created since then are sent again.
+    #[schema(format = DateTime)]
     pub since: String,
 }
 

@@ -1,7 +1,8 @@
 //! Refunds end to end (`POST`/`GET /v1/payments/{id}/refunds`) against a real
 //! `paygate serve` process (embedded mode, built-in simulators): an Atmos and
 //! a Click payment paid on the simulators' pages and refunded through their
-//! reversal calls; the refusals; one refund per Idempotency-Key; a gateway
+//! reversal calls; the refusals; Idempotency-Key with Stripe's rules (the
+//! first answer replayed, another body refused); a gateway
 //! that keeps failing ends the refund `failed` and leaves the payment alone.
 
 mod support;
@@ -161,6 +162,17 @@ async fn refund(
     body: Option<Value>,
     key: Option<&str>,
 ) -> (StatusCode, Value) {
+    let (code, _, body) = refund_replayed(s, payment_id, body, key).await;
+    (code, body)
+}
+
+/// As `refund`, with whether the answer is a replay (`Idempotent-Replayed`).
+async fn refund_replayed(
+    s: &Server,
+    payment_id: &str,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> (StatusCode, bool, Value) {
     let mut req = client()
         .post(s.url(&format!("/v1/payments/{payment_id}/refunds")))
         .bearer_auth(admin_key(s).await);
@@ -170,7 +182,13 @@ async fn refund(
     if let Some(b) = body {
         req = req.json(&b);
     }
-    json_of(req.send().await.unwrap()).await
+    let r = req.send().await.unwrap();
+    let replayed = r
+        .headers()
+        .get("idempotent-replayed")
+        .is_some_and(|v| v == "true");
+    let (code, body) = json_of(r).await;
+    (code, replayed, body)
 }
 
 async fn refunds(s: &Server, payment_id: &str) -> Vec<Value> {
@@ -409,38 +427,63 @@ async fn refunds_that_cannot_be_made_are_refused_and_write_nothing() {
 }
 
 #[tokio::test]
-async fn a_repeat_with_the_same_idempotency_key_is_the_same_refund() {
+async fn a_repeat_with_the_same_idempotency_key_replays_the_first_answer() {
     let s = Server::serve(&[]);
     let (_, pid) = paid_order(&s, "atmos").await;
-    let (c1, first) = refund(&s, &pid, Some(json!({"amount": 5000})), Some("refund-42")).await;
-    let (c2, second) = refund(&s, &pid, Some(json!({"amount": 5000})), Some("refund-42")).await;
-    assert_eq!(
-        (c1, c2),
-        (StatusCode::ACCEPTED, StatusCode::ACCEPTED),
-        "{first} {second}"
-    );
-    assert_eq!(first["id"], second["id"]);
+    let body = || Some(json!({"amount": 5000}));
+    let (c1, r1, first) = refund_replayed(&s, &pid, body(), Some("refund-42")).await;
+    let (c2, r2, second) = refund_replayed(&s, &pid, body(), Some("refund-42")).await;
+    assert_eq!((c1, r1), (StatusCode::ACCEPTED, false), "{first}");
+    assert_eq!((c2, r2), (StatusCode::ACCEPTED, true), "{second}");
+    assert_eq!(first, second, "the first answer, replayed");
     wait_refund(&s, &pid, "succeeded").await;
-    let (c3, third) = refund(&s, &pid, None, Some("refund-42")).await;
-    assert_eq!(c3, StatusCode::ACCEPTED);
-    assert_eq!(third["id"], first["id"]);
-    assert_eq!(third["status"], "succeeded");
+    // Still the first answer (Stripe), not the refund as it is now.
+    let (c3, r3, third) = refund_replayed(&s, &pid, body(), Some("refund-42")).await;
+    assert_eq!((c3, r3), (StatusCode::ACCEPTED, true), "{third}");
+    assert_eq!(third, first);
+    assert_eq!(third["status"], "requested");
+    // The same key with another request: refused, nothing written.
+    let (c4, other) = refund(&s, &pid, None, Some("refund-42")).await;
+    assert_eq!(
+        (c4, code_of(&other)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+        "{other}"
+    );
     assert_eq!(refunds(&s, &pid).await.len(), 1);
     let (_, stats) = get_json(&s, "/sandbox/atmos/_stats").await;
     assert_eq!(stats["reversed_total"], 1, "one reversal: {stats}");
+    // A key belongs to the API key, not to one payment: the same key and body
+    // for another payment is another request.
+    let (_, other_pid) = paid_order(&s, "atmos").await;
+    let (c5, other) = refund(&s, &other_pid, body(), Some("refund-42")).await;
+    assert_eq!(
+        (c5, code_of(&other)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+        "{other}"
+    );
+    assert!(refunds(&s, &other_pid).await.is_empty());
 
-    // Concurrent repeats of one key: one refund, every answer names it.
+    // Concurrent repeats of one key: one refund; every answer names it, or
+    // says the first is still running.
     let (_, pid) = paid_order(&s, "atmos").await;
     let answers =
         futures::future::join_all((0..6).map(|_| refund(&s, &pid, None, Some("same-key")))).await;
     let ids: std::collections::BTreeSet<String> = answers
         .iter()
-        .map(|(code, body)| {
-            assert_eq!(*code, StatusCode::ACCEPTED, "{body}");
-            body["id"].as_str().unwrap().to_string()
+        .filter_map(|(code, body)| match *code {
+            StatusCode::ACCEPTED => Some(body["id"].as_str().unwrap().to_string()),
+            StatusCode::CONFLICT => {
+                assert_eq!(code_of(body), "idempotency_key_in_use", "{body}");
+                None
+            }
+            other => panic!("{other}: {body}"),
         })
         .collect();
     assert_eq!(ids.len(), 1, "{answers:?}");
+    let (code, again) = refund(&s, &pid, None, Some("same-key")).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{again}");
+    assert!(ids.contains(again["id"].as_str().unwrap()));
+    assert_eq!(refunds(&s, &pid).await.len(), 1);
 
     // Concurrent requests with different keys: one refund, the rest refused.
     let (_, pid) = paid_order(&s, "atmos").await;

@@ -57,6 +57,16 @@ pub enum ErrorCode {
     SourceNotAllowed,
     ServiceUnavailable,
     InternalError,
+    // Refunds (`RefundRefusal::code`).
+    RefundNotSupported,
+    RefundInGatewayCabinet,
+    PaymentNotRefundable,
+    AmountExceedsRemaining,
+    PartialRefundNotSupported,
+    InvalidAmount,
+    // Webhook endpoints.
+    EndpointManagedByConfig,
+    MessageNotRedrivable,
 }
 
 /// An amount as the seed takes it: a whole number, or a string of digits.
@@ -256,4 +266,177 @@ pub struct Readiness {
     pub status: String,
     pub checks: ReadinessChecks,
     pub queue_backend: String,
+}
+
+/// `POST /v1/payments/{id}/refunds`: both members optional; no body at all
+/// refunds what is left of the payment.
+#[derive(ToSchema)]
+#[schema(example = json!({"amount": 5000, "reason": "damaged on arrival"}))]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// Minor units, greater than zero; absent: all that is left to refund.
+    #[schema(minimum = 1)]
+    pub amount: Option<i64>,
+    /// At most 255 characters, no control characters.
+    #[schema(max_length = 255)]
+    pub reason: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct RefundLinks {
+    pub payment: String,
+    pub refunds: String,
+}
+
+/// A refund.
+#[derive(ToSchema)]
+#[schema(example = json!({"id": "0192f0c4-9b10-7cc2-b4c5-2f0d1a1e7e12", "payment_id": "0192f0c4-8a53-7cc2-b4c5-2f0d1a1e7e11", "amount": 5000, "currency": "UZS", "status": "requested", "reason": "damaged on arrival", "failure_reason": null, "gateway_ref": null, "created_at": "2026-01-31T10:00:00.000Z", "updated_at": "2026-01-31T10:00:00.000Z", "links": {"payment": "/v1/payments/0192f0c4-8a53-7cc2-b4c5-2f0d1a1e7e11", "refunds": "/v1/payments/0192f0c4-8a53-7cc2-b4c5-2f0d1a1e7e11/refunds"}}))]
+pub struct Refund {
+    pub id: String,
+    pub payment_id: String,
+    /// Minor units.
+    pub amount: i64,
+    pub currency: String,
+    /// `requested`, `succeeded` or `failed`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub failure_reason: Option<String>,
+    /// The gateway's reference for the reversal, once it answered.
+    pub gateway_ref: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub links: RefundLinks,
+}
+
+/// A payment's refunds, oldest first.
+#[derive(ToSchema)]
+pub struct Refunds {
+    pub payment_id: String,
+    pub refunds: Vec<Refund>,
+}
+
+/// `POST /v1/webhook-endpoints`.
+#[derive(ToSchema)]
+#[schema(example = json!({"url": "https://shop.example/hooks/paygate", "description": "orders service", "event_types": ["payment.completed", "payment.refunded"]}))]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpointRequest {
+    /// http:// or https://, with a host, without credentials; at most 2000 characters.
+    #[schema(max_length = 2000)]
+    pub url: String,
+    #[schema(max_length = 500)]
+    pub description: Option<String>,
+    /// The events to send; empty or absent: every event.
+    pub event_types: Option<Vec<WebhookEventType>>,
+}
+
+/// `PATCH /v1/webhook-endpoints/{id}`: only the members given change.
+#[derive(ToSchema)]
+#[schema(example = json!({"enabled": false}))]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpointPatch {
+    #[schema(max_length = 2000)]
+    pub url: Option<String>,
+    #[schema(max_length = 500)]
+    pub description: Option<String>,
+    /// Empty: every event.
+    pub event_types: Option<Vec<WebhookEventType>>,
+    /// `false` stops deliveries; `true` resumes them (and clears `disabled_reason`).
+    pub enabled: Option<bool>,
+}
+
+/// The events a merchant may be sent (`EventType`).
+#[derive(ToSchema)]
+pub enum WebhookEventType {
+    #[schema(rename = "payment.processing")]
+    PaymentProcessing,
+    #[schema(rename = "payment.completed")]
+    PaymentCompleted,
+    #[schema(rename = "payment.failed")]
+    PaymentFailed,
+    #[schema(rename = "payment.cancelled")]
+    PaymentCancelled,
+    #[schema(rename = "payment.refunded")]
+    PaymentRefunded,
+    #[schema(rename = "order.paid")]
+    OrderPaid,
+    #[schema(rename = "order.cancelled")]
+    OrderCancelled,
+}
+
+/// A webhook endpoint, without its secret (listings, show, patch).
+#[derive(ToSchema)]
+pub struct WebhookEndpoint {
+    /// `ep_…`, or `ep_config` for the endpoint `PAYGATE_WEBHOOK_URL` configures.
+    pub id: String,
+    pub url: String,
+    pub description: String,
+    /// Empty: every event.
+    pub event_types: Vec<WebhookEventType>,
+    /// `enabled` or `disabled`.
+    pub status: String,
+    pub disabled_reason: Option<String>,
+    /// Changed only through the environment, not through this API.
+    pub managed_by_config: bool,
+    pub last_success_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A webhook endpoint with its signing secret: only the answers of create
+/// and rotate-secret carry it; keep it, it is not shown again.
+#[derive(ToSchema)]
+pub struct WebhookEndpointWithSecret {
+    #[schema(inline)]
+    #[serde(flatten)]
+    pub endpoint: WebhookEndpoint,
+    /// The signing secret (`whsec_…`).
+    pub secret: String,
+    /// After a rotation: until when deliveries are also signed with the old secret.
+    pub previous_secret_expires_at: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct WebhookEndpoints {
+    pub endpoints: Vec<WebhookEndpoint>,
+}
+
+/// One delivery attempt.
+#[derive(ToSchema)]
+pub struct WebhookAttempt {
+    pub message_id: String,
+    /// 1 for the first attempt of a message.
+    pub attempt: i64,
+    /// `delivered`, `failed`, `exhausted`, `gone` or `error`.
+    pub outcome: String,
+    /// The merchant's HTTP status, when it answered.
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    /// The start of the merchant's answer (at most 1 KiB).
+    pub response: String,
+    pub latency_ms: i64,
+    pub created_at: String,
+}
+
+/// An endpoint's delivery attempts, newest first.
+#[derive(ToSchema)]
+pub struct WebhookAttempts {
+    pub endpoint_id: String,
+    pub attempts: Vec<WebhookAttempt>,
+}
+
+/// `POST /v1/webhook-endpoints/{id}/redrive`.
+#[derive(ToSchema)]
+#[schema(example = json!({"since": "2026-01-31T00:00:00Z"}))]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRedriveRequest {
+    /// RFC 3339: the failed messages created since then are sent again.
+    #[schema(format = DateTime)]
+    pub since: String,
+}
+
+/// Messages queued for delivery again.
+#[derive(ToSchema)]
+pub struct WebhookRedriven {
+    pub redriven: i64,
+    pub message_ids: Vec<String>,
 }

@@ -135,6 +135,20 @@ fn managed_by_config() -> ApiError {
     )
 }
 
+#[utoipa::path(post, path = "/v1/webhook-endpoints", tag = "admin",
+    summary = "Add a webhook endpoint (admin key)",
+    description = "Notifications of the chosen event types (all when empty) are signed with the endpoint's own secret and sent to `url` (see docs/notifications.md).",
+    request_body(content = crate::openapi::schemas::WebhookEndpointRequest, content_type = "application/json"),
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "Created. The answer carries the signing `secret`: the only time it is shown (apart from rotate-secret)", body = crate::openapi::schemas::WebhookEndpointWithSecret),
+        (status = 400, description = "`invalid_field` (`url` missing or not an http(s) URL with a host and without credentials, `description` over 500 characters, unknown `event_types` or member), `invalid_json`, `invalid_body`", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`", body = crate::openapi::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin key", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = crate::openapi::schemas::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: send JSON", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "`service_unavailable`: nothing was changed, try again", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
     _admin: Admin,
@@ -154,12 +168,32 @@ async fn create(
     Ok((StatusCode::CREATED, Json(with_secret(&e))).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/webhook-endpoints", tag = "admin",
+    summary = "The webhook endpoints (admin key)",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Every endpoint, including the one `PAYGATE_WEBHOOK_URL` configures; never their secrets", body = crate::openapi::schemas::WebhookEndpoints),
+        (status = 401, description = "`unauthorized`", body = crate::openapi::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin key", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "`service_unavailable`: nothing was changed, try again", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn list(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<Value>> {
     let all = state.store.webhook_endpoints().await?;
     let items: Vec<Value> = all.iter().map(|e| Value::Object(resource(e))).collect();
     Ok(Json(json!({ "endpoints": items })))
 }
 
+#[utoipa::path(get, path = "/v1/webhook-endpoints/{id}", tag = "admin",
+    summary = "A webhook endpoint (admin key)",
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The endpoint, without its secret", body = crate::openapi::schemas::WebhookEndpoint),
+        (status = 401, description = "`unauthorized`", body = crate::openapi::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such endpoint", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "`service_unavailable`: nothing was changed, try again", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn show(
     State(state): State<AppState>,
     _admin: Admin,
@@ -168,6 +202,22 @@ async fn show(
     Ok(Json(Value::Object(resource(&load(&state, &id).await?))))
 }
 
+#[utoipa::path(patch, path = "/v1/webhook-endpoints/{id}", tag = "admin",
+    summary = "Change a webhook endpoint (admin key)",
+    request_body(content = crate::openapi::schemas::WebhookEndpointPatch, content_type = "application/json"),
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The endpoint as changed, without its secret", body = crate::openapi::schemas::WebhookEndpoint),
+        (status = 400, description = "`invalid_field` (bad `url`, `description`, `event_types`, `enabled`, or an unknown member), `invalid_json`, `invalid_body`", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`", body = crate::openapi::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such endpoint", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "`endpoint_managed_by_config`: the endpoint `PAYGATE_WEBHOOK_URL` configures changes only through the environment", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = crate::openapi::schemas::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: send JSON", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "`service_unavailable`: nothing was changed, try again", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn update(
     State(state): State<AppState>,
     _admin: Admin,
@@ -203,6 +253,18 @@ async fn update(
     Ok(Json(Value::Object(resource(&e))))
 }
 
+#[utoipa::path(delete, path = "/v1/webhook-endpoints/{id}", tag = "admin",
+    summary = "Delete a webhook endpoint (admin key)",
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)")),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "`unauthorized`", body = crate::openapi::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such endpoint", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "`endpoint_managed_by_config`: the endpoint `PAYGATE_WEBHOOK_URL` configures changes only through the environment", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "`service_unavailable`: nothing was changed, try again", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn remove(
     State(state): State<AppState>,
     _admin: Admin,
@@ -219,6 +281,19 @@ async fn remove(
     }
 }
 
+#[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "admin",
+    summary = "Give a webhook endpoint a new secret (admin key)",
+    description = "For the grace period `PAYGATE_WEBHOOK_ROTATION_GRACE` configures, deliveries carry signatures with the old and the new secret, so the merchant can switch without losing any.",
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The endpoint with its new `secret` (shown only here) and `previous_secret_expires_at`: until then deliveries are signed with both secrets", body = crate::openapi::schemas::WebhookEndpointWithSecret),
+        (status = 401, description = "`unauthorized`", body = crate::openapi::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such endpoint", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "`endpoint_managed_by_config`: the endpoint `PAYGATE_WEBHOOK_URL` configures changes only through the environment", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "`service_unavailable`: nothing was changed, try again", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn rotate(
     State(state): State<AppState>,
     _admin: Admin,
@@ -243,6 +318,19 @@ struct AttemptsQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/v1/webhook-endpoints/{id}/attempts", tag = "admin",
+    summary = "An endpoint's delivery attempts (admin key)",
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)"),
+        ("limit" = Option<i64>, Query, description = "At most this many, 1 to 1000 (default 100)")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Attempts, newest first", body = crate::openapi::schemas::WebhookAttempts),
+        (status = 400, description = "`invalid_query`", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`", body = crate::openapi::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such endpoint", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "`service_unavailable`: nothing was changed, try again", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn attempts(
     State(state): State<AppState>,
     _admin: Admin,
@@ -317,6 +405,19 @@ async fn requeue(state: &AppState, redriven: Vec<(String, i64)>) -> ApiResult<Re
         .into_response())
 }
 
+#[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/messages/{message_id}/redrive", tag = "admin",
+    summary = "Send one failed message again (admin key)",
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)"),
+        ("message_id" = String, Path, description = "The message id (from the attempts)")),
+    security(("api_key" = [])),
+    responses(
+        (status = 202, description = "Queued: a new delivery chain for the message", body = crate::openapi::schemas::WebhookRedriven),
+        (status = 401, description = "`unauthorized`", body = crate::openapi::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such endpoint, or no such message of it", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "`message_not_redrivable`: only failed messages are sent again", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "`service_unavailable`: nothing was changed, try again", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn redrive_one(
     State(state): State<AppState>,
     _admin: Admin,
@@ -343,6 +444,21 @@ async fn redrive_one(
     requeue(&state, redriven).await
 }
 
+#[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/redrive", tag = "admin",
+    summary = "Send an endpoint's failed messages again (admin key)",
+    request_body(content = crate::openapi::schemas::WebhookRedriveRequest, content_type = "application/json"),
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)")),
+    security(("api_key" = [])),
+    responses(
+        (status = 202, description = "Queued: one new delivery chain per failed message created since `since` (possibly none)", body = crate::openapi::schemas::WebhookRedriven),
+        (status = 400, description = "`invalid_field` (`since` missing or not RFC 3339, an unknown member), `invalid_json`, `invalid_body`", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "`unauthorized`", body = crate::openapi::schemas::ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "`not_found`: no such endpoint", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = crate::openapi::schemas::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: send JSON", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "`service_unavailable`: nothing was changed, try again", body = crate::openapi::schemas::ErrorBody),
+    ))]
 async fn redrive_since(
     State(state): State<AppState>,
     _admin: Admin,

@@ -17,7 +17,9 @@
 # BENCH_PAYME_ORDERS (5000; the Payme pay phase ends when all are paid or after
 # BENCH_DURATION), BENCH_PAYME_REPEATS (1; PerformTransaction re-sends per paid order),
 # BENCH_CLICK_ORDERS (5000; likewise for Click's Prepare + Complete), BENCH_CLICK_REPEATS (1;
-# Complete re-sends per paid order, each must answer -4),
+# Complete re-sends per paid order, each must answer -4), BENCH_SEED_WAIT_MS (3000; the
+# seed route's wait in the seed-wait scenario: a second API process in scaled mode, a
+# restart of serve at the end in embedded mode),
 # BENCH_PG_SSLMODE (default "disable": plain TCP on loopback, for pgbench and paygate
 # alike; set it empty for the libpq/sqlx default "prefer", which negotiates TLS even on
 # loopback and costs both about 30% here), BENCH_OUT (results folder,
@@ -39,6 +41,8 @@ PAYME_ORDERS=${BENCH_PAYME_ORDERS:-5000}
 PAYME_REPEATS=${BENCH_PAYME_REPEATS:-1}
 CLICK_ORDERS=${BENCH_CLICK_ORDERS:-5000}
 CLICK_REPEATS=${BENCH_CLICK_REPEATS:-1}
+# The seed route's wait in the seed-wait scenario (paygate's default).
+SEED_WAIT_MS=${BENCH_SEED_WAIT_MS:-3000}
 OUT=${BENCH_OUT:-$ROOT/target/bench}
 ONLY=${BENCH_ONLY:-}
 
@@ -290,6 +294,18 @@ run_scenarios() {
   fi
 }
 
+# The seed route WITH its bounded wait for the payment URL (woken by the
+# payment's change announcement, not polling): the API it is given runs with
+# PAYGATE_SEED_WAIT_MS=$SEED_WAIT_MS. Reports how many answers were 201 (with
+# the URL) and how many 202 (the wait ran out first). Args: mode api-url watch-args...
+seed_wait_scenario() {
+  local mode=$1 api=$2; shift 2
+  log "$mode: create seed route WITH its wait (PAYGATE_SEED_WAIT_MS=$SEED_WAIT_MS), closed loop $CONC"
+  "$BENCH" create --api "$api" --label "$mode-seed-wait" --json "$@" --route seed \
+    --concurrency "$CONC" --duration "$DUR" >"$OUT/$mode-create-seed-wait.json"
+  summary_line "$OUT/$mode-create-seed-wait.json"
+}
+
 set_latency() { # sandbox-base ms: medogram protocol-call latency, at run time
   local cfg
   cfg=$(curl -fsS "$1/sandbox/medogram/_config")
@@ -303,7 +319,7 @@ summary_line() {
            elif .scenario == "payme" then "payments/s=\(.payments_per_s) paid=\(.orders_paid)/\(.setup.orders_ready) p50/p99 ms: check=\(.calls.CheckPerformTransaction.latency_ms.p50)/\(.calls.CheckPerformTransaction.latency_ms.p99) create=\(.calls.CreateTransaction.latency_ms.p50)/\(.calls.CreateTransaction.latency_ms.p99) perform=\(.calls.PerformTransaction.latency_ms.p50)/\(.calls.PerformTransaction.latency_ms.p99); repeat perform: rps=\(.repeat.throughput_rps // null) p50/p99=\(.repeat.latency_ms.p50 // null)/\(.repeat.latency_ms.p99 // null) ms; errors=\(.errors + (.repeat.errors // 0))"
            elif .scenario == "click" then "payments/s=\(.payments_per_s) paid=\(.orders_paid)/\(.setup.orders_ready) p50/p99 ms: prepare=\(.calls.prepare.latency_ms.p50)/\(.calls.prepare.latency_ms.p99) complete=\(.calls.complete.latency_ms.p50)/\(.calls.complete.latency_ms.p99); repeat complete: rps=\(.repeat.throughput_rps // null) p50/p99=\(.repeat.latency_ms.p50 // null)/\(.repeat.latency_ms.p99 // null) ms; errors=\(.errors + (.repeat.errors // 0))"
            elif .scenario == "pipeline" then "completed/s=\(.completed_per_s) p50/p99 create->completed=\(.create_to_completed_ms.p50)/\(.create_to_completed_ms.p99) ms created=\(.created) completed=\(.completed) failed=\(.failed)"
-           else "rps=\(.throughput_rps) p50/p99=\(.latency_ms.p50)/\(.latency_ms.p99) ms errors=\(.errors)" end),
+           else "rps=\(.throughput_rps) p50/p99=\(.latency_ms.p50)/\(.latency_ms.p99) ms errors=\(.errors)\(if .seed_answers then " answers 201 (URL)/202 (pending)=\(.seed_answers.with_payment_url_201)/\(.seed_answers.still_pending_202)" else "" end)" end),
           "cpu=\(.cpu_pct | tostring)"] | join("  ")' "$1" >&2
 }
 
@@ -359,6 +375,16 @@ EOF
   wait_http "$SANDBOX/sandbox/medogram/_config"
   wait_http "$API/readyz"
   for u in $METRICS; do wait_http "$u"; done
+  # A second API process with the seed route's real wait (the first one
+  # acknowledges at once): its waiters are woken over Redis by the workers.
+  WAIT_PORT=$(free_port); WAIT_API="http://127.0.0.1:$WAIT_PORT"
+  { cat "$SCALED_ENV"; echo "PAYGATE_LISTEN=127.0.0.1:$WAIT_PORT"
+    echo "PAYGATE_SEED_WAIT_MS=$SEED_WAIT_MS"; } >"$WORK/api-wait.env"
+  start api-wait "$WORK/api-wait.env" api; WAIT_PID=$STARTED
+  wait_http "$WAIT_API/readyz"
+  seed_wait_scenario scaled "$WAIT_API" --watch "api=$WAIT_PID" --watch "workers=$WORKER_PIDS" \
+    --watch "sandbox=$SB_PID" --watch "postgres=comm:postgres" --watch "redis=comm:redis-server"
+  "$BENCH" wait-idle --api "$API" --admin-key "$KEY" --max-wait 45 --json >/dev/null
   run_scenarios scaled "$API" "$KEY" "$METRICS" "$SANDBOX" "$WORKER_PIDS" \
     --watch "api=$API_PID" --watch "workers=$WORKER_PIDS" --watch "sandbox=$SB_PID" \
     --watch "postgres=comm:postgres" --watch "redis=comm:redis-server"
@@ -391,6 +417,16 @@ EOF
   run_scenarios embedded "$SERVE" "$EKEY" "$SERVE/metrics" "$SERVE" "" \
     --watch "serve=$SERVE_PID"
   stop_all
+
+  # One process holds the embedded database: the seed route's real wait needs
+  # a restart with it (same database; its backlog drained first).
+  (cd "$WORK/embedded" && env -u DATABASE_URL -u REDIS_URL bash -c "set -a; . '$WORK/serve.env'; PAYGATE_SEED_WAIT_MS=$SEED_WAIT_MS; set +a; exec '$PAYGATE' serve") \
+    >"$WORK/serve-wait.log" 2>&1 &
+  SERVE_PID=$!; PIDS+=("$SERVE_PID")
+  wait_http "$SERVE/readyz"
+  "$BENCH" wait-idle --api "$SERVE" --admin-key "$EKEY" --max-wait 60 --json >/dev/null
+  seed_wait_scenario embedded "$SERVE" --watch "serve=$SERVE_PID"
+  stop_all
 fi
 
 # --------------------------------------------------------------------------
@@ -410,6 +446,11 @@ read -r PG_HALF_P50 PG_HALF_P99 < <(if [ "$S_OPEN_RATE" != null ]; then pgbench_
 read -r PG_PHALF_P50 PG_PHALF_P99 < <(if [ "$S_PAUSED_OPEN_RATE" != null ]; then pgbench_at_rate "$S_PAUSED_OPEN_RATE"; else echo "null null"; fi)
 S_SEED=$(f scaled-create-seed.json .throughput_rps)
 E_SEED=$(f embedded-create-seed.json .throughput_rps)
+S_SEED_WAIT=$(f scaled-create-seed-wait.json .throughput_rps)
+E_SEED_WAIT=$(f embedded-create-seed-wait.json .throughput_rps)
+seed_wait_line() { # file -> "p50/p99 ms, 201 n / 202 m"
+  f "$1" '"p50/p99 \(.latency_ms.p50)/\(.latency_ms.p99) ms, answers 201 (URL) \(.seed_answers.with_payment_url_201 // null) / 202 (pending) \(.seed_answers.still_pending_202 // null)"'
+}
 S_WH_FIRST=$(f scaled-webhook.json .groups.first.throughput_rps)
 S_WH_REPEAT=$(f scaled-webhook.json .groups.repeat.throughput_rps)
 E_WH_FIRST=$(f embedded-webhook.json .groups.first.throughput_rps)
@@ -456,9 +497,12 @@ E_PIPE_SLOW=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s)
   row "embedded click payments/s (Prepare + Complete)" "$E_CLICK" "$S_CLICK" "(scaled)"
   row "embedded pipeline completed/s, gateway 0 ms" "$E_PIPE" "$S_PIPE" "(scaled)"
   row "embedded pipeline completed/s, gateway ${SLOW_MS} ms" "$E_PIPE_SLOW" "$E_PIPE" "(its 0 ms figure)"
+  row "scaled seed route with its wait (req/s)" "$S_SEED_WAIT" "$S_SEED" "(seed route, no wait)"
+  row "embedded seed route with its wait (req/s)" "$E_SEED_WAIT" "$E_SEED" "(seed route, no wait)"
   echo "pgbench at ${S_OPEN_RATE}/s: p50 ${PG_HALF_P50} ms, p99 ${PG_HALF_P99} ms; at ${S_PAUSED_OPEN_RATE}/s: p50 ${PG_PHALF_P50} ms, p99 ${PG_PHALF_P99} ms"
   echo "payme per call p50/p99 ms: scaled: $(payme_calls scaled-payme.json); embedded: $(payme_calls embedded-payme.json)"
   echo "click per call p50/p99 ms: scaled: $(click_calls scaled-click.json); embedded: $(click_calls embedded-click.json)"
+  echo "seed route with its ${SEED_WAIT_MS} ms wait: scaled: $(seed_wait_line scaled-create-seed-wait.json); embedded: $(seed_wait_line embedded-create-seed-wait.json)"
   echo "PostgreSQL CPU: ${PG_CPU}% of a core for $PG_TPS pgbench tps; ${S_PAUSED_PG}% for $S_PAUSED creates/s (workers paused)"
   echo "Redis LPUSH: $REDIS_LPUSH req/s (redis-benchmark -c $CONC)"
   echo "results (JSON, with CPU per process): $OUT"

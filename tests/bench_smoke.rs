@@ -85,6 +85,13 @@ fn every_scenario_runs_against_an_embedded_server() {
         assert_eq!(v["loop"], "closed");
         assert_figures(&v, &format!("create {route}"));
         assert!(v["cpu_pct"].is_object(), "{v}");
+        if route == "seed" {
+            // The report splits the seed route's answers; with no wait here
+            // every one comes before the payment URL.
+            let a = &v["seed_answers"];
+            assert!(a["still_pending_202"].as_u64().unwrap_or(0) > 0, "{v}");
+            assert_eq!(a["with_payment_url_201"], 0, "{v}");
+        }
     }
 
     let mut args = vec!["create", "--api", api, "--rate", "20"];

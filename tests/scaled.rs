@@ -729,3 +729,69 @@ async fn the_same_flow_in_embedded_mode() {
     )
     .await;
 }
+
+/// The seed route's bounded wait, answered across processes: a worker's
+/// commit is announced over Redis and wakes the waiting request in the API
+/// process (`paygate_waiter_wakeups_total` counts it), and again after Redis
+/// restarts (the subscriber reconnects on its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_seed_route_is_woken_across_processes() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let db = Database::create(&pg_base());
+    let mut redis = PrivateRedis::start();
+    let c = Cluster::start(&db.url, &redis.url(), &[]);
+    let api = c.api_urls[0].clone();
+    let seed_create = |i: u32| {
+        let url = format!("{api}/crazyminer/payment/create/");
+        async move {
+            let r = client()
+                .post(url)
+                .json(&json!({"amount": 100000, "user_identifier": format!("0912{i:07}")}))
+                .send()
+                .await;
+            match r {
+                Ok(r) => (r.status(), r.json::<Value>().await.unwrap_or(Value::Null)),
+                Err(_) => (StatusCode::BAD_GATEWAY, Value::Null),
+            }
+        }
+    };
+    let wakeups = || async {
+        let m = client()
+            .get(format!("{}/metrics", c.api_urls[0]))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        m.lines()
+            .find_map(|l| l.strip_prefix("paygate_waiter_wakeups_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+
+    let (status, v) = seed_create(1).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}\n{}", c.logs());
+    assert!(v["payment_url"].is_string(), "{v}");
+    let before = wakeups().await;
+    assert!(before >= 1.0, "the wait was not woken\n{}", c.logs());
+
+    redis.restart();
+    // Once the queue and the subscription are back, creates are woken again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 2;
+    loop {
+        let (status, v) = seed_create(i).await;
+        i += 1;
+        if status == StatusCode::CREATED && v["payment_url"].is_string() && wakeups().await > before
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no woken create after the Redis restart: {status} {v}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

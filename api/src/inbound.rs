@@ -137,6 +137,9 @@ async fn settle(
         };
         match state.store.commit(write).await {
             Ok(Committed::Applied(applied)) => {
+                if let Some(id) = write.changed_payment() {
+                    state.announcer.changed(id);
+                }
                 dispatch_all(state.queue.as_ref(), &applied.messages).await;
                 return (
                     decision.outcome,

@@ -94,28 +94,44 @@ pub async fn create_crazyminer_payment(
     }
 }
 
-/// Polls until the payment has a payment URL or a terminal status, or the
-/// bound passes; returns the latest state either way.
+/// How often a waiting request re-reads its payment when no wake-up came: the
+/// safety net for an announcement that was lost (a crash right after a
+/// commit, Redis restarting). Wake-ups, not this, make the usual answer fast.
+pub const SAFETY_REREAD: Duration = Duration::from_millis(500);
+
+/// Waits until the payment has a payment URL or a terminal status, or the
+/// bound passes; returns the latest state either way. Woken by the payment's
+/// announced changes (`paygate_common::payment_watch`), re-reading every
+/// [`SAFETY_REREAD`] without one.
 pub async fn wait_for_payment_url(
     state: &AppState,
     mut payment: Payment,
     bound: Duration,
 ) -> ApiResult<Payment> {
+    let awaited = |p: &Payment| p.payment_url.is_some() || p.status.is_terminal();
+    if awaited(&payment) || bound.is_zero() {
+        return Ok(payment);
+    }
     let deadline = Instant::now() + bound;
-    let mut pause = Duration::from_millis(10);
-    while payment.payment_url.is_none() && !payment.status.is_terminal() {
+    // Registered before the re-read: a change committed after `payment` was
+    // read, even before this line, is seen by the read or wakes the waiter.
+    let mut waiter = state.watch.watch(payment.id);
+    loop {
+        payment = state
+            .store
+            .payment(payment.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("payment"))?;
         let now = Instant::now();
-        if now >= deadline {
-            break;
+        if awaited(&payment) || now >= deadline {
+            return Ok(payment);
         }
-        tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
-        match state.store.payment(payment.id).await? {
-            Some(p) => payment = p,
-            None => return Err(ApiError::not_found("payment")),
+        let pause = SAFETY_REREAD.min(deadline - now);
+        tokio::select! {
+            _ = waiter.changed() => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
-    Ok(payment)
 }
 
 /// The answer of a seed route whose payment failed while it waited, if it did.
@@ -321,7 +337,8 @@ async fn checkout_link_now(
         .change_payment(change, &state.settings.retry)
         .events(events);
     match state.store.commit(&write).await {
-        Ok(_) | Err(StoreError::Conflict) => {}
+        Ok(_) => state.announcer.changed(payment.id),
+        Err(StoreError::Conflict) => {}
         Err(e) => {
             tracing::warn!(payment_id = %payment.id, error = %e, "checkout link not stored; the invoice job will retry");
             return Ok(payment);

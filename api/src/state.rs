@@ -35,4 +35,8 @@ pub struct AppState {
     /// Where gateways send payers back (checkout links built by the API).
     pub return_urls: paygate_common::gateways::ReturnUrls,
     pub metrics: PrometheusHandle,
+    /// Where waiting requests register to be woken when their payment changes.
+    pub watch: paygate_common::payment_watch::PaymentWatch,
+    /// Whom the API's own payment changes are announced to.
+    pub announcer: paygate_common::payment_watch::PaymentAnnouncer,
 }

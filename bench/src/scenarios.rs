@@ -148,7 +148,26 @@ pub async fn create(common: &Common, load_args: &LoadArgs, route: Route) -> anyh
             Route::Seed => "POST /crazyminer/payment/create/",
         }),
     );
-    merge(&mut out, group_report(&mut total(&result), result.window));
+    let mut all = total(&result);
+    if route == Route::Seed {
+        // The seed route answers 201 once the payment URL is there and 202
+        // when its bounded wait ran out first: how often each happened.
+        let answered = |code: &str| all.labels.get(code).copied().unwrap_or(0);
+        let (with_url, pending) = (answered("201"), answered("202"));
+        out.insert(
+            "seed_answers".into(),
+            json!({
+                "with_payment_url_201": with_url,
+                "still_pending_202": pending,
+                "with_url_share": if with_url + pending == 0 {
+                    Value::Null
+                } else {
+                    json!(round3(with_url as f64 / (with_url + pending) as f64))
+                },
+            }),
+        );
+    }
+    merge(&mut out, group_report(&mut all, result.window));
     out.insert(
         "max_send_lag_ms".into(),
         json!(round3(result.max_send_lag.as_secs_f64() * 1000.0)),

@@ -19,7 +19,14 @@ mod tests {
             .await
             .expect("store");
         let (queue, _storage) = EmbeddedQueue::new();
-        let state = wiring::api_state(&cfg, store, Arc::new(queue)).expect("state");
+        let state = wiring::api_state(
+            &cfg,
+            store,
+            Arc::new(queue),
+            Default::default(),
+            Default::default(),
+        )
+        .expect("state");
         let adapters = state.gateways.inbound().to_vec();
         assert!(
             adapters.len() >= 4,

@@ -10,6 +10,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use paygate_common::config::Config;
+use paygate_common::payment_watch::redis::RedisPublisher;
+use paygate_common::payment_watch::{self, PaymentAnnouncer, PaymentWatch};
 use paygate_common::queue::redis::{RedisQueue, RedisQueueConfig};
 use paygate_common::queue::JobQueue;
 use paygate_common::store::Store;
@@ -84,10 +86,16 @@ pub async fn api(cfg: Config) -> anyhow::Result<()> {
     // The API starts even while Redis is down: requests are still made durable
     // in the database, /readyz says the queue is unavailable, and the workers'
     // sweepers dispatch the jobs once Redis is back.
-    let queue: Arc<dyn JobQueue> = Arc::new(
-        RedisQueue::connect_lazy(redis_config(&cfg)?).map_err(|e| anyhow::anyhow!("{e}"))?,
-    );
-    let state = wiring::api_state(&cfg, store.clone(), queue)?;
+    let redis =
+        RedisQueue::connect_lazy(redis_config(&cfg)?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // One subscriber per process wakes this process's waiting requests when a
+    // worker announces a payment change; it reconnects on its own.
+    let watch = PaymentWatch::new();
+    let subscriber = payment_watch::redis::subscribe(redis.clone(), watch.clone());
+    let announcer =
+        PaymentAnnouncer::local_and_remote(watch.clone(), RedisPublisher::start(redis.clone()));
+    let queue: Arc<dyn JobQueue> = Arc::new(redis);
+    let state = wiring::api_state(&cfg, store.clone(), queue, watch, announcer)?;
     let app = paygate_api::router(state, None);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -96,6 +104,7 @@ pub async fn api(cfg: Config) -> anyhow::Result<()> {
     paygate_api::server::serve(listener, app, cfg.security.http.clone(), shutdown::signal())
         .await
         .context("HTTP server")?;
+    subscriber.abort();
     store.close().await;
     tracing::info!("api stopped");
     Ok(())
@@ -160,6 +169,8 @@ pub async fn worker(cfg: Config) -> anyhow::Result<()> {
         store.clone(),
         Arc::new(queue.clone()),
         &secret,
+        // The waiting requests are in the API processes.
+        PaymentAnnouncer::remote(RedisPublisher::start(queue.clone())),
     )?);
     let (probe_stop_tx, probe_stop) = watch::channel(false);
 

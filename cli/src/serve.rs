@@ -3,6 +3,7 @@
 use crate::{background, secret, shutdown, wiring};
 use anyhow::Context;
 use paygate_common::config::Config;
+use paygate_common::payment_watch::{PaymentAnnouncer, PaymentWatch};
 use paygate_common::queue::embedded::EmbeddedQueue;
 use paygate_common::queue::JobQueue;
 use paygate_common::store::Store;
@@ -147,8 +148,18 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     let (queue, storage) = EmbeddedQueue::new();
     let queue: Arc<dyn JobQueue> = Arc::new(queue);
-    let engine = Arc::new(wiring::engine(&cfg, store.clone(), queue.clone(), &secret)?);
-    let state = wiring::api_state(&cfg, store.clone(), queue.clone())?;
+    // API and worker share one process: the worker's commits wake the API's
+    // waiting requests directly.
+    let watch = PaymentWatch::new();
+    let announcer = PaymentAnnouncer::local(watch.clone());
+    let engine = Arc::new(wiring::engine(
+        &cfg,
+        store.clone(),
+        queue.clone(),
+        &secret,
+        announcer.clone(),
+    )?);
+    let state = wiring::api_state(&cfg, store.clone(), queue.clone(), watch, announcer)?;
     let mount = match (cfg.sandbox, sandbox_refusal(&cfg)) {
         (true, Some(why)) => {
             tracing::warn!(reason = why, "the gateway simulators are not mounted");

@@ -6,6 +6,7 @@ use paygate_api::{ApiSettings, AppState};
 use paygate_common::config::Config;
 use paygate_common::crypto::Cipher;
 use paygate_common::gateways::registry;
+use paygate_common::payment_watch::{PaymentAnnouncer, PaymentWatch};
 use paygate_common::queue::JobQueue;
 use paygate_common::store::{Store, StoreOptions};
 use paygate_common::userdir::{UserDirectory, UserDirectoryConfig};
@@ -58,6 +59,7 @@ pub fn engine(
     store: Store,
     queue: Arc<dyn JobQueue>,
     secret: &str,
+    announcer: PaymentAnnouncer,
 ) -> anyhow::Result<Engine> {
     let cipher = Cipher::from_secrets(secret, &cfg.secret_key_fallbacks).context("SECRET_KEY")?;
     let users = UserDirectory::new(UserDirectoryConfig {
@@ -81,10 +83,19 @@ pub fn engine(
         worker_id: cfg.worker_id.clone(),
         webhooks: paygate_worker::webhook_lane::WebhookLane::new(cfg.webhooks.clone())
             .context("building the webhook HTTP client")?,
+        announcer,
     })
 }
 
-pub fn api_state(cfg: &Config, store: Store, queue: Arc<dyn JobQueue>) -> anyhow::Result<AppState> {
+/// `watch` is the hub its waiting requests register with; `announcer` tells
+/// waiters (here and elsewhere) about the API's own payment changes.
+pub fn api_state(
+    cfg: &Config,
+    store: Store,
+    queue: Arc<dyn JobQueue>,
+    watch: PaymentWatch,
+    announcer: PaymentAnnouncer,
+) -> anyhow::Result<AppState> {
     Ok(AppState {
         store,
         queue,
@@ -101,6 +112,8 @@ pub fn api_state(cfg: &Config, store: Store, queue: Arc<dyn JobQueue>) -> anyhow
         gateways: registry::configured(cfg).context("building the gateway clients")?,
         return_urls: return_urls(cfg),
         metrics: paygate_common::telemetry::metrics(),
+        watch,
+        announcer,
     })
 }
 

@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod domain;
 pub mod gateways;
 pub mod payment_ttl;
+pub mod payment_watch;
 pub mod queue;
 pub mod security;
 pub mod store;

@@ -25,4 +25,6 @@ pub struct Engine {
     pub worker_id: String,
     /// Merchant notifications: settings, HTTP client, own concurrency.
     pub webhooks: crate::webhook_lane::WebhookLane,
+    /// Whom a committed payment change is announced to (waiting requests).
+    pub announcer: paygate_common::payment_watch::PaymentAnnouncer,
 }

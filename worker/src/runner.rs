@@ -199,6 +199,9 @@ async fn record(engine: &Engine, claim: &ClaimedJob, payment: Option<&Payment>, 
                     }
                 }
             }
+            if let Some(change) = &change {
+                engine.announcer.changed(change.id);
+            }
             dispatch_all(engine.queue.as_ref(), &messages).await;
         }
         Err(StoreError::Conflict) => {

@@ -88,6 +88,7 @@ fn engine(store: Store, queue: Arc<dyn JobQueue>) -> Arc<Engine> {
         worker_id: format!("redis-pool-test-{}", Uuid::new_v4().simple()),
         webhooks: paygate_worker::webhook_lane::WebhookLane::new(Default::default())
             .expect("HTTP client"),
+        announcer: Default::default(),
     })
 }
 

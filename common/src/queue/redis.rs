@@ -327,6 +327,17 @@ impl RedisQueue {
         &self.inner.cfg
     }
 
+    /// The client, for connections of their own (the payment wake-ups'
+    /// subscriber, `crate::payment_watch::redis`).
+    pub(crate) fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The shared reconnecting connection (cheap to clone).
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
     /// Removes the URL and the password from a text (an error message) before
     /// it is logged.
     pub fn redact(&self, text: &str) -> String {

@@ -221,6 +221,12 @@ impl Changeset {
         self
     }
 
+    /// The existing payment this write changes, if any (whose waiters to wake
+    /// once it is committed: `crate::payment_watch`).
+    pub fn changed_payment(&self) -> Option<crate::domain::PaymentId> {
+        self.change.as_ref().map(|c| c.id)
+    }
+
     pub fn origin(&self) -> &Origin {
         &self.origin
     }

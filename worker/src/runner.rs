@@ -54,21 +54,26 @@ async fn run_claimed(engine: &Engine, claim: ClaimedJob) {
     // Heartbeat: a handler may make several slow calls in a row; keep the lease
     // alive while it works so no other worker starts the same job meanwhile.
     let (payment, step) = {
-        let work = execute(engine, &claim);
-        tokio::pin!(work);
         let beat = engine.job_lease / 3;
-        loop {
-            tokio::select! {
-                out = &mut work => break out,
-                _ = tokio::time::sleep(beat) => {
-                    let lease_ms = engine.job_lease.as_millis() as i64;
-                    match engine.store.renew_lease(&claim, lease_ms).await {
-                        Ok(true) => {}
-                        Ok(false) => tracing::warn!("job lease lost while running"),
-                        Err(e) => tracing::warn!(error = %e, "could not renew the job lease"),
-                    }
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(beat).await;
+                let lease_ms = engine.job_lease.as_millis() as i64;
+                match engine.store.renew_lease(&claim, lease_ms).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!("job lease lost while running"),
+                    Err(e) => tracing::warn!(error = %e, "could not renew the job lease"),
                 }
             }
+        };
+        // Both run concurrently: the work keeps being polled while a renewal
+        // waits. (Renewing in a select arm that stops polling the work would
+        // deadlock on SQLite's one writer whenever the work held the writer's
+        // turn at the beat: the renewal waits for the turn the paused work
+        // holds — found by the schemathesis run, webhook deliveries.)
+        tokio::select! {
+            out = execute(engine, &claim) => out,
+            () = heartbeat => unreachable!("the heartbeat loops until the work ends"),
         }
     };
     metrics::histogram!("paygate_job_duration_seconds", "kind" => kind)

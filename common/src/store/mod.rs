@@ -280,14 +280,20 @@ impl Store {
     /// For every statement that writes, and transactions that read then write:
     /// keep the returned value alive until the write is done (a transaction:
     /// until it commits), it is the turn on SQLite's one writer.
-    pub(crate) async fn writer(&self, lane: Lane) -> Writer<'_> {
-        let turn = match &self.gate {
-            Some(gate) => Some(gate.turn(lane).await),
-            None => None,
-        };
-        Writer {
-            pool: &self.writer,
-            _turn: turn,
+    #[track_caller]
+    pub(crate) fn writer(&self, lane: Lane) -> impl std::future::Future<Output = Writer<'_>> + '_ {
+        // The caller's place is kept so a turn held too long can be named
+        // (write_gate.rs, SLOW_WAIT).
+        let at = std::panic::Location::caller();
+        async move {
+            let turn = match &self.gate {
+                Some(gate) => Some(gate.turn(lane, at).await),
+                None => None,
+            };
+            Writer {
+                pool: &self.writer,
+                _turn: turn,
+            }
         }
     }
 }

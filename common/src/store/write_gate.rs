@@ -10,8 +10,14 @@
 //! ends, which is what a queue is for, while clients keep getting fast answers.
 
 use std::collections::VecDeque;
+use std::panic::Location;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// A wait this long for the writer is logged with the code that holds it: a
+/// statement takes milliseconds, so a turn held for seconds is a bug to find.
+const SLOW_WAIT: Duration = Duration::from_secs(5);
 
 /// Which kind of write asks for the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +38,8 @@ struct State {
     background: VecDeque<oneshot::Sender<()>>,
     /// Consecutive turns given to `Ack` while background work was waiting.
     ack_streak: u32,
+    /// Who holds the writer, and since when (for the slow-wait log).
+    holder: Option<(&'static Location<'static>, Instant)>,
 }
 
 #[derive(Debug, Default)]
@@ -71,11 +79,12 @@ impl Drop for Waiting {
 }
 
 impl WriteGate {
-    pub(crate) async fn turn(self: &Arc<Self>, lane: Lane) -> Turn {
+    pub(crate) async fn turn(self: &Arc<Self>, lane: Lane, at: &'static Location<'static>) -> Turn {
         let rx = {
             let mut s = self.lock();
             if !s.busy {
                 s.busy = true;
+                s.holder = Some((at, Instant::now()));
                 return Turn { gate: self.clone() };
             }
             let (tx, rx) = oneshot::channel();
@@ -89,8 +98,22 @@ impl WriteGate {
             gate: self.clone(),
             rx: Some(rx),
         };
-        let received = waiting.rx.as_mut().expect("set above").await.is_ok();
+        let received = loop {
+            let rx = waiting.rx.as_mut().expect("set above");
+            match tokio::time::timeout(SLOW_WAIT, rx).await {
+                Ok(r) => break r.is_ok(),
+                Err(_) => {
+                    let holder = self.lock().holder;
+                    tracing::warn!(
+                        waiter = %at,
+                        holder = ?holder.map(|(l, since)| (l.to_string(), since.elapsed())),
+                        "waiting for the SQLite writer for over {SLOW_WAIT:?}"
+                    );
+                }
+            }
+        };
         waiting.rx = None;
+        self.lock().holder = Some((at, Instant::now()));
         debug_assert!(
             received,
             "a waiter's sender is only dropped by handing it a turn"
@@ -143,13 +166,13 @@ mod tests {
     /// turn, releases it, and records the order in which turns are granted.
     async fn grant_order(lanes: &[Lane]) -> Vec<(usize, Lane)> {
         let gate = Arc::new(WriteGate::default());
-        let held = gate.turn(Lane::Ack).await;
+        let held = gate.turn(Lane::Ack, Location::caller()).await;
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for (i, lane) in lanes.iter().copied().enumerate() {
             let (g, order) = (gate.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                let _turn = g.turn(lane).await;
+                let _turn = g.turn(lane, Location::caller()).await;
                 order.lock().unwrap().push((i, lane));
                 tokio::task::yield_now().await;
             }));
@@ -196,26 +219,35 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_wait_does_not_lose_the_turn() {
         let gate = Arc::new(WriteGate::default());
-        let held = gate.turn(Lane::Ack).await;
+        let held = gate.turn(Lane::Ack, Location::caller()).await;
         // Give up waiting (the turn may be handed over at the same moment).
-        let gave_up =
-            tokio::time::timeout(Duration::from_millis(10), gate.turn(Lane::Background)).await;
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(10),
+            gate.turn(Lane::Background, Location::caller()),
+        )
+        .await;
         assert!(gave_up.is_err());
         drop(held);
         // The gate is free again: a new turn comes at once.
-        tokio::time::timeout(Duration::from_secs(1), gate.turn(Lane::Ack))
-            .await
-            .expect("the turn was lost");
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            gate.turn(Lane::Ack, Location::caller()),
+        )
+        .await
+        .expect("the turn was lost");
         // And when the abandoned waiter was the one handed the turn.
         let gate2 = Arc::new(WriteGate::default());
-        let held = gate2.turn(Lane::Ack).await;
-        let mut wait = Box::pin(gate2.turn(Lane::Background));
+        let held = gate2.turn(Lane::Ack, Location::caller()).await;
+        let mut wait = Box::pin(gate2.turn(Lane::Background, Location::caller()));
         assert!(futures_poll_once(&mut wait).await.is_none());
         drop(held); // hands the turn to `wait`
         drop(wait); // which never takes it
-        tokio::time::timeout(Duration::from_secs(1), gate2.turn(Lane::Ack))
-            .await
-            .expect("a handed-over turn was lost with its waiter");
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            gate2.turn(Lane::Ack, Location::caller()),
+        )
+        .await
+        .expect("a handed-over turn was lost with its waiter");
     }
 
     async fn futures_poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {

@@ -10,7 +10,7 @@ use paygate_common::domain::{
     Amount, Description, EventKind, MoneyError, NewEvent, Order, Payment, PaymentId, PaymentStatus,
     PaymentType, ProductName, Provider, UserIdentifier,
 };
-use paygate_common::domain::{JobPayload, NewJob};
+use paygate_common::domain::{JobMessage, JobPayload, NewJob};
 use paygate_common::gateways::{InvoiceRequest, Payer};
 use paygate_common::queue::dispatch_all;
 use paygate_common::store::{Changeset, CreateOutcome, NewOrder, NewPayment, StoreError};
@@ -63,6 +63,7 @@ pub async fn create_crazyminer_payment(
     state: &AppState,
     input: CrazyMinerPaymentInput,
     idempotency_key: Option<String>,
+    wait: Duration,
 ) -> ApiResult<(Payment, bool)> {
     let id = PaymentId::new();
     let new = NewPayment {
@@ -87,11 +88,20 @@ pub async fn create_crazyminer_payment(
             metrics::counter!("paygate_payments_created_total", "provider" => "medogram")
                 .increment(1);
             tracing::info!(payment_id = %payment.id, "payment created");
-            dispatch_all(state.queue.as_ref(), &messages).await;
+            dispatch_all(state.queue.as_ref(), &prioritised(messages, wait)).await;
             Ok((payment, true))
         }
         CreateOutcome::Existing(payment) => Ok((payment, false)),
     }
+}
+
+/// A create's first jobs, marked as work a client waits on when the request
+/// is going to wait `wait` for their outcome (docs/priority.md).
+fn prioritised(messages: Vec<JobMessage>, wait: Duration) -> Vec<JobMessage> {
+    if wait.is_zero() {
+        return messages;
+    }
+    messages.into_iter().map(JobMessage::waited_on).collect()
 }
 
 /// How often a waiting request re-reads its payment when no wake-up came: the
@@ -232,6 +242,7 @@ pub async fn create_order(
     state: &AppState,
     input: OrderInput,
     idempotency_key: Option<String>,
+    wait: Duration,
 ) -> ApiResult<(Order, Payment)> {
     let provider = match input.payment_type.provider() {
         Some(p) if state.gateways.has(p) => p,
@@ -294,7 +305,7 @@ pub async fn create_order(
     metrics::counter!("paygate_payments_created_total", "provider" => provider.as_str())
         .increment(1);
     tracing::info!(payment_id = %payment.id, order_id = order.id, "order created");
-    dispatch_all(state.queue.as_ref(), &messages).await;
+    dispatch_all(state.queue.as_ref(), &prioritised(messages, wait)).await;
     let payment = match provider.descriptor().checkout {
         Checkout::Link => checkout_link_now(state, payment, order.access_token.as_deref()).await?,
         Checkout::Invoice => payment,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 pub async fn connect_store(cfg: &Config) -> anyhow::Result<Store> {
     let opts = StoreOptions {
         max_connections: cfg.db_max_connections,
+        priority_connections: cfg.db_priority_connections,
         ..StoreOptions::default()
     };
     Store::connect(&cfg.database_url, &opts)

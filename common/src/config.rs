@@ -88,6 +88,9 @@ pub struct Config {
     pub public_url: String,
     pub database_url: String,
     pub db_max_connections: u32,
+    /// PostgreSQL connections kept apart for work a client is waiting on
+    /// (`PAYGATE_DB_PRIORITY_CONNECTIONS`, docs/priority.md).
+    pub db_priority_connections: u32,
     pub redis_url: Option<String>,
     /// Name of the Redis queue (`PAYGATE_REDIS_QUEUE`); deployments sharing a
     /// Redis keep apart by name.
@@ -451,6 +454,7 @@ impl Config {
             public_url,
             database_url,
             db_max_connections: env.parse("PAYGATE_DB_MAX_CONNECTIONS", 16)?,
+            db_priority_connections: env.parse("PAYGATE_DB_PRIORITY_CONNECTIONS", 2)?,
             redis_url,
             redis_queue: env
                 .text("PAYGATE_REDIS_QUEUE")

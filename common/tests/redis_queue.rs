@@ -61,10 +61,7 @@ async fn raw() -> redis::aio::MultiplexedConnection {
 }
 
 fn message() -> JobMessage {
-    JobMessage {
-        job_id: Uuid::now_v7(),
-        kind: JobKind::FetchUser,
-    }
+    JobMessage::new(Uuid::now_v7(), JobKind::FetchUser)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -209,6 +206,49 @@ async fn a_backlog_beyond_luas_unpack_limit_is_consumed() {
         assert_eq!(queue.depth().await.unwrap(), 0);
         assert_eq!(queue.trim().await.unwrap(), n as u64);
         queue.retire_worker("backlog").await.unwrap();
+    })
+    .await;
+}
+
+async fn note_order(
+    msg: serde_json::Value,
+    order: Data<Arc<std::sync::Mutex<Vec<JobMessage>>>>,
+    target: Data<usize>,
+    worker: WorkerContext,
+) -> Result<(), BoxDynError> {
+    let mut order = order.lock().unwrap();
+    order.push(serde_json::from_value(msg)?);
+    if order.len() >= *target {
+        worker.stop()?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_waited_on_job_is_fetched_before_the_backlog() {
+    let n = 200;
+    with_queue(test_config(), |queue| async move {
+        for _ in 0..n {
+            queue.push(message()).await.expect("push");
+        }
+        let waited = message().waited_on();
+        queue.push(waited).await.expect("push");
+        let order = Arc::new(std::sync::Mutex::new(Vec::<JobMessage>::new()));
+        // Batches of one on this single-threaded test runtime: handlers start
+        // in the order their tasks were fetched.
+        let worker = WorkerBuilder::new("priority")
+            .backend(queue.worker_backend(1).await.expect("worker backend"))
+            .data(order.clone())
+            .data(n + 1)
+            .build(note_order);
+        tokio::time::timeout(Duration::from_secs(60), worker.run())
+            .await
+            .expect("the worker consumed every task in time")
+            .expect("the worker ran without errors");
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order.len(), n + 1);
+        assert_eq!(order[0], waited, "the waited-on job ran first");
+        queue.retire_worker("priority").await.unwrap();
     })
     .await;
 }

@@ -22,6 +22,7 @@ fn store_options() -> StoreOptions {
     StoreOptions {
         max_connections: 4,
         acquire_timeout: Duration::from_secs(10),
+        ..StoreOptions::default()
     }
 }
 
@@ -256,10 +257,7 @@ mod contracts {
             CreateOutcome::Created(p, messages) => {
                 assert_eq!(
                     messages,
-                    vec![JobMessage {
-                        job_id,
-                        kind: JobKind::CreateInvoice
-                    }]
+                    vec![JobMessage::new(job_id, JobKind::CreateInvoice)]
                 );
                 (p, job_id)
             }
@@ -344,10 +342,7 @@ mod contracts {
         };
         assert_eq!(
             messages,
-            vec![JobMessage {
-                job_id: first_id,
-                kind: JobKind::CreateInvoice
-            }]
+            vec![JobMessage::new(first_id, JobKind::CreateInvoice)]
         );
 
         let read = payment(&store, new.id).await;
@@ -655,14 +650,8 @@ mod contracts {
         assert_eq!(
             messages[1..],
             vec![
-                JobMessage {
-                    job_id: verify_id,
-                    kind: JobKind::VerifyPayment
-                },
-                JobMessage {
-                    job_id: fetch_id,
-                    kind: JobKind::FetchUser
-                },
+                JobMessage::new(verify_id, JobKind::VerifyPayment),
+                JobMessage::new(fetch_id, JobKind::FetchUser),
             ],
             "due next jobs are returned, in order; a future one is not"
         );
@@ -834,13 +823,7 @@ mod contracts {
         let (new, event, job) = ask(&p, Some("k1"));
         let (refund_id, job_id) = (new.id, job.id);
         let messages = store.request_refund(new, event, job).await.unwrap();
-        assert_eq!(
-            messages,
-            vec![JobMessage {
-                job_id,
-                kind: JobKind::Refund
-            }]
-        );
+        assert_eq!(messages, vec![JobMessage::new(job_id, JobKind::Refund)]);
         let stored = store.refund(refund_id).await.unwrap().unwrap();
         assert_eq!(
             (stored.status, stored.amount_minor, stored.reason.as_deref()),
@@ -1373,10 +1356,7 @@ mod contracts {
         sleep_ms(wait.max(0) as u64).await;
         assert_eq!(
             store.take_due_for_dispatch(0, 100).await.unwrap(),
-            vec![JobMessage {
-                job_id,
-                kind: JobKind::CreateInvoice
-            }]
+            vec![JobMessage::new(job_id, JobKind::CreateInvoice)]
         );
         let c2 = claim(&store, job_id, "w", LONG_LEASE).await;
         assert_eq!(c2.attempt, 2);
@@ -1436,10 +1416,7 @@ mod contracts {
         let redriven = store.redrive_job(job_id).await.unwrap();
         assert_eq!(
             redriven,
-            Some(JobMessage {
-                job_id,
-                kind: JobKind::CreateInvoice
-            })
+            Some(JobMessage::new(job_id, JobKind::CreateInvoice))
         );
         let rec = job(&store, job_id).await;
         // Attempts keep counting (they fence stale claims); the budget grows instead.
@@ -1629,10 +1606,7 @@ mod contracts {
             .unwrap();
         assert_eq!(
             messages,
-            vec![JobMessage {
-                job_id: a_id,
-                kind: JobKind::VerifyPayment
-            }]
+            vec![JobMessage::new(a_id, JobKind::VerifyPayment)]
         );
         assert!(store.job(a_id).await.unwrap().is_some());
         assert!(store.job(b_id).await.unwrap().is_none());
@@ -1659,10 +1633,7 @@ mod contracts {
         match first {
             InboundOutcome::Recorded(m) => assert_eq!(
                 m,
-                vec![JobMessage {
-                    job_id: fresh_id,
-                    kind: JobKind::VerifyPayment
-                }],
+                vec![JobMessage::new(fresh_id, JobKind::VerifyPayment)],
                 "the job deduplicated against an earlier transaction is not returned"
             ),
             InboundOutcome::Duplicate => panic!("the first message is not a duplicate"),

@@ -3,9 +3,11 @@
 
 use crate::jobs::{self, Effects, Step};
 use crate::Engine;
-use paygate_common::domain::{JobMessage, Payment};
+use paygate_common::domain::{JobMessage, Payment, Priority};
 use paygate_common::queue::dispatch_all;
-use paygate_common::store::{ClaimedJob, JobFinish, JobResult, StoreError};
+use paygate_common::store::{
+    serving_a_waiting_client, ClaimedJob, JobFinish, JobResult, StoreError,
+};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -13,6 +15,15 @@ use tracing::Instrument;
 /// in the ledger, and anything that cannot be recorded is left for the sweeper
 /// (the lease expires and the job is dispatched again).
 pub async fn handle(engine: &Engine, msg: JobMessage) {
+    match msg.priority {
+        // A client is waiting: every statement of this job goes ahead of the
+        // background work's (docs/priority.md).
+        Priority::Waited => serving_a_waiting_client(run(engine, msg)).await,
+        Priority::Background => run(engine, msg).await,
+    }
+}
+
+async fn run(engine: &Engine, msg: JobMessage) {
     let lease_ms = engine.job_lease.as_millis() as i64;
     let claim = match engine
         .store
@@ -37,16 +48,20 @@ pub async fn handle(engine: &Engine, msg: JobMessage) {
         payment_id = claim.payment_id.map(|p| p.to_string()).unwrap_or_default(),
         attempt = claim.attempt,
         worker = %engine.worker_id,
+        priority = msg.priority.as_str(),
     );
-    run_claimed(engine, claim).instrument(span).await
+    run_claimed(engine, claim, msg.priority)
+        .instrument(span)
+        .await
 }
 
-async fn run_claimed(engine: &Engine, claim: ClaimedJob) {
+async fn run_claimed(engine: &Engine, claim: ClaimedJob, priority: Priority) {
     let kind = claim.kind.as_str();
     if claim.attempt == 1 {
         let waited = (chrono::Utc::now().timestamp_millis() - claim.created_at_ms).max(0);
-        metrics::histogram!("paygate_job_queue_wait_seconds", "kind" => kind)
-            .record(waited as f64 / 1000.0);
+        metrics::histogram!("paygate_job_queue_wait_seconds",
+            "kind" => kind, "priority" => priority.as_str())
+        .record(waited as f64 / 1000.0);
     }
     metrics::counter!("paygate_jobs_total", "kind" => kind, "outcome" => "started").increment(1);
     metrics::gauge!("paygate_jobs_in_flight").increment(1.0);
@@ -78,7 +93,7 @@ async fn run_claimed(engine: &Engine, claim: ClaimedJob) {
     };
     metrics::histogram!("paygate_job_duration_seconds", "kind" => kind)
         .record(started.elapsed().as_secs_f64());
-    record(engine, &claim, payment.as_ref(), step).await;
+    record(engine, &claim, payment.as_ref(), step, priority).await;
     metrics::gauge!("paygate_jobs_in_flight").decrement(1.0);
 }
 
@@ -163,7 +178,13 @@ fn outcome_label(result: &JobResult) -> &'static str {
     }
 }
 
-async fn record(engine: &Engine, claim: &ClaimedJob, payment: Option<&Payment>, step: Step) {
+async fn record(
+    engine: &Engine,
+    claim: &ClaimedJob,
+    payment: Option<&Payment>,
+    step: Step,
+    priority: Priority,
+) {
     let finish = to_finish(engine, claim, payment, step);
     let kind = claim.kind.as_str();
     let result = finish.result.clone();
@@ -207,6 +228,10 @@ async fn record(engine: &Engine, claim: &ClaimedJob, payment: Option<&Payment>, 
             if let Some(change) = &change {
                 engine.announcer.changed(change.id);
             }
+            let messages: Vec<JobMessage> = messages
+                .into_iter()
+                .map(|m| m.follow_up_of(priority))
+                .collect();
             dispatch_all(engine.queue.as_ref(), &messages).await;
         }
         Err(StoreError::Conflict) => {

@@ -82,7 +82,8 @@ async fn create(
 ) -> ApiResult<Response> {
     crate::extract::check_user_identifier(&state.settings, &Fields(&body))?;
     let input = CrazyMinerPaymentInput::parse(&Fields(&body))?;
-    let (payment, _) = create_crazyminer_payment(&state, input, key).await?;
+    let (payment, _) =
+        create_crazyminer_payment(&state, input, key, state.settings.seed_wait).await?;
     let payment = wait_for_payment_url(&state, payment, state.settings.seed_wait).await?;
     if let Some(e) = failed_to_start(&payment) {
         return Err(e.with("transaction_id", payment.id.to_string()));

@@ -145,7 +145,7 @@ async fn create_seed(
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     let input = OrderInput::parse(&Fields(&body))?;
-    let (order, payment) = create_order(&state, input, key).await?;
+    let (order, payment) = create_order(&state, input, key, state.settings.seed_wait).await?;
     let payment = wait_for_payment_url(&state, payment, state.settings.seed_wait).await?;
     if let Some(e) = failed_to_start(&payment) {
         return Err(e.with("order_id", order.id));
@@ -191,8 +191,8 @@ async fn create_v1(
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     let input = OrderInput::parse(&Fields(&body))?;
-    let (order, payment) = create_order(&state, input, key).await?;
     let wait = preferred_wait(&headers, state.settings.max_wait);
+    let (order, payment) = create_order(&state, input, key, wait.unwrap_or_default()).await?;
     let payment = match wait {
         Some(bound) => wait_for_payment_url(&state, payment, bound).await?,
         None => payment,

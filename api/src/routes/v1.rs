@@ -131,8 +131,9 @@ async fn create(
     }
     crate::extract::check_user_identifier(&state.settings, &fields)?;
     let input = CrazyMinerPaymentInput::parse(&fields)?;
-    let (payment, created) = create_crazyminer_payment(&state, input, key).await?;
     let wait = preferred_wait(&headers, state.settings.max_wait);
+    let (payment, created) =
+        create_crazyminer_payment(&state, input, key, wait.unwrap_or_default()).await?;
     let payment = match wait {
         Some(bound) => wait_for_payment_url(&state, payment, bound).await?,
         None => payment,

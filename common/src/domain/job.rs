@@ -55,6 +55,11 @@ impl JobKind {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
+    /// The steps between a created payment and its payment URL: what a
+    /// client waiting for the URL is waiting on.
+    pub fn leads_to_payment_url(self) -> bool {
+        matches!(self, JobKind::FetchUser | JobKind::CreateInvoice)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -268,6 +273,72 @@ impl NewJob {
 pub struct JobMessage {
     pub job_id: Uuid,
     pub kind: JobKind,
+    /// Whether a client is waiting on this job's outcome. Absent in messages
+    /// of older releases (and in every background one), which read as
+    /// [`Priority::Background`].
+    #[serde(default, skip_serializing_if = "Priority::is_background")]
+    pub priority: Priority,
+}
+
+impl JobMessage {
+    /// A background message for a job row.
+    pub fn new(job_id: Uuid, kind: JobKind) -> Self {
+        JobMessage {
+            job_id,
+            kind,
+            priority: Priority::Background,
+        }
+    }
+
+    /// The same message, marked as work a client is waiting on.
+    pub fn waited_on(self) -> Self {
+        JobMessage {
+            priority: Priority::Waited,
+            ..self
+        }
+    }
+
+    /// The message of a follow-up job queued by a job of `parent` priority:
+    /// a waiting client waits for its payment URL, so the steps on the way
+    /// there (`fetch_user` → `create_invoice`) keep the priority; everything
+    /// else (notifications, order updates, verification) is background work.
+    pub fn follow_up_of(self, parent: Priority) -> Self {
+        if parent == Priority::Waited && self.kind.leads_to_payment_url() {
+            self.waited_on()
+        } else {
+            self
+        }
+    }
+}
+
+/// The queue's two lanes. Work a client is waiting on (the bounded wait of
+/// the seed routes and of `Prefer: wait` for the payment URL) runs ahead of
+/// background work: it is queued at the head instead of the tail, and the
+/// worker runs it on database connections of its own, so a backlog of
+/// thousands of background jobs does not stand between a waiting client and
+/// its answer (docs/priority.md).
+///
+/// A hint, not a guarantee: the ledger does not store it, so a job the
+/// sweeper re-dispatches (a lost message, an expired lease) runs as
+/// background work; by then its client's bounded wait has passed anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    #[default]
+    Background,
+    Waited,
+}
+
+impl Priority {
+    pub fn is_background(&self) -> bool {
+        *self == Priority::Background
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Background => "background",
+            Priority::Waited => "waited",
+        }
+    }
 }
 
 /// Exponential back-off with jitter for one job kind.

@@ -14,8 +14,8 @@ pub mod status;
 
 pub use event::{EventKind, NewEvent, PaymentEvent};
 pub use job::{
-    JobKind, JobMessage, JobPayload, JobStatus, NewJob, PayloadError, RefundArgs, RetryPolicies,
-    RetryPolicy, VerifyArgs,
+    JobKind, JobMessage, JobPayload, JobStatus, NewJob, PayloadError, Priority, RefundArgs,
+    RetryPolicies, RetryPolicy, VerifyArgs,
 };
 pub use money::{Amount, Currency, MoneyError};
 pub use notification::{DeliverArgs, EventType, NotifyArgs, Subject};

@@ -19,7 +19,9 @@
 //! the queue is stuck. Our push appends to `Q:active` (what apalis does for a
 //! task without a schedule) and publishes `tasks:Q:active:available`, so
 //! workers wake at once and fetch in bounded batches. Task ids are fresh
-//! UUIDs: two pushes of one job are two tasks (the ledger dedupes).
+//! UUIDs: two pushes of one job are two tasks (the ledger dedupes). A job a
+//! client is waiting on goes to the list's head instead, where fetches start
+//! (docs/priority.md).
 //!
 //! # What apalis-redis keeps per task, and what we keep
 //!
@@ -81,7 +83,7 @@
 //! picks up re-enqueued orphans and covers a lost subscription.
 
 use super::{JobQueue, QueueError};
-use crate::domain::JobMessage;
+use crate::domain::{JobMessage, Priority};
 use apalis_core::backend::ext::poll_strategy::{PollWith, StreamStrategy};
 use apalis_core::backend::ext::BackendExt;
 use apalis_core::worker::context::WorkerContext;
@@ -226,14 +228,22 @@ impl fmt::Debug for RedisQueue {
 /// Enqueues one task in apalis-redis 1.0's layout (what its `batch_push.lua`
 /// writes for a task without a schedule), straight onto the waiting list.
 /// KEYS: data hash, active list, signal list, the task's meta hash.
-/// ARGV: task id, JSON args.
+/// ARGV: task id, JSON args, `head` or `tail`.
+///
+/// Workers fetch from the head of the list (`LRANGE 0 n-1` in apalis'
+/// `fetch_next.lua`), so a waited-on job (`Priority::Waited`) is pushed
+/// there: it runs next, ahead of any backlog, with no second list to consume.
 const PUSH_LUA: &str = r#"
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
 redis.call('HSET', KEYS[4], 'attempts', 0, 'max_attempts', 25, 'status', 'Pending',
   'idempotency_key', '')
-redis.call('RPUSH', KEYS[2], ARGV[1])
+if ARGV[3] == 'head' then
+  redis.call('LPUSH', KEYS[2], ARGV[1])
+else
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+end
 redis.call('DEL', KEYS[3])
 redis.call('LPUSH', KEYS[3], 1)
 redis.call('PUBLISH', 'tasks:' .. KEYS[2] .. ':available', ARGV[1])
@@ -622,7 +632,11 @@ impl JobQueue for RedisQueue {
             .key(apalis.signal_list())
             .key(format!("{}:{task_id}", apalis.job_meta_hash()))
             .arg(&task_id)
-            .arg(data);
+            .arg(data)
+            .arg(match msg.priority {
+                Priority::Waited => "head",
+                Priority::Background => "tail",
+            });
         let mut conn = self.inner.conn.clone();
         self.bounded("pushing a job", async move {
             invocation.invoke_async::<u64>(&mut conn).await

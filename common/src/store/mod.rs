@@ -95,6 +95,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct StoreOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// PostgreSQL: connections kept apart for work a client is waiting on
+    /// ([`serving_a_waiting_client`]); 0 turns the lane off. Opened on first
+    /// use, so a process that never runs such work (the API) opens none.
+    pub priority_connections: u32,
 }
 
 impl Default for StoreOptions {
@@ -102,6 +106,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            priority_connections: 2,
         }
     }
 }
@@ -120,7 +125,31 @@ pub struct Store {
     /// SQLite: whose turn it is on the one writer (acknowledgements first,
     /// see [`write_gate`]). PostgreSQL has many writers and no gate.
     gate: Option<Arc<WriteGate>>,
+    /// PostgreSQL: the waited-on work's own connections (see
+    /// [`serving_a_waiting_client`]). Without them such work would queue for
+    /// a connection behind every background job of the process: a worker
+    /// runs hundreds of jobs on a handful of connections, and sqlx hands
+    /// connections out first come, first served.
+    priority: Option<AnyPool>,
     dialect: Dialect,
+}
+
+tokio::task_local! {
+    static WAITED_ON: ();
+}
+
+/// Runs `work` as work a client is waiting on: its statements use the
+/// priority connections on PostgreSQL and take SQLite's writer before
+/// background work (the acknowledgements' lane). The worker wraps each
+/// `Priority::Waited` job in it (domain::Priority, docs/priority.md). A
+/// task-local rather than a parameter because it concerns every statement a
+/// job makes, through every store method it calls.
+pub async fn serving_a_waiting_client<F: std::future::Future>(work: F) -> F::Output {
+    WAITED_ON.scope((), work).await
+}
+
+fn waited_on() -> bool {
+    WAITED_ON.try_with(|_| ()).is_ok()
 }
 
 /// The writer pool, held for one turn (a statement or a transaction).
@@ -193,13 +222,13 @@ impl Store {
                     pool,
                     writer,
                     gate: Some(Arc::new(WriteGate::default())),
+                    priority: None,
                     dialect,
                 })
             }
             Dialect::Postgres => {
-                let pool = options()
-                    .max_connections(opts.max_connections.max(1))
-                    .after_connect(|conn, _| {
+                let postgres = |max: u32| {
+                    options().max_connections(max).after_connect(|conn, _| {
                         Box::pin(async move {
                             // Every statement here is a fixed text with a fixed
                             // shape (point reads and writes by key, and the one
@@ -212,12 +241,17 @@ impl Store {
                             Ok(())
                         })
                     })
-                    .connect(url)
-                    .await?;
+                };
+                let pool = postgres(opts.max_connections.max(1)).connect(url).await?;
+                let priority = match opts.priority_connections {
+                    0 => None,
+                    n => Some(postgres(n).connect_lazy(url)?),
+                };
                 Ok(Store {
                     writer: pool.clone(),
                     pool,
                     gate: None,
+                    priority,
                     dialect,
                 })
             }
@@ -270,11 +304,17 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;
+        if let Some(p) = &self.priority {
+            p.close().await;
+        }
     }
 
     /// For reads.
     pub(crate) fn pool(&self) -> &AnyPool {
-        &self.pool
+        match &self.priority {
+            Some(priority) if waited_on() => priority,
+            _ => &self.pool,
+        }
     }
 
     /// For every statement that writes, and transactions that read then write:
@@ -286,14 +326,16 @@ impl Store {
         // (write_gate.rs, SLOW_WAIT).
         let at = std::panic::Location::caller();
         async move {
+            let waited = waited_on();
             let turn = match &self.gate {
-                Some(gate) => Some(gate.turn(lane, at).await),
+                Some(gate) => Some(gate.turn(if waited { Lane::Ack } else { lane }, at).await),
                 None => None,
             };
-            Writer {
-                pool: &self.writer,
-                _turn: turn,
-            }
+            let pool = match &self.priority {
+                Some(priority) if waited => priority,
+                _ => &self.writer,
+            };
+            Writer { pool, _turn: turn }
         }
     }
 }

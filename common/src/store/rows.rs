@@ -92,10 +92,10 @@ pub(crate) fn job_status(s: &str) -> Result<JobStatus, StoreError> {
 
 /// The queue message of a job row, from its id and kind columns.
 pub(crate) fn job_message(id: &str, kind: &str) -> Result<crate::domain::JobMessage, StoreError> {
-    Ok(crate::domain::JobMessage {
-        job_id: uuid::Uuid::parse_str(id).map_err(|_| corrupt("job id", id))?,
-        kind: job_kind(kind)?,
-    })
+    Ok(crate::domain::JobMessage::new(
+        uuid::Uuid::parse_str(id).map_err(|_| corrupt("job id", id))?,
+        job_kind(kind)?,
+    ))
 }
 
 #[cfg(test)]

@@ -11,19 +11,25 @@
 # exit. About 6-7 minutes after the release build.
 #
 # Knobs (environment): BENCH_DURATION (s, default 10), BENCH_CONCURRENCY (16),
-# BENCH_WORKERS (1), BENCH_WORKER_CONCURRENCY (256), BENCH_WORKER_DB_CONNECTIONS (4, the
-# workers' PAYGATE_DB_MAX_CONNECTIONS; the API keeps 16), BENCH_PIPELINE_RATE (400),
+# BENCH_WORKERS (1), BENCH_WORKER_CONCURRENCY (1024: a job mostly waits on a gateway, and
+# at 200 ms a payment holds a slot for ~600 ms), BENCH_WORKER_DB_CONNECTIONS (4, the
+# workers' PAYGATE_DB_MAX_CONNECTIONS; the API keeps 16), BENCH_PIPELINE_RATE (600),
 # BENCH_PIPELINE_DURATION (8), BENCH_SLOW_MS (200), BENCH_WEBHOOK_ORDERS (2000),
 # BENCH_PAYME_ORDERS (5000; the Payme pay phase ends when all are paid or after
 # BENCH_DURATION), BENCH_PAYME_REPEATS (1; PerformTransaction re-sends per paid order),
 # BENCH_CLICK_ORDERS (5000; likewise for Click's Prepare + Complete), BENCH_CLICK_REPEATS (1;
 # Complete re-sends per paid order, each must answer -4), BENCH_SEED_WAIT_MS (3000; the
 # seed route's wait in the seed-wait scenario: a second API process in scaled mode, a
-# restart of serve at the end in embedded mode),
+# restart of serve at the end in embedded mode), BENCH_SEED_WAIT_CONNECTIONS ("64 256 1024";
+# the seed route with its wait against a 200 ms gateway, scaled mode), BENCH_BACKLOG_SECONDS
+# (8; /v1 creates at full speed with the workers paused, before the seed route is measured
+# under that backlog),
 # BENCH_PG_SSLMODE (default "disable": plain TCP on loopback, for pgbench and paygate
 # alike; set it empty for the libpq/sqlx default "prefer", which negotiates TLS even on
 # loopback and costs both about 30% here), BENCH_OUT (results folder,
-# default target/bench), BENCH_SKIP_BUILD=1, BENCH_ONLY=scaled|embedded.
+# default target/bench), BENCH_SKIP_BUILD=1, BENCH_ONLY=scaled|embedded, BENCH_SCENARIOS (a
+# subset, for experiments: any of seed_wait seed_slow backlog pipeline webhook payme click
+# create; default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -31,9 +37,9 @@ ROOT=$PWD
 DUR=${BENCH_DURATION:-10}
 CONC=${BENCH_CONCURRENCY:-16}
 WORKERS=${BENCH_WORKERS:-1}
-WORKER_CONC=${BENCH_WORKER_CONCURRENCY:-256}
+WORKER_CONC=${BENCH_WORKER_CONCURRENCY:-1024}
 WORKER_DB=${BENCH_WORKER_DB_CONNECTIONS:-4}
-PIPE_RATE=${BENCH_PIPELINE_RATE:-400}
+PIPE_RATE=${BENCH_PIPELINE_RATE:-600}
 PIPE_DUR=${BENCH_PIPELINE_DURATION:-8}
 SLOW_MS=${BENCH_SLOW_MS:-200}
 WEBHOOK_ORDERS=${BENCH_WEBHOOK_ORDERS:-2000}
@@ -43,8 +49,12 @@ CLICK_ORDERS=${BENCH_CLICK_ORDERS:-5000}
 CLICK_REPEATS=${BENCH_CLICK_REPEATS:-1}
 # The seed route's wait in the seed-wait scenario (paygate's default).
 SEED_WAIT_MS=${BENCH_SEED_WAIT_MS:-3000}
+SEED_WAIT_CONNS=${BENCH_SEED_WAIT_CONNECTIONS:-64 256 1024}
+BACKLOG_S=${BENCH_BACKLOG_SECONDS:-8}
 OUT=${BENCH_OUT:-$ROOT/target/bench}
 ONLY=${BENCH_ONLY:-}
+SCENARIOS=${BENCH_SCENARIOS:-}
+want() { [ -z "$SCENARIOS" ] || [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 PG_HOST=127.0.0.1
 PG_PORT=5432
@@ -60,6 +70,7 @@ PAYGATE="$ROOT/target/release/paygate"
 BENCH="$ROOT/target/release/paygate-bench"
 WORK=$(mktemp -d /tmp/paygate-bench.XXXXXX)
 mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/summary.txt  # a skipped scenario must not report an older run
 PIDS=()
 
 log() { printf '\n== %s (%s)\n' "$*" "$(date +%T)" >&2; }
@@ -227,6 +238,7 @@ run_scenarios() {
   local m=()
   for u in $metrics; do m+=(--metrics "$u"); done
 
+  if want pipeline; then
   log "$mode: pipeline, gateway latency 0 ms, open loop $PIPE_RATE/s for ${PIPE_DUR}s"
   set_latency "$sandbox" 0
   "$BENCH" pipeline --api "$api" --label "$mode" --json "${watch[@]}" --admin-key "$key" "${m[@]}" \
@@ -240,21 +252,29 @@ run_scenarios() {
   summary_line "$OUT/$mode-pipeline-${SLOW_MS}ms.json"
   set_latency "$sandbox" 0
   "$BENCH" wait-idle --api "$api" --admin-key "$key" --max-wait 30 --json >/dev/null
+  fi
 
+  if want webhook; then
   log "$mode: webhook ($WEBHOOK_ORDERS orders; each transaction's first delivery once, then ${DUR}s of redeliveries; closed loop $CONC)"
   "$BENCH" webhook --api "$api" --label "$mode" --json "${watch[@]}" --orders "$WEBHOOK_ORDERS" \
     --setup-concurrency 32 --concurrency "$CONC" --duration "$DUR" --warmup 0 >"$OUT/$mode-webhook.json"
   summary_line "$OUT/$mode-webhook.json"
+  fi
+  if want payme; then
 
   log "$mode: payme ($PAYME_ORDERS orders; each paid once by Check/Create/PerformTransaction for at most ${DUR}s, then PerformTransaction x$PAYME_REPEATS; closed loop $CONC)"
   "$BENCH" payme --api "$api" --label "$mode" --json "${watch[@]}" --orders "$PAYME_ORDERS" \
     --setup-concurrency 32 --concurrency "$CONC" --duration "$DUR" --repeats "$PAYME_REPEATS" >"$OUT/$mode-payme.json"
   summary_line "$OUT/$mode-payme.json"
+  fi
+  if want click; then
 
   log "$mode: click ($CLICK_ORDERS orders; each paid once by Prepare then Complete for at most ${DUR}s, then Complete x$CLICK_REPEATS; closed loop $CONC)"
   "$BENCH" click --api "$api" --label "$mode" --json "${watch[@]}" --orders "$CLICK_ORDERS" \
     --setup-concurrency 32 --concurrency "$CONC" --duration "$DUR" --repeats "$CLICK_REPEATS" >"$OUT/$mode-click.json"
   summary_line "$OUT/$mode-click.json"
+  fi
+  want create || return 0
 
   log "$mode: create /v1/payments, closed loop $CONC"
   "$BENCH" create --api "$api" --label "$mode" --json "${watch[@]}" --route v1 \
@@ -304,6 +324,42 @@ seed_wait_scenario() {
   "$BENCH" create --api "$api" --label "$mode-seed-wait" --json "$@" --route seed \
     --concurrency "$CONC" --duration "$DUR" >"$OUT/$mode-create-seed-wait.json"
   summary_line "$OUT/$mode-create-seed-wait.json"
+}
+
+# The seed route with its wait against a slow gateway, at each of
+# $SEED_WAIT_CONNS connections: two gateway calls of $SLOW_MS ms each are its
+# floor. Args: mode api-url sandbox-url watch-args...
+seed_wait_slow_scenario() {
+  local mode=$1 api=$2 sandbox=$3; shift 3
+  set_latency "$sandbox" "$SLOW_MS"
+  for c in $SEED_WAIT_CONNS; do
+    log "$mode: create seed route WITH its wait, gateway $SLOW_MS ms, closed loop $c"
+    "$BENCH" create --api "$api" --label "$mode-seed-wait-${SLOW_MS}ms" --json "$@" --route seed \
+      --concurrency "$c" --duration "$DUR" >"$OUT/$mode-create-seed-wait-${SLOW_MS}ms-c$c.json"
+    summary_line "$OUT/$mode-create-seed-wait-${SLOW_MS}ms-c$c.json"
+  done
+  set_latency "$sandbox" 0
+}
+
+# The seed route with its wait under a backlog: ${BACKLOG_S}s of /v1 creates at
+# full speed while the workers are paused (SIGSTOP), so every one of them is
+# queued; then the workers resume and the seed route is measured at once
+# (closed loop $CONC, gateway 0 ms) while they drain it; then the drain is
+# timed. Args: mode ack-api wait-api admin-key pausable-pids watch-args...
+seed_backlog_scenario() {
+  local mode=$1 api=$2 wait_api=$3 key=$4 pausable=$5; shift 5
+  log "$mode: backlog: /v1 creates for ${BACKLOG_S}s, closed loop $CONC, workers paused"
+  kill -STOP ${pausable//,/ }
+  "$BENCH" create --api "$api" --label "$mode-backlog" --json "$@" --route v1 \
+    --concurrency "$CONC" --duration "$BACKLOG_S" --warmup 0 >"$OUT/$mode-backlog-fill.json"
+  kill -CONT ${pausable//,/ }
+  echo "  queued: $(jq -r .ok "$OUT/$mode-backlog-fill.json") payments" >&2
+  log "$mode: create seed route WITH its wait under that backlog, closed loop $CONC"
+  "$BENCH" create --api "$wait_api" --label "$mode-seed-wait-backlog" --json "$@" --route seed \
+    --concurrency "$CONC" --duration "$DUR" --warmup 0 >"$OUT/$mode-create-seed-wait-backlog.json"
+  summary_line "$OUT/$mode-create-seed-wait-backlog.json"
+  "$BENCH" wait-idle --api "$api" --admin-key "$key" --max-wait 300 --json >"$OUT/$mode-backlog-drain.json"
+  echo "  backlog drained: $(jq -c . "$OUT/$mode-backlog-drain.json")" >&2
 }
 
 set_latency() { # sandbox-base ms: medogram protocol-call latency, at run time
@@ -382,9 +438,17 @@ EOF
     echo "PAYGATE_SEED_WAIT_MS=$SEED_WAIT_MS"; } >"$WORK/api-wait.env"
   start api-wait "$WORK/api-wait.env" api; WAIT_PID=$STARTED
   wait_http "$WAIT_API/readyz"
-  seed_wait_scenario scaled "$WAIT_API" --watch "api=$WAIT_PID" --watch "workers=$WORKER_PIDS" \
-    --watch "sandbox=$SB_PID" --watch "postgres=comm:postgres" --watch "redis=comm:redis-server"
-  "$BENCH" wait-idle --api "$API" --admin-key "$KEY" --max-wait 45 --json >/dev/null
+  WAIT_WATCH=(--watch "api=$WAIT_PID" --watch "workers=$WORKER_PIDS" --watch "sandbox=$SB_PID"
+    --watch "postgres=comm:postgres" --watch "redis=comm:redis-server")
+  if want seed_wait; then
+    seed_wait_scenario scaled "$WAIT_API" "${WAIT_WATCH[@]}"
+    "$BENCH" wait-idle --api "$API" --admin-key "$KEY" --max-wait 45 --json >/dev/null
+  fi
+  if want seed_slow; then
+    seed_wait_slow_scenario scaled "$WAIT_API" "$SANDBOX" "${WAIT_WATCH[@]}"
+    "$BENCH" wait-idle --api "$API" --admin-key "$KEY" --max-wait 60 --json >/dev/null
+  fi
+  want backlog && seed_backlog_scenario scaled "$API" "$WAIT_API" "$KEY" "$WORKER_PIDS" "${WAIT_WATCH[@]}"
   run_scenarios scaled "$API" "$KEY" "$METRICS" "$SANDBOX" "$WORKER_PIDS" \
     --watch "api=$API_PID" --watch "workers=$WORKER_PIDS" --watch "sandbox=$SB_PID" \
     --watch "postgres=comm:postgres" --watch "redis=comm:redis-server"
@@ -425,7 +489,7 @@ EOF
   SERVE_PID=$!; PIDS+=("$SERVE_PID")
   wait_http "$SERVE/readyz"
   "$BENCH" wait-idle --api "$SERVE" --admin-key "$EKEY" --max-wait 60 --json >/dev/null
-  seed_wait_scenario embedded "$SERVE" --watch "serve=$SERVE_PID"
+  want seed_wait && seed_wait_scenario embedded "$SERVE" --watch "serve=$SERVE_PID"
   stop_all
 fi
 
@@ -451,6 +515,30 @@ E_SEED_WAIT=$(f embedded-create-seed-wait.json .throughput_rps)
 seed_wait_line() { # file -> "p50/p99 ms, 201 n / 202 m"
   f "$1" '"p50/p99 \(.latency_ms.p50)/\(.latency_ms.p99) ms, answers 201 (URL) \(.seed_answers.with_payment_url_201 // null) / 202 (pending) \(.seed_answers.still_pending_202 // null)"'
 }
+# "met" when every awk condition given holds ("a >= b" ...), "missed" when one
+# fails, "-" when a figure is missing.
+verdict() {
+  awk -v expr="$*" 'BEGIN {
+    n = split(expr, parts, " && ")
+    for (i = 1; i <= n; i++) {
+      split(parts[i], t, " ")
+      if (t[1] == "null" || t[3] == "null" || t[1] == "" || t[3] == "") { print "-"; exit }
+      a = t[1] + 0; b = t[3] + 0
+      ok = (t[2] == ">=") ? a >= b : (t[2] == "<=") ? a <= b : (t[2] == "<") ? a < b : (t[2] == "==") ? a == b : 0
+      if (!ok) { print "missed"; exit }
+    }
+    print "met" }'
+}
+SW() { f "scaled-create-seed-wait-${SLOW_MS}ms-c$1.json" "$2"; }
+S_SW0_PENDING=$(f scaled-create-seed-wait.json '.seed_answers.still_pending_202 // null')
+S_SW0_ERR=$(f scaled-create-seed-wait.json .errors)
+S_BL_QUEUED=$(f scaled-backlog-fill.json .ok)
+S_BL_RPS=$(f scaled-create-seed-wait-backlog.json .throughput_rps)
+S_BL_P99=$(f scaled-create-seed-wait-backlog.json .latency_ms.p99)
+S_BL_PENDING=$(f scaled-create-seed-wait-backlog.json '.seed_answers.still_pending_202 // null')
+S_BL_ERR=$(f scaled-create-seed-wait-backlog.json .errors)
+S_BL_IDLE=$(f scaled-backlog-drain.json 'if .idle then 1 else 0 end')
+S_BL_DRAIN=$(f scaled-backlog-drain.json .waited_s)
 S_WH_FIRST=$(f scaled-webhook.json .groups.first.throughput_rps)
 S_WH_REPEAT=$(f scaled-webhook.json .groups.repeat.throughput_rps)
 E_WH_FIRST=$(f embedded-webhook.json .groups.first.throughput_rps)
@@ -484,8 +572,8 @@ E_PIPE_SLOW=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s)
   row "scaled create /v1 vs Redis LPUSH (req/s)" "$S_CREATE" "$REDIS_LPUSH" "(redis-benchmark)"
   row "scaled webhook first deliveries (req/s)" "$S_WH_FIRST" "$PG_TPS" "(pgbench tps)"
   row "scaled webhook repeats (req/s)" "$S_WH_REPEAT" "$PG_TPS" "(pgbench tps)"
-  row "scaled pipeline completed/s, gateway 0 ms" "$S_PIPE" "300" ">= 300/s"
-  row "scaled pipeline completed/s, gateway ${SLOW_MS} ms" "$S_PIPE_SLOW" "$S_PIPE" ">= 0.80 x the 0 ms figure"
+  row "scaled pipeline completed/s, gateway 0 ms" "$S_PIPE" "500" ">= 500/s"
+  row "scaled pipeline completed/s, gateway ${SLOW_MS} ms" "$S_PIPE_SLOW" "$S_PIPE" ">= 0.90 x the 0 ms figure"
   row "embedded create /v1 (req/s, closed $CONC)" "$E_CREATE" "$S_CREATE" ">= 0.50 x scaled create"
   row "embedded create /v1 p99 ms, open at half rate" "$E_OPEN_P99" "null" ""
   row "embedded create seed route (req/s)" "$E_SEED" "$S_SEED" "(scaled)"
@@ -499,6 +587,35 @@ E_PIPE_SLOW=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s)
   row "embedded pipeline completed/s, gateway ${SLOW_MS} ms" "$E_PIPE_SLOW" "$E_PIPE" "(its 0 ms figure)"
   row "scaled seed route with its wait (req/s)" "$S_SEED_WAIT" "$S_SEED" "(seed route, no wait)"
   row "embedded seed route with its wait (req/s)" "$E_SEED_WAIT" "$E_SEED" "(seed route, no wait)"
+  echo
+  echo "the seed route's contract and the pipeline (issue 16 targets; scaled = api + worker x$WORKERS, concurrency $WORKER_CONC):"
+  printf '%-66s %-44s %s\n' "target" "figure" "verdict"
+  trow() { printf '%-66s %-44s %s\n' "$1" "$2" "$3"; }
+  trow "seed route with its wait, gw 0 ms, closed $CONC: >= 0.60 x /v1 create" \
+    "$S_SEED_WAIT/s = $(ratio "$S_SEED_WAIT" "$S_CREATE") x $S_CREATE; 202s $S_SW0_PENDING, errors $S_SW0_ERR" \
+    "$(verdict "$(ratio "$S_SEED_WAIT" "$S_CREATE" | sed 's/^-$/null/') >= 0.6 && $S_SW0_PENDING == 0 && $S_SW0_ERR == 0")"
+  for c in $SEED_WAIT_CONNS; do
+    rps=$(SW "$c" .throughput_rps); p50=$(SW "$c" .latency_ms.p50); err=$(SW "$c" .errors)
+    pend=$(SW "$c" '.seed_answers.still_pending_202 // null')
+    case $c in
+      64) want="p50 <= 415 ms"; cond="$p50 <= 415" ;;
+      256) want=">= 550/s, p50 <= 430 ms"; cond="$rps >= 550 && $p50 <= 430" ;;
+      1024) want="zero errors, >= 550/s"; cond="$err == 0 && $rps >= 550" ;;
+      *) want="(no target)"; cond="" ;;
+    esac
+    trow "seed route with its wait, gw ${SLOW_MS} ms, closed $c: $want" \
+      "$rps/s p50 $p50 ms; 202s $pend, errors $err" "$([ -n "$cond" ] && verdict "$cond" || echo -)"
+  done
+  trow "scaled pipeline, gw 0 ms: >= 500 payments/s" "$S_PIPE/s" "$(verdict "$S_PIPE >= 500")"
+  trow "scaled pipeline, gw ${SLOW_MS} ms: >= 0.9 x gw 0 ms" "$S_PIPE_SLOW/s = $(ratio "$S_PIPE_SLOW" "$S_PIPE") x" \
+    "$(verdict "$(ratio "$S_PIPE_SLOW" "$S_PIPE" | sed 's/^-$/null/') >= 0.9")"
+  trow "embedded pipeline, gw 0 ms: >= 500 payments/s" "$E_PIPE/s" "$(verdict "$E_PIPE >= 500")"
+  trow "embedded pipeline, gw ${SLOW_MS} ms: >= 0.9 x gw 0 ms" "$E_PIPE_SLOW/s = $(ratio "$E_PIPE_SLOW" "$E_PIPE") x" \
+    "$(verdict "$(ratio "$E_PIPE_SLOW" "$E_PIPE" | sed 's/^-$/null/') >= 0.9")"
+  trow "under a backlog >= 10000: seed route all 201, p99 < 1000 ms, drains" \
+    "queued $S_BL_QUEUED; $S_BL_RPS/s p99 $S_BL_P99 ms; 202s $S_BL_PENDING; drained in ${S_BL_DRAIN}s" \
+    "$(verdict "$S_BL_QUEUED >= 10000 && $S_BL_P99 < 1000 && $S_BL_PENDING == 0 && $S_BL_ERR == 0 && $S_BL_IDLE == 1")"
+  echo
   echo "pgbench at ${S_OPEN_RATE}/s: p50 ${PG_HALF_P50} ms, p99 ${PG_HALF_P99} ms; at ${S_PAUSED_OPEN_RATE}/s: p50 ${PG_PHALF_P50} ms, p99 ${PG_PHALF_P99} ms"
   echo "payme per call p50/p99 ms: scaled: $(payme_calls scaled-payme.json); embedded: $(payme_calls embedded-payme.json)"
   echo "click per call p50/p99 ms: scaled: $(click_calls scaled-click.json); embedded: $(click_calls embedded-click.json)"

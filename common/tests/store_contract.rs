@@ -459,6 +459,64 @@ mod contracts {
         assert_eq!(job_total(&store).await, 2);
     }
 
+    /// An enabled endpoint: from now on changes write their `notify` jobs.
+    async fn listen_for_notifications(store: &Store) {
+        store
+            .create_webhook_endpoint("https://merchant.example/hooks", "", &[])
+            .await
+            .expect("create a webhook endpoint");
+    }
+
+    /// A `notify` job is written only while an endpoint is enabled
+    /// (docs/notifications.md, 'No endpoint, no job'), whichever statement
+    /// writes the change.
+    pub async fn notify_jobs_need_an_enabled_endpoint(store: Store) {
+        let notifies = |messages: &[JobMessage]| {
+            messages
+                .iter()
+                .filter(|m| m.kind == JobKind::Notify)
+                .count()
+        };
+        let settle = |store: Store, user: &'static str| async move {
+            let (p, job_id) = create(&store, Provider::Medogram, user).await;
+            let claimed = claim(&store, job_id, "worker-a", LONG_LEASE).await;
+            store
+                .finish_job(
+                    &claimed,
+                    &policies(),
+                    JobFinish {
+                        change: Some(to_processing(&p, user)),
+                        ..JobFinish::default()
+                    },
+                )
+                .await
+                .expect("finish_job")
+        };
+        assert_eq!(
+            notifies(&settle(store.clone(), "u-1").await),
+            0,
+            "nobody listens"
+        );
+        let endpoint = store
+            .create_webhook_endpoint("https://merchant.example/hooks", "", &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            notifies(&settle(store.clone(), "u-2").await),
+            1,
+            "an endpoint listens"
+        );
+        assert!(store
+            .disable_webhook_endpoint(&endpoint.id, "test")
+            .await
+            .unwrap());
+        assert_eq!(
+            notifies(&settle(store.clone(), "u-3").await),
+            0,
+            "it was disabled"
+        );
+    }
+
     /// 3. Claims are exclusive while leased; a lost lease fences the old worker.
     pub async fn claim_job_is_fenced_by_its_lease(store: Store) {
         let (p, job_id) = create(&store, Provider::Medogram, "u-1").await;
@@ -560,11 +618,8 @@ mod contracts {
             )
             .await
             .expect("the current holder finishes");
-        // Only the merchant's notification of the change (the outbox).
-        assert_eq!(
-            messages.iter().map(|m| m.kind).collect::<Vec<_>>(),
-            vec![JobKind::Notify]
-        );
+        // Nothing follows: no endpoint is enabled, so no notification.
+        assert_eq!(messages, vec![]);
         assert_eq!(job(&store, job_id).await.status, JobStatus::Succeeded);
         assert_eq!(payment(&store, p.id).await.version, 1);
         // A finished job cannot be claimed again.
@@ -619,6 +674,7 @@ mod contracts {
 
     /// 4. finish_job commits the change, events, next jobs and result together.
     pub async fn finish_job_is_all_or_nothing(store: Store) {
+        listen_for_notifications(&store).await;
         let (p, job_id) = create(&store, Provider::Medogram, "u-1").await;
         let claimed = claim(&store, job_id, "worker-a", LONG_LEASE).await;
 
@@ -930,6 +986,7 @@ mod contracts {
     pub async fn gateway_transactions_settle_in_one_write(store: Store) {
         use paygate_common::domain::{OrderChange, OrderStatus, PaymentType, ProductName};
         use paygate_common::store::{Changeset, Committed, GatewayTxnWrite, NewOrder};
+        listen_for_notifications(&store).await;
         let new = new_payment(Provider::Payme, "", 250_000);
         let (order, p, _) = store
             .create_order(
@@ -2080,6 +2137,9 @@ contract_tests! {
         sqlite_claim_job_is_fenced_by_its_lease, postgres_claim_job_is_fenced_by_its_lease;
     finish_job_is_all_or_nothing =>
         sqlite_finish_job_is_all_or_nothing, postgres_finish_job_is_all_or_nothing;
+    notify_jobs_need_an_enabled_endpoint =>
+        sqlite_notify_jobs_need_an_enabled_endpoint,
+        postgres_notify_jobs_need_an_enabled_endpoint;
     state_machine_is_enforced_by_the_store =>
         sqlite_state_machine_is_enforced_by_the_store,
         postgres_state_machine_is_enforced_by_the_store;

@@ -60,6 +60,19 @@ macro_rules! now {
     };
 }
 
+/// A job row is written unless it is a `notify` job and no endpoint is
+/// enabled: with nobody to tell, the notification would fan out to nothing
+/// (docs/notifications.md, 'No endpoint, no job'). `$kind` is the row's kind.
+macro_rules! notify_has_a_listener {
+    ($kind:literal) => {
+        concat!(
+            "(",
+            $kind,
+            " <> 'notify' OR EXISTS (SELECT 1 FROM webhook_endpoints WHERE status = 'enabled'))"
+        )
+    };
+}
+
 /// The `ev` and `nj` parts: the document's events and jobs, inserted in
 /// order when `$guard` (an SQL condition) holds; `nj` returns what it inserted.
 macro_rules! events_and_jobs {
@@ -83,6 +96,8 @@ macro_rules! events_and_jobs {
             " FROM jsonb_array_elements((SELECT j -> 'jobs' FROM c)) WITH ORDINALITY AS t(x, n) \
                WHERE ",
             $guard,
+            " AND ",
+            notify_has_a_listener!("x->>'kind'"),
             " ORDER BY n \
                ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, kind, dispatched_at)"
         )

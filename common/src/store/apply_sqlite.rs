@@ -343,12 +343,16 @@ async fn insert_event(tx: &mut Tx<'_>, e: &NewEvent, now: i64) -> StoreResult<()
 /// the same dedupe key exists or the job is not due yet. A due job is marked
 /// dispatched because the caller pushes it right after commit; if that push
 /// is lost, the sweeper notices the stale mark.
+///
+/// A `notify` job is written only while an endpoint is enabled, as on
+/// PostgreSQL (apply_pg.rs, `notify_has_a_listener`).
 async fn insert_job(tx: &mut Tx<'_>, job: &NewJob, now: i64) -> StoreResult<Option<JobMessage>> {
     let due_now = job.run_at_ms <= now;
     let row = sqlx::query(
         "INSERT INTO jobs (id, kind, payment_id, payload, dedupe_key, status, attempts, \
          max_attempts, run_at, dispatched_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $9, $9) \
+         SELECT $1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $9, $9 \
+         WHERE $2 <> 'notify' OR EXISTS (SELECT 1 FROM webhook_endpoints WHERE status = 'enabled') \
          ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, kind",
     )
     .bind(job.id.to_string())

@@ -168,6 +168,11 @@ impl std::ops::Deref for Writer<'_> {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
+/// A pooled PostgreSQL connection idle longer than this is pinged before use
+/// (a restarted server or a dropped TCP connection shows here, not as a failed
+/// statement).
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 impl Store {
     pub fn dialect_of(url: &str) -> StoreResult<Dialect> {
         if url.starts_with("sqlite:") {
@@ -228,19 +233,37 @@ impl Store {
             }
             Dialect::Postgres => {
                 let postgres = |max: u32| {
-                    options().max_connections(max).after_connect(|conn, _| {
-                        Box::pin(async move {
-                            // Every statement here is a fixed text with a fixed
-                            // shape (point reads and writes by key, and the one
-                            // changeset statement); planning the changeset
-                            // statement anew on each execution cost more than
-                            // running it (see PERFORMANCE.md), so plans are reused.
-                            sqlx::query("SET plan_cache_mode = force_generic_plan")
-                                .execute(&mut *conn)
-                                .await?;
-                            Ok(())
+                    options()
+                        .max_connections(max)
+                        // sqlx pings every connection it hands out by default:
+                        // one more round trip per statement, which cost the
+                        // pipeline a quarter of its throughput (PERFORMANCE.md,
+                        // 'The seed contract and the pipeline'). Only a
+                        // connection idle for a while is checked (the pattern
+                        // sqlx documents for `before_acquire`); a busy one was
+                        // just used successfully.
+                        .test_before_acquire(false)
+                        .before_acquire(|conn, meta| {
+                            Box::pin(async move {
+                                if meta.idle_for > PING_WHEN_IDLE_FOR {
+                                    sqlx::Connection::ping(conn).await?;
+                                }
+                                Ok(true)
+                            })
                         })
-                    })
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                // Every statement here is a fixed text with a fixed
+                                // shape (point reads and writes by key, and the one
+                                // changeset statement); planning the changeset
+                                // statement anew on each execution cost more than
+                                // running it (see PERFORMANCE.md), so plans are reused.
+                                sqlx::query("SET plan_cache_mode = force_generic_plan")
+                                    .execute(&mut *conn)
+                                    .await?;
+                                Ok(())
+                            })
+                        })
                 };
                 let pool = postgres(opts.max_connections.max(1)).connect(url).await?;
                 let priority = match opts.priority_connections {
@@ -311,9 +334,18 @@ impl Store {
 
     /// For reads.
     pub(crate) fn pool(&self) -> &AnyPool {
+        self.lane(&self.pool)
+    }
+
+    /// `shared`, or the priority connections for work a client waits on when
+    /// `shared` has no idle connection at the moment. Waited-on work takes
+    /// an idle shared connection first because without a backlog it is all the
+    /// work there is, and two or four connections of its own would then be
+    /// its ceiling; with a backlog the shared ones are busy and it has its own.
+    fn lane<'a>(&'a self, shared: &'a AnyPool) -> &'a AnyPool {
         match &self.priority {
-            Some(priority) if waited_on() => priority,
-            _ => &self.pool,
+            Some(priority) if waited_on() && shared.num_idle() == 0 => priority,
+            _ => shared,
         }
     }
 
@@ -331,11 +363,10 @@ impl Store {
                 Some(gate) => Some(gate.turn(if waited { Lane::Ack } else { lane }, at).await),
                 None => None,
             };
-            let pool = match &self.priority {
-                Some(priority) if waited => priority,
-                _ => &self.writer,
-            };
-            Writer { pool, _turn: turn }
+            Writer {
+                pool: self.lane(&self.writer),
+                _turn: turn,
+            }
         }
     }
 }

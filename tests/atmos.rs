@@ -418,10 +418,37 @@ async fn an_order_paid_on_the_checkout_becomes_paid() {
     assert_eq!(o["payment"]["status"], "processing");
     let pid = payment_id(&o);
 
+    // The order page's long poll (with the order's token, as the page does):
+    // `304` while nothing changes, the changed order as soon as it moves.
+    let token = body["order_token"].as_str().unwrap().to_string();
+    let read = s.url(&format!("/api/orders/{id}?token={token}"));
+    let r = client().get(&read).send().await.unwrap();
+    let tag = r.headers()["etag"].to_str().unwrap().to_string();
+    let r = client()
+        .get(&read)
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    let waiting = tokio::spawn(async move {
+        let r = client()
+            .get(&read)
+            .header("if-none-match", &tag)
+            .header("prefer", "wait=20")
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    });
+
     // The payer pays; the simulator asks our webhook, which allows it, and
     // the browser goes back to the merchant.
     let back = press(&url, "pay").await;
     assert_eq!(back.status(), StatusCode::FOUND);
+    let (code, moved) = waiting.await.unwrap();
+    assert_eq!(code, StatusCode::OK);
+    assert_ne!(moved, o, "the answer is the order as it changed");
     let to = location(&back);
     assert!(
         to.contains(&format!("/api/orders/{id}/result/?token=")),

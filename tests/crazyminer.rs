@@ -223,6 +223,148 @@ async fn a_payer_pays_and_the_payment_completes() {
     assert_eq!(none["count"], 0);
 }
 
+/// A GET of the seed's status route with the validator the client has and how
+/// long it will wait; returns the answer's status, `ETag` and body.
+async fn poll_status(
+    s: &Server,
+    id: &str,
+    tag: Option<&str>,
+    wait: Option<u64>,
+) -> (StatusCode, String, Value) {
+    let mut req = client().get(s.url(&format!("/crazyminer/payment/status/{id}/")));
+    if let Some(tag) = tag {
+        req = req.header("if-none-match", tag);
+    }
+    if let Some(wait) = wait {
+        req = req.header("prefer", format!("wait={wait}"));
+    }
+    let r = req.send().await.unwrap();
+    let code = r.status();
+    let tag = r.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let text = r.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    };
+    (code, tag, body)
+}
+
+#[tokio::test]
+async fn the_status_route_answers_when_the_payment_changes() {
+    let s = Server::serve(&[]);
+    let (code, body) = create(
+        &s,
+        json!({"amount": 120000, "description": "long poll", "user_identifier": "09123456789"}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let id = body["transaction_id"].as_str().unwrap().to_string();
+    let url = body["payment_url"].as_str().unwrap().to_string();
+
+    // A plain read carries a validator; the same one while nothing changes.
+    let (code, tag, first) = poll_status(&s, &id, None, None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(first["status"], "processing");
+    assert!(tag.starts_with("W/\""), "{tag}");
+    let (code, again, _) = poll_status(&s, &id, None, None).await;
+    assert_eq!((code, again.as_str()), (StatusCode::OK, tag.as_str()));
+
+    // The client's validator still holds: 304 without a body, at once or
+    // after a short wait with no change.
+    let (code, same, body) = poll_status(&s, &id, Some(&tag), None).await;
+    assert_eq!(
+        (code, same.as_str(), body),
+        (StatusCode::NOT_MODIFIED, tag.as_str(), Value::Null)
+    );
+    let (code, _, _) = poll_status(&s, &id, Some(&tag), Some(1)).await;
+    assert_eq!(code, StatusCode::NOT_MODIFIED);
+    // A validator we never sent, or an unreadable wait, gets the payment.
+    let (code, _, body) = poll_status(&s, &id, Some("\"nope\""), Some(1)).await;
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (StatusCode::OK, Some("processing"))
+    );
+    let r = client()
+        .get(s.url(&format!("/crazyminer/payment/status/{id}/")))
+        .header("if-none-match", &tag)
+        .header("prefer", "wait=soon")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+
+    // A long poll in flight is answered with the change when the payer pays.
+    let waiting = {
+        let (base, id, tag) = (s.url(""), id.clone(), tag.clone());
+        tokio::spawn(async move {
+            let r = client()
+                .get(format!("{base}/crazyminer/payment/status/{id}/"))
+                .header("if-none-match", tag)
+                .header("prefer", "wait=20")
+                .send()
+                .await
+                .unwrap();
+            let applied = r.headers()["preference-applied"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            (r.status(), applied, r.json::<Value>().await.unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the long poll waits while nothing changes"
+    );
+    let back = pay(&s, &url, "pay").await;
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    let (code, applied, changed) = waiting.await.unwrap();
+    assert_eq!((code, applied.as_str()), (StatusCode::OK, "wait=20"));
+    assert_ne!(changed, first, "the answer is the changed payment");
+
+    // What the result page's script does: poll with the last validator until
+    // the payment ends.
+    let mut tag = tag;
+    let mut last = changed;
+    for _ in 0..10 {
+        if last["status"] == "completed" {
+            break;
+        }
+        let (code, t, body) = poll_status(&s, &id, Some(&tag), Some(20)).await;
+        if code == StatusCode::OK {
+            last = body;
+        }
+        tag = t;
+    }
+    assert_eq!(last["status"], "completed", "{last}");
+    let script = client()
+        .get(s.url("/static/paygate-status.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(script.contains("If-None-Match") && script.contains("wait="));
+
+    // /v1 reads work the same way.
+    let r = client()
+        .get(s.url(&format!("/v1/payments/{id}")))
+        .send()
+        .await
+        .unwrap();
+    let v1_tag = r.headers()["etag"].to_str().unwrap().to_string();
+    let r = client()
+        .get(s.url(&format!("/v1/payments/{id}")))
+        .header("if-none-match", &v1_tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+}
+
 #[tokio::test]
 async fn repeated_and_unknown_callbacks_change_nothing() {
     let s = Server::serve(&[]);

@@ -2,6 +2,7 @@
 //! respond; the persistence and queue sit behind `paygate-common`.
 
 pub mod browser;
+pub mod conditional;
 pub mod error;
 pub mod extract;
 pub mod guard;

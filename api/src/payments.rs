@@ -166,6 +166,15 @@ pub fn parse_payment_id(raw: &str) -> ApiResult<PaymentId> {
         .ok_or_else(|| ApiError::bad_request("invalid_id", "the payment id must be a UUID"))
 }
 
+/// The payment's current row, by an id already checked.
+pub async fn reload_payment(state: &AppState, id: PaymentId) -> ApiResult<Payment> {
+    state
+        .store
+        .payment(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("payment"))
+}
+
 pub async fn load_payment(state: &AppState, raw_id: &str) -> ApiResult<Payment> {
     let id = parse_payment_id(raw_id)?;
     crate::middleware::note_payment(id);

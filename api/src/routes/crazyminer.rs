@@ -2,16 +2,17 @@
 //! create, gateway callback, status, list (authenticated), and a result page
 //! for payers when no `PAYMENT_REDIRECT_URL` is configured.
 
+use crate::conditional::{answer, Condition};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, Fields, JsonObject};
 use crate::idempotency::{idempotent, IdempotencyKey};
 use crate::payments::{
-    create_crazyminer_payment, failed_to_start, load_payment, wait_for_payment_url,
+    create_crazyminer_payment, failed_to_start, load_payment, reload_payment, wait_for_payment_url,
     CrazyMinerPaymentInput,
 };
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -103,15 +104,31 @@ async fn create(
 
 #[utoipa::path(get, path = "/crazyminer/payment/status/{id}/", tag = "seed",
     summary = "A payment's status (the seed's route)",
-    params(("id" = String, Path, format = Uuid, description = "The transaction id (UUID)")),
+    params(("id" = String, Path, format = Uuid, description = "The transaction id (UUID)"),
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` the client has: `304` while it is current"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` with `If-None-Match`: wait up to N seconds (bounded) for a change before answering `304`")),
     responses(
-        (status = 200, description = "The payment", body = crate::openapi::schemas::SeedStatus),
+        (status = 200, description = "The payment, with its `ETag`", body = crate::openapi::schemas::SeedStatus),
+        (status = 304, description = "Unchanged: `If-None-Match` still holds (after the `Prefer: wait`, if any)"),
         (status = 400, description = "`invalid_id`", body = crate::openapi::schemas::ErrorBody),
         (status = 404, description = "`not_found`", body = crate::openapi::schemas::ErrorBody),
     ))]
-async fn status(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let payment = load_payment(&state, &id).await?;
-    Ok(Json(status_body(&payment)))
+    let cond = Condition::from_headers(&headers, state.settings.max_wait);
+    let (st, id) = (&state, payment.id);
+    answer(
+        st,
+        &cond,
+        Some(id),
+        status_body(&payment),
+        move || async move { Ok(status_body(&reload_payment(st, id).await?)) },
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,7 @@
 //! The shop seed's order routes (`/api/orders/...`) and their `/v1` twins.
 //! An order is paid through its payment; the order's status follows it.
 
+use crate::conditional::{answer, Condition};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Caller;
 use crate::extract::{Fields, JsonObject};
@@ -218,10 +219,13 @@ async fn create_v1(
 #[utoipa::path(get, path = "/api/orders/{id}", tag = "shop",
     summary = "An order (its token or an API key)",
     params(("id" = i64, Path, minimum = 1, description = "The order id"),
-        ("token" = Option<String>, Query, description = "The order's token (from its creation)")),
+        ("token" = Option<String>, Query, description = "The order's token (from its creation)"),
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` the client has: `304` while it is current"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` with `If-None-Match`: wait up to N seconds (bounded) for a change before answering `304`")),
     security((), ("api_key" = [])),
     responses(
-        (status = 200, description = "The order", body = crate::openapi::schemas::Order),
+        (status = 200, description = "The order, with its `ETag`", body = crate::openapi::schemas::Order),
+        (status = 304, description = "Unchanged: `If-None-Match` still holds (after the `Prefer: wait`, if any)"),
         (status = 400, description = "`invalid_id`", body = crate::openapi::schemas::ErrorBody),
         (status = 401, description = "`unauthorized`: a bad API key", body = crate::openapi::schemas::ErrorBody),
         (status = 404, description = "`not_found` (also without a token or key)", body = crate::openapi::schemas::ErrorBody),
@@ -231,17 +235,20 @@ async fn show_seed(
     id: Path<String>,
     q: Query<TokenQuery>,
     parts: axum::http::request::Parts,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     show(state, id, q, parts).await
 }
 
 #[utoipa::path(get, path = "/v1/orders/{id}", tag = "shop",
     summary = "An order (its token or an API key)",
     params(("id" = i64, Path, minimum = 1, description = "The order id"),
-        ("token" = Option<String>, Query, description = "The order's token (from its creation)")),
+        ("token" = Option<String>, Query, description = "The order's token (from its creation)"),
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` the client has: `304` while it is current"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` with `If-None-Match`: wait up to N seconds (bounded) for a change before answering `304`")),
     security((), ("api_key" = [])),
     responses(
-        (status = 200, description = "The order", body = crate::openapi::schemas::Order),
+        (status = 200, description = "The order, with its `ETag`", body = crate::openapi::schemas::Order),
+        (status = 304, description = "Unchanged: `If-None-Match` still holds (after the `Prefer: wait`, if any)"),
         (status = 400, description = "`invalid_id`", body = crate::openapi::schemas::ErrorBody),
         (status = 401, description = "`unauthorized`: a bad API key", body = crate::openapi::schemas::ErrorBody),
         (status = 404, description = "`not_found` (also without a token or key)", body = crate::openapi::schemas::ErrorBody),
@@ -251,7 +258,7 @@ async fn show_v1(
     id: Path<String>,
     q: Query<TokenQuery>,
     parts: axum::http::request::Parts,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     show(state, id, q, parts).await
 }
 
@@ -260,14 +267,23 @@ async fn show(
     Path(id): Path<String>,
     Query(q): Query<TokenQuery>,
     mut parts: axum::http::request::Parts,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let (order, payment) = load(&state, &id).await?;
     authorize(&state, &mut parts, q.token.as_deref(), &order).await?;
-    Ok(Json(order_resource(
-        &order,
-        payment.as_ref(),
-        lang(&parts.headers),
-    )))
+    let lang = lang(&parts.headers);
+    let cond = Condition::from_headers(&parts.headers, state.settings.max_wait);
+    let first = order_resource(&order, payment.as_ref(), lang);
+    // The order moves in the same commits as its payment, so the payment's
+    // announcements wake this wait; an order without one is re-read only.
+    let st = &state;
+    answer(st, &cond, order.payment_id, first, move || {
+        let id = id.clone();
+        async move {
+            let (order, payment) = load(st, &id).await?;
+            Ok(order_resource(&order, payment.as_ref(), lang))
+        }
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/orders/{id}/result/", tag = "shop",

@@ -2,11 +2,13 @@
 //! client sends `Prefer: wait=N` (RFC 7240); reads are by id; the activity log
 //! and the job ledger need an API key.
 
+use crate::conditional::{answer, Condition};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Admin, Caller, Fields, JsonObject};
 use crate::idempotency::{idempotent, IdempotencyKey};
 use crate::payments::{
-    create_crazyminer_payment, load_payment, wait_for_payment_url, CrazyMinerPaymentInput,
+    create_crazyminer_payment, load_payment, reload_payment, wait_for_payment_url,
+    CrazyMinerPaymentInput,
 };
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
@@ -159,9 +161,12 @@ async fn create(
 #[utoipa::path(get, path = "/v1/payments/{id}", tag = "v1",
     summary = "A payment",
     params(("id" = String, Path, format = Uuid, description = "The payment id (UUID)"),
-        ("Accept-Language" = Option<String>, Header, description = "Language of `status_display`")),
+        ("Accept-Language" = Option<String>, Header, description = "Language of `status_display`"),
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` the client has: `304` while it is current"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` with `If-None-Match`: wait up to N seconds (bounded) for a change before answering `304`")),
     responses(
-        (status = 200, description = "The payment", body = crate::openapi::schemas::Payment),
+        (status = 200, description = "The payment, with its `ETag`", body = crate::openapi::schemas::Payment),
+        (status = 304, description = "Unchanged: `If-None-Match` still holds (after the `Prefer: wait`, if any)"),
         (status = 400, description = "`invalid_id`", body = crate::openapi::schemas::ErrorBody),
         (status = 404, description = "`not_found`", body = crate::openapi::schemas::ErrorBody),
     ))]
@@ -169,9 +174,18 @@ async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let payment = load_payment(&state, &id).await?;
-    Ok(Json(resource(&payment, lang(&headers))))
+    let cond = Condition::from_headers(&headers, state.settings.max_wait);
+    let (st, id, lang) = (&state, payment.id, lang(&headers));
+    answer(
+        st,
+        &cond,
+        Some(id),
+        resource(&payment, lang),
+        move || async move { Ok(resource(&reload_payment(st, id).await?, lang)) },
+    )
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/payments/{id}/events", tag = "v1",

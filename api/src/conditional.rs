@@ -5,16 +5,15 @@
 //!
 //! The result pages used to poll the status route every second; now their
 //! script sends its last `ETag` with `Prefer: wait` and is answered when the
-//! payment moves (docs/design.md, "Waking waiters"). The wait uses the same
-//! wake-ups as the seed route's wait ([`crate::payments::SAFETY_REREAD`]
-//! bounds how late a lost one is noticed).
+//! payment moves (docs/design.md). The wait uses the same wake-ups as the
+//! seed route's wait; [`READ_SAFETY_REREAD`] bounds how late a lost one is
+//! noticed.
 //!
 //! Standard HTTP (RFC 9110 `ETag`/`If-None-Match` with weak comparison, RFC
 //! 7240 `Prefer: wait`), so any client can use it; nothing here needs a
 //! crate beyond the `sha2` the project already has for signatures.
 
 use crate::error::ApiResult;
-use crate::payments::SAFETY_REREAD;
 use crate::routes::v1::preferred_wait;
 use crate::state::AppState;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -26,6 +25,14 @@ use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// How often a waiting read re-reads without a wake-up. Longer than the
+/// create's [`crate::payments::SAFETY_REREAD`] (500 ms): a result page stays
+/// open for minutes, and at 500 ms each open page would cost the database
+/// two reads a second where the page's old one-second poll cost one; at 2 s
+/// it costs half of that, and a lost wake-up (Redis restarting) shows up at
+/// most 2 s late on a page a person is looking at.
+pub const READ_SAFETY_REREAD: Duration = Duration::from_secs(2);
 
 /// What the client already has, and how long it is willing to wait for
 /// something newer.
@@ -83,7 +90,7 @@ pub fn etag(body: &Value) -> String {
 /// `Prefer: wait` for the resource to change. `first` is the representation
 /// just read, `reread` produces the current one; `watched` is the payment
 /// whose announced changes wake the wait (`None`: re-read every
-/// [`SAFETY_REREAD`] only).
+/// [`READ_SAFETY_REREAD`] only).
 pub async fn answer<F, Fut>(
     state: &AppState,
     cond: &Condition,
@@ -124,7 +131,7 @@ where
         if now >= deadline {
             return Ok(applied(not_modified(&tag)));
         }
-        let pause = SAFETY_REREAD.min(deadline - now);
+        let pause = READ_SAFETY_REREAD.min(deadline - now);
         match waiter.as_mut() {
             Some(w) => {
                 tokio::select! {

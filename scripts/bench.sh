@@ -23,13 +23,15 @@
 # restart of serve at the end in embedded mode), BENCH_SEED_WAIT_CONNECTIONS ("64 256 1024";
 # the seed route with its wait against a 200 ms gateway, scaled mode), BENCH_BACKLOG_SECONDS
 # (8; /v1 creates at full speed with the workers paused, before the seed route is measured
-# under that backlog),
+# under that backlog), BENCH_PAGES (1000; open result pages following settled payments, scaled
+# mode: first a GET a second each, as the pages' script did, then the long poll with
+# Prefer: wait=10) for BENCH_PAGES_SECONDS (20),
 # BENCH_PG_SSLMODE (default "disable": plain TCP on loopback, for pgbench and paygate
 # alike; set it empty for the libpq/sqlx default "prefer", which negotiates TLS even on
 # loopback and costs both about 30% here), BENCH_OUT (results folder,
 # default target/bench), BENCH_SKIP_BUILD=1, BENCH_ONLY=scaled|embedded, BENCH_SCENARIOS (a
 # subset, for experiments: any of seed_wait seed_slow backlog pipeline webhook payme click
-# create; default all).
+# pages create; default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -51,6 +53,8 @@ CLICK_REPEATS=${BENCH_CLICK_REPEATS:-1}
 SEED_WAIT_MS=${BENCH_SEED_WAIT_MS:-3000}
 SEED_WAIT_CONNS=${BENCH_SEED_WAIT_CONNECTIONS:-64 256 1024}
 BACKLOG_S=${BENCH_BACKLOG_SECONDS:-8}
+PAGES=${BENCH_PAGES:-1000}
+PAGES_S=${BENCH_PAGES_SECONDS:-20}
 OUT=${BENCH_OUT:-$ROOT/target/bench}
 ONLY=${BENCH_ONLY:-}
 SCENARIOS=${BENCH_SCENARIOS:-}
@@ -326,6 +330,20 @@ seed_wait_scenario() {
   summary_line "$OUT/$mode-create-seed-wait.json"
 }
 
+# Open result pages following payments that do not change: the cost of keeping
+# $PAGES pages current, polled every second (the pages' script before the long
+# poll) and long-polled (If-None-Match + Prefer: wait=10). Args: mode api-url
+# admin-key watch-args...
+pages_scenario() {
+  local mode=$1 api=$2 key=$3; shift 3
+  for pm in poll long; do
+    log "$mode: $PAGES open result pages ($pm) for ${PAGES_S}s"
+    "$BENCH" pages --api "$api" --label "$mode" --json "$@" --admin-key "$key" \
+      --pages "$PAGES" --mode "$pm" --interval 1 --wait 10 --duration "$PAGES_S" \
+      >"$OUT/$mode-pages-$pm.json"
+  done
+}
+
 # The seed route with its wait against a slow gateway, at each of
 # $SEED_WAIT_CONNS connections: two gateway calls of $SLOW_MS ms each are its
 # floor. Args: mode api-url sandbox-url watch-args...
@@ -449,6 +467,8 @@ EOF
     "$BENCH" wait-idle --api "$API" --admin-key "$KEY" --max-wait 60 --json >/dev/null
   fi
   want backlog && seed_backlog_scenario scaled "$API" "$WAIT_API" "$KEY" "$WORKER_PIDS" "${WAIT_WATCH[@]}"
+  want pages && pages_scenario scaled "$API" "$KEY" --watch "api=$API_PID" \
+    --watch "workers=$WORKER_PIDS" --watch "postgres=comm:postgres" --watch "redis=comm:redis-server"
   run_scenarios scaled "$API" "$KEY" "$METRICS" "$SANDBOX" "$WORKER_PIDS" \
     --watch "api=$API_PID" --watch "workers=$WORKER_PIDS" --watch "sandbox=$SB_PID" \
     --watch "postgres=comm:postgres" --watch "redis=comm:redis-server"
@@ -512,6 +532,9 @@ S_SEED=$(f scaled-create-seed.json .throughput_rps)
 E_SEED=$(f embedded-create-seed.json .throughput_rps)
 S_SEED_WAIT=$(f scaled-create-seed-wait.json .throughput_rps)
 E_SEED_WAIT=$(f embedded-create-seed-wait.json .throughput_rps)
+pages_line() { # file -> "requests/s, CPU of the API and PostgreSQL"
+  f "$1" '"\(.requests_per_s) req/s, api \(.cpu_pct.api)%, postgres \(.cpu_pct.postgres)%, changed \(.answers.changed), errors \(.answers.errors)"'
+}
 seed_wait_line() { # file -> "p50/p99 ms, 201 n / 202 m"
   f "$1" '"p50/p99 \(.latency_ms.p50)/\(.latency_ms.p99) ms, answers 201 (URL) \(.seed_answers.with_payment_url_201 // null) / 202 (pending) \(.seed_answers.still_pending_202 // null)"'
 }
@@ -620,6 +643,7 @@ E_PIPE_SLOW=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s)
   echo "payme per call p50/p99 ms: scaled: $(payme_calls scaled-payme.json); embedded: $(payme_calls embedded-payme.json)"
   echo "click per call p50/p99 ms: scaled: $(click_calls scaled-click.json); embedded: $(click_calls embedded-click.json)"
   echo "seed route with its ${SEED_WAIT_MS} ms wait: scaled: $(seed_wait_line scaled-create-seed-wait.json); embedded: $(seed_wait_line embedded-create-seed-wait.json)"
+  echo "$PAGES open result pages, scaled: polled every 1 s: $(pages_line scaled-pages-poll.json); long poll: $(pages_line scaled-pages-long.json)"
   echo "PostgreSQL CPU: ${PG_CPU}% of a core for $PG_TPS pgbench tps; ${S_PAUSED_PG}% for $S_PAUSED creates/s (workers paused)"
   echo "Redis LPUSH: $REDIS_LPUSH req/s (redis-benchmark -c $CONC)"
   echo "results (JSON, with CPU per process): $OUT"

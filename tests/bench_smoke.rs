@@ -209,4 +209,40 @@ fn every_scenario_runs_against_an_embedded_server() {
             .is_some_and(|s| !s.is_empty()),
         "{v}"
     );
+
+    // Open result pages, the old poll and the long poll: every answer says
+    // "unchanged" (the payments have settled), and the long poll asks less.
+    let mut per_s = Vec::new();
+    for mode in ["poll", "long"] {
+        let v = bench(&[
+            "pages",
+            "--api",
+            api,
+            "--admin-key",
+            s.admin_key.as_str(),
+            "--pages",
+            "3",
+            "--mode",
+            mode,
+            "--interval",
+            "0.2",
+            "--wait",
+            "1",
+            "--duration",
+            "2",
+        ]);
+        assert_eq!(v["scenario"], "pages", "{v}");
+        assert_eq!(v["answers"]["errors"], 0, "{mode}: {v}");
+        assert_eq!(v["answers"]["changed"], 0, "{mode}: {v}");
+        assert!(
+            v["answers"]["unchanged"].as_u64().unwrap() > 0,
+            "{mode}: {v}"
+        );
+        assert!(v["latency_ms"]["p50"].is_number(), "{mode}: {v}");
+        per_s.push(v["requests_per_s"].as_f64().unwrap());
+    }
+    assert!(
+        per_s[1] < per_s[0],
+        "the long poll asks less often: {per_s:?}"
+    );
 }

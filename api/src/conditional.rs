@@ -28,11 +28,13 @@ use tokio::time::Instant;
 
 /// How often a waiting read re-reads without a wake-up. Longer than the
 /// create's [`crate::payments::SAFETY_REREAD`] (500 ms): a result page stays
-/// open for minutes, and at 500 ms each open page would cost the database
-/// two reads a second where the page's old one-second poll cost one; at 2 s
-/// it costs half of that, and a lost wake-up (Redis restarting) shows up at
-/// most 2 s late on a page a person is looking at.
-pub const READ_SAFETY_REREAD: Duration = Duration::from_secs(2);
+/// open for minutes, and these re-reads are most of what an open page costs
+/// (`paygate-bench pages`, PERFORMANCE.md). Wake-ups are lost only when a
+/// process dies between its commit and its publish or its publish backlog
+/// overflows (counted); a dropped Redis subscription already wakes every
+/// waiter when it resubscribes. A page a person is looking at shows such a
+/// change at most 5 s late.
+pub const READ_SAFETY_REREAD: Duration = Duration::from_secs(5);
 
 /// What the client already has, and how long it is willing to wait for
 /// something newer.

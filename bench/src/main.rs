@@ -15,6 +15,7 @@
 mod click;
 mod load;
 mod orders;
+mod pages;
 mod payme;
 mod scenarios;
 mod sys;
@@ -28,7 +29,7 @@ use std::time::Duration;
 #[command(
     name = "paygate-bench",
     version,
-    about = "Load generator for paygate (create, webhook, payme, click, pipeline)"
+    about = "Load generator for paygate (create, webhook, payme, click, pipeline, pages)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -148,6 +149,16 @@ enum Scenario {
         #[command(flatten)]
         pipeline: scenarios::PipelineArgs,
     },
+    /// Open result pages following their payments: polling every second or
+    /// long-polling (`If-None-Match` + `Prefer: wait`), and what each costs.
+    Pages {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        pages: pages::PagesArgs,
+    },
     /// Waits until no medogram payment is pending or processing (between runs).
     WaitIdle {
         #[command(flatten)]
@@ -203,6 +214,11 @@ fn main() -> ExitCode {
                 scenarios::pipeline(&common, &load, &pipeline).await?,
                 common.json,
             )),
+            Scenario::Pages {
+                common,
+                load,
+                pages,
+            } => Ok((pages::pages(&common, &load, &pages).await?, common.json)),
             Scenario::WaitIdle { common, max_wait } => Ok((
                 scenarios::wait_idle(&common, Duration::from_secs_f64(max_wait)).await?,
                 common.json,

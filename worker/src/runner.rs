@@ -189,6 +189,7 @@ async fn record(
     let kind = claim.kind.as_str();
     let result = finish.result.clone();
     let change = finish.change.clone();
+    let order_moved = finish.order_status.is_some();
     match engine.store.finish_job(claim, &engine.retry, finish).await {
         Ok(messages) => {
             let outcome = outcome_label(&result);
@@ -225,8 +226,12 @@ async fn record(
                     }
                 }
             }
+            // Waiters re-read what they follow: a payment change, or its
+            // order's move (an order page's long poll follows the payment id).
             if let Some(change) = &change {
                 engine.announcer.changed(change.id);
+            } else if let (true, Some(id)) = (order_moved, claim.payment_id) {
+                engine.announcer.changed(id);
             }
             let messages: Vec<JobMessage> = messages
                 .into_iter()

@@ -18,7 +18,6 @@ use crate::routes::v1::preferred_wait;
 use crate::state::AppState;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use paygate_common::domain::PaymentId;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -80,10 +79,24 @@ fn opaque(tag: &str) -> &str {
     tag.strip_prefix("W/").unwrap_or(tag)
 }
 
-/// A weak validator of the JSON representation: the same body, the same tag.
-/// Weak because the body is compared as JSON, not byte for byte on the wire.
-pub fn etag(body: &Value) -> String {
-    let digest = Sha256::digest(body.to_string().as_bytes());
+/// A representation serialized once: the bytes sent and their validator.
+struct Representation {
+    bytes: Vec<u8>,
+    tag: String,
+}
+
+impl Representation {
+    fn of(body: &Value) -> Self {
+        let bytes = body.to_string().into_bytes();
+        let tag = etag(&bytes);
+        Representation { bytes, tag }
+    }
+}
+
+/// A weak validator of the JSON bytes: the same body, the same tag. Weak
+/// because it names the JSON value, not an encoding of it on the wire.
+fn etag(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
     format!("W/\"{}\"", hex::encode(&digest[..12]))
 }
 
@@ -104,13 +117,12 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = ApiResult<Value>>,
 {
-    let body = first;
-    let tag = etag(&body);
-    if !cond.holds(&tag) {
-        return Ok(fresh(body, &tag));
+    let rep = Representation::of(&first);
+    if !cond.holds(&rep.tag) {
+        return Ok(fresh(rep));
     }
     if cond.wait.is_zero() {
-        return Ok(not_modified(&tag));
+        return Ok(not_modified(&rep.tag));
     }
     let deadline = Instant::now() + cond.wait;
     // Registered before the re-read: a change committed after the first read
@@ -124,14 +136,13 @@ where
         resp
     };
     loop {
-        let body = reread().await?;
-        let tag = etag(&body);
-        if !cond.holds(&tag) {
-            return Ok(applied(fresh(body, &tag)));
+        let rep = Representation::of(&reread().await?);
+        if !cond.holds(&rep.tag) {
+            return Ok(applied(fresh(rep)));
         }
         let now = Instant::now();
         if now >= deadline {
-            return Ok(applied(not_modified(&tag)));
+            return Ok(applied(not_modified(&rep.tag)));
         }
         let pause = READ_SAFETY_REREAD.min(deadline - now);
         match waiter.as_mut() {
@@ -156,8 +167,16 @@ fn with_tag(mut resp: Response, tag: &str) -> Response {
     resp
 }
 
-fn fresh(body: Value, tag: &str) -> Response {
-    with_tag(Json(body).into_response(), tag)
+fn fresh(rep: Representation) -> Response {
+    let resp = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        rep.bytes,
+    )
+        .into_response();
+    with_tag(resp, &rep.tag)
 }
 
 fn not_modified(tag: &str) -> Response {
@@ -177,17 +196,21 @@ mod tests {
         Condition::from_headers(&h, Duration::from_secs(30))
     }
 
+    fn tag(body: Value) -> String {
+        Representation::of(&body).tag
+    }
+
     #[test]
     fn the_tag_follows_the_body() {
-        let a = etag(&json!({"status": "pending"}));
-        assert_eq!(a, etag(&json!({"status": "pending"})));
-        assert_ne!(a, etag(&json!({"status": "completed"})));
+        let a = tag(json!({"status": "pending"}));
+        assert_eq!(a, tag(json!({"status": "pending"})));
+        assert_ne!(a, tag(json!({"status": "completed"})));
         assert!(a.starts_with("W/\"") && a.ends_with('"'));
     }
 
     #[test]
     fn if_none_match_compares_weakly_and_in_lists() {
-        let tag = etag(&json!({"status": "pending"}));
+        let tag = self::tag(json!({"status": "pending"}));
         let strong = tag.trim_start_matches("W/").to_string();
         assert!(cond(&[("if-none-match", &tag)]).holds(&tag));
         assert!(cond(&[("if-none-match", &strong)]).holds(&tag));

@@ -127,11 +127,7 @@ pub async fn wait_for_payment_url(
     // read, even before this line, is seen by the read or wakes the waiter.
     let mut waiter = state.watch.watch(payment.id);
     loop {
-        payment = state
-            .store
-            .payment(payment.id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("payment"))?;
+        payment = reload_payment(state, payment.id).await?;
         let now = Instant::now();
         if awaited(&payment) || now >= deadline {
             return Ok(payment);
@@ -178,11 +174,7 @@ pub async fn reload_payment(state: &AppState, id: PaymentId) -> ApiResult<Paymen
 pub async fn load_payment(state: &AppState, raw_id: &str) -> ApiResult<Payment> {
     let id = parse_payment_id(raw_id)?;
     crate::middleware::note_payment(id);
-    state
-        .store
-        .payment(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("payment"))
+    reload_payment(state, id).await
 }
 
 /// A validated shop order (the Atmos seed's body).

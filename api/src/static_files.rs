@@ -40,7 +40,9 @@ const STATUS_SCRIPT: &str = r#"(function () {
       tag = r.headers.get("ETag");
       return r.json().then(function (d) {
         show(d);
-        if (pending.indexOf(d.status) >= 0) poll();
+        // Without an ETag (a proxy dropped it) the server cannot wait: ask
+        // once a second, as before, rather than in a tight loop.
+        if (pending.indexOf(d.status) >= 0) setTimeout(poll, tag ? 0 : 1000);
       });
     }).catch(function () { setTimeout(poll, 2000); });
   }

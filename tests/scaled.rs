@@ -190,6 +190,12 @@ impl PrivatePostgres {
     fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
+    /// The server log's last lines (crashes, recovery).
+    fn log_tail(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.join("pg.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
     fn ctl(&self, action: &str) {
         let data = self.dir.join("data");
         let opts = format!(
@@ -312,6 +318,8 @@ impl Cluster {
         .collect();
         let mut sb_env = env.clone();
         sb_env.push(("PAYGATE_LISTEN".into(), format!("127.0.0.1:{sandbox_port}")));
+        // Each payer's return and its answer, for a failure's report.
+        sb_env.push(("RUST_LOG".into(), "warn,paygate_sandbox=info".into()));
         for (k, v) in sandbox_env {
             sb_env.push((k.to_string(), v.to_string()));
         }
@@ -379,6 +387,12 @@ impl Cluster {
     }
 
     fn logs(&self) -> String {
+        self.logs_about(&[])
+    }
+
+    /// Each process's last lines, and before them its lines that mention
+    /// any of `needles` (at most 40 a process).
+    fn logs_about(&self, needles: &[String]) -> String {
         let mut out = String::new();
         for p in self
             .apis
@@ -387,6 +401,16 @@ impl Cluster {
             .chain(std::iter::once(&self.sandbox))
         {
             let log = p.log();
+            let about: Vec<&str> = log
+                .lines()
+                .filter(|l| needles.iter().any(|n| l.contains(n.as_str())))
+                .take(40)
+                .collect();
+            if !about.is_empty() {
+                out.push_str(&format!("--- {} (about {needles:?})\n", p.name));
+                out.push_str(&about.join("\n"));
+                out.push('\n');
+            }
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
             out.push_str(&format!(
                 "--- {}\n{}\n",
@@ -450,6 +474,73 @@ async fn count_with_status(api: &str, key: &str, status: &str) -> Option<i64> {
     v["count"].as_i64()
 }
 
+/// What a failed run needs to be understood: every payment not completed,
+/// with its events and its jobs; and what to look for in the logs (its id and
+/// its invoice's `id_get`).
+async fn unfinished_payments(api: &str, key: &str, ids: &[String]) -> (String, Vec<String>) {
+    let get = |path: String| async move {
+        match client()
+            .get(format!("{api}{path}"))
+            .bearer_auth(key)
+            .send()
+            .await
+        {
+            Ok(r) => r.text().await.unwrap_or_else(|e| e.to_string()),
+            Err(e) => e.to_string(),
+        }
+    };
+    let mut out = String::new();
+    let mut needles = Vec::new();
+    for id in ids {
+        let payment = get(format!("/v1/payments/{id}")).await;
+        if payment.contains("\"completed\"") {
+            continue;
+        }
+        needles.push(id.clone());
+        if let Some(id_get) = payment
+            .split("gateway-")
+            .nth(1)
+            .and_then(|rest| rest.split('-').next())
+        {
+            needles.push(id_get.to_string());
+        }
+        out.push_str(&format!(
+            "--- payment {id}\n{payment}\nevents: {}\njobs: {}\n",
+            get(format!("/v1/payments/{id}/events")).await,
+            get(format!("/v1/admin/jobs?payment_id={id}")).await,
+        ));
+    }
+    (out, needles)
+}
+
+/// The gateway calls stored about `needles` (payment ids, invoice ids).
+fn inbound_about(db: &str, needles: &[String]) -> String {
+    if needles.is_empty() {
+        return String::new();
+    }
+    let quoted: Vec<String> = needles
+        .iter()
+        .filter(|n| n.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+        .map(|n| format!("'{n}'"))
+        .chain(std::iter::once("''".to_string()))
+        .collect();
+    let prefixes: Vec<String> = needles
+        .iter()
+        .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
+        .map(|n| format!("dedupe_key LIKE '{n}:%'"))
+        .chain(std::iter::once("false".to_string()))
+        .collect();
+    psql(
+        db,
+        &format!(
+            "SELECT dedupe_key, payment_id, outcome, received_at FROM inbound_messages \
+             WHERE payment_id IN ({}) OR {}",
+            quoted.join(","),
+            prefixes.join(" OR ")
+        ),
+    )
+}
+
 /// Waits until every payment is terminal, then checks they all completed,
 /// that the gateway saw one invoice and one verification per payment, and
 /// that the ledger holds no unfinished job.
@@ -459,7 +550,7 @@ async fn assert_all_completed(
     key: &str,
     ids: &[String],
     timeout: Duration,
-    logs: impl Fn() -> String,
+    logs: impl Fn(&[String]) -> String,
 ) {
     let deadline = Instant::now() + timeout;
     loop {
@@ -468,13 +559,15 @@ async fn assert_all_completed(
         if completed == ids.len() as i64 {
             break;
         }
-        assert!(failed <= 0, "{failed} payments failed\n{}", logs());
-        assert!(
-            Instant::now() < deadline,
-            "only {completed}/{} completed in time\n{}",
-            ids.len(),
-            logs()
-        );
+        assert!(failed <= 0, "{failed} payments failed\n{}", logs(&[]));
+        if Instant::now() >= deadline {
+            let (report, needles) = unfinished_payments(api, key, ids).await;
+            panic!(
+                "only {completed}/{} completed in time\n{report}\n{}",
+                ids.len(),
+                logs(&needles)
+            );
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let stats: Value = client()
@@ -525,7 +618,7 @@ async fn assert_all_completed(
         assert!(
             Instant::now() < deadline,
             "{unfinished} jobs left unfinished\n{}",
-            logs()
+            logs(&[])
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -552,7 +645,7 @@ async fn five_hundred_payments_survive_a_worker_killed_mid_flight() {
     let ids = creating.await.unwrap();
     assert_eq!(ids.len(), 500, "every create acknowledged\n{}", c.logs());
     c.restart_worker(0);
-    let logs = || c.logs();
+    let logs = |needles: &[String]| c.logs_about(needles);
     assert_all_completed(
         &c.api_urls[1],
         &c.sandbox_url,
@@ -587,7 +680,7 @@ async fn redis_restarted_empty_loses_nothing() {
     let ids = create_payments(&c.api_urls, 200, 50).await;
     assert_eq!(ids.len(), 200);
     redis.restart(); // empty: this Redis keeps nothing on disk
-    let logs = || c.logs();
+    let logs = |needles: &[String]| c.logs_about(needles);
     assert_all_completed(
         &c.api_urls[0],
         &c.sandbox_url,
@@ -629,7 +722,15 @@ async fn postgres_restart_gives_honest_errors_and_then_recovers() {
     let second = create_payments(&c.api_urls, 100, 20).await;
     assert_eq!(second.len(), 100, "{}", c.logs());
     let ids: Vec<String> = first.into_iter().chain(second).collect();
-    let logs = || c.logs();
+    let db = pg.url("paygate");
+    let logs = |needles: &[String]| {
+        format!(
+            "{}\n--- inbound messages about {needles:?}\n{}\n--- pg.log\n{}",
+            c.logs_about(needles),
+            inbound_about(&db, needles),
+            pg.log_tail(40)
+        )
+    };
     assert_all_completed(
         &c.api_urls[0],
         &c.sandbox_url,
@@ -692,7 +793,7 @@ async fn a_storm_of_duplicate_callbacks_verifies_once() {
         assert_eq!(s.await.unwrap(), StatusCode::SEE_OTHER);
     }
     let ids: Vec<String> = rounds.into_iter().map(|(id, _)| id).collect();
-    let logs = || c.logs();
+    let logs = |needles: &[String]| c.logs_about(needles);
     assert_all_completed(
         &c.api_urls[1],
         &c.sandbox_url,
@@ -718,7 +819,7 @@ async fn the_same_flow_in_embedded_mode() {
     ]);
     let ids = create_payments(std::slice::from_ref(&s.base), 500, 32).await;
     assert_eq!(ids.len(), 500);
-    let logs = || s.logs();
+    let logs = |_: &[String]| s.logs();
     assert_all_completed(
         &s.base,
         &s.base,

@@ -192,13 +192,15 @@ impl Store {
             ),
             Dialect::Sqlite => claim_sql!(),
         };
-        let row = sqlx::query(sql)
+        let query = sqlx::query(sql)
             .bind(now + lease_ms)
             .bind(worker)
             .bind(now)
-            .bind(job_id.to_string())
-            .fetch_optional(&*self.writer(Lane::Background).await)
-            .await?;
+            .bind(job_id.to_string());
+        let row = super::written::written_rows(query, &*self.writer(Lane::Background).await)
+            .await?
+            .into_iter()
+            .next();
         let Some(row) = row else { return Ok(None) };
         let payment_id: Option<String> = row.try_get::<Option<String>, _>("job_payment_id")?;
         let payment_id = payment_id
@@ -297,12 +299,12 @@ impl Store {
              RETURNING id, kind"
         );
         // Only the fixed lock clause above is spliced in; values are bound.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(now - redispatch_after_ms)
-            .bind(limit)
-            .fetch_all(&*self.writer(Lane::Background).await)
-            .await?;
+            .bind(limit);
+        let rows =
+            super::written::written_rows(query, &*self.writer(Lane::Background).await).await?;
         rows.iter().map(message).collect()
     }
 
@@ -395,15 +397,14 @@ impl Store {
     /// from before the redrive must never pass again); the budget grows instead.
     pub async fn redrive_job(&self, id: Uuid) -> StoreResult<Option<JobMessage>> {
         let now = now_ms();
-        let row = sqlx::query(
+        let query = sqlx::query(
             "UPDATE jobs SET status = 'queued', max_attempts = attempts + max_attempts, \
              run_at = $1, dispatched_at = $1, finished_at = NULL, updated_at = $1 \
              WHERE id = $2 AND status IN ('dead', 'failed') RETURNING id, kind",
         )
         .bind(now)
-        .bind(id.to_string())
-        .fetch_optional(&*self.writer(Lane::Ack).await)
-        .await?;
-        row.as_ref().map(message).transpose()
+        .bind(id.to_string());
+        let rows = super::written::written_rows(query, &*self.writer(Lane::Ack).await).await?;
+        rows.first().map(message).transpose()
     }
 }

@@ -28,6 +28,7 @@ mod rows;
 mod stats;
 mod webhooks;
 mod write_gate;
+mod written;
 
 pub use api_keys::{ApiKey, NewApiKey};
 pub use changeset::{Applied, Changeset, Committed, Fence, GatewayTxnWrite, Origin};

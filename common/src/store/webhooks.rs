@@ -525,7 +525,7 @@ impl Store {
         message_id: Option<&str>,
         since_ms: Option<i64>,
     ) -> StoreResult<Vec<(String, i64)>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "UPDATE webhook_messages SET status = 'pending', round_attempts = 0, \
              next_attempt_at = NULL, updated_at = $4 \
              WHERE endpoint_id = $1 AND status = 'failed' \
@@ -535,9 +535,8 @@ impl Store {
         .bind(endpoint_id)
         .bind(message_id.map(str::to_string))
         .bind(since_ms)
-        .bind(now_ms())
-        .fetch_all(&*self.writer(Lane::Ack).await)
-        .await?;
+        .bind(now_ms());
+        let rows = super::written::written_rows(query, &*self.writer(Lane::Ack).await).await?;
         rows.iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("attempts")?)))
             .collect()

@@ -223,24 +223,31 @@ async fn a_payer_pays_and_the_payment_completes() {
     assert_eq!(none["count"], 0);
 }
 
-/// A GET of the seed's status route with the validator the client has and how
-/// long it will wait; returns the answer's status, `ETag` and body.
-async fn poll_status(
+/// A conditional GET of `path`: the validator the client has and its
+/// `Prefer` header; returns the answer's status, `ETag`, `Preference-Applied`
+/// and body (`Null` for a `304`).
+async fn conditional_get(
     s: &Server,
-    id: &str,
+    path: &str,
     tag: Option<&str>,
-    wait: Option<u64>,
-) -> (StatusCode, String, Value) {
-    let mut req = client().get(s.url(&format!("/crazyminer/payment/status/{id}/")));
+    prefer: Option<&str>,
+) -> (StatusCode, String, Option<String>, Value) {
+    let mut req = client().get(s.url(path));
     if let Some(tag) = tag {
         req = req.header("if-none-match", tag);
     }
-    if let Some(wait) = wait {
-        req = req.header("prefer", format!("wait={wait}"));
+    if let Some(prefer) = prefer {
+        req = req.header("prefer", prefer);
     }
     let r = req.send().await.unwrap();
     let code = r.status();
-    let tag = r.headers()["etag"].to_str().unwrap().to_string();
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let tag = header("etag").expect("every read carries an ETag");
+    let applied = header("preference-applied");
     assert_eq!(r.headers()["cache-control"], "no-cache");
     let text = r.text().await.unwrap();
     let body = if text.is_empty() {
@@ -248,7 +255,7 @@ async fn poll_status(
     } else {
         serde_json::from_str(&text).unwrap()
     };
-    (code, tag, body)
+    (code, tag, applied, body)
 }
 
 #[tokio::test]
@@ -262,66 +269,57 @@ async fn the_status_route_answers_when_the_payment_changes() {
     assert_eq!(code, StatusCode::CREATED, "{body}");
     let id = body["transaction_id"].as_str().unwrap().to_string();
     let url = body["payment_url"].as_str().unwrap().to_string();
+    let path = format!("/crazyminer/payment/status/{id}/");
 
     // A plain read carries a validator; the same one while nothing changes.
-    let (code, tag, first) = poll_status(&s, &id, None, None).await;
+    let (code, tag, _, first) = conditional_get(&s, &path, None, None).await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(first["status"], "processing");
     assert!(tag.starts_with("W/\""), "{tag}");
-    let (code, again, _) = poll_status(&s, &id, None, None).await;
+    let (code, again, _, _) = conditional_get(&s, &path, None, None).await;
     assert_eq!((code, again.as_str()), (StatusCode::OK, tag.as_str()));
 
-    // The client's validator still holds: 304 without a body, at once or
-    // after a short wait with no change.
-    let (code, same, body) = poll_status(&s, &id, Some(&tag), None).await;
+    // The client's validator still holds: 304 without a body, at once, after
+    // a short wait with no change, or with a wait it cannot read.
+    let (code, same, _, body) = conditional_get(&s, &path, Some(&tag), None).await;
     assert_eq!(
         (code, same.as_str(), body),
         (StatusCode::NOT_MODIFIED, tag.as_str(), Value::Null)
     );
-    let (code, _, _) = poll_status(&s, &id, Some(&tag), Some(1)).await;
-    assert_eq!(code, StatusCode::NOT_MODIFIED);
-    // A validator we never sent, or an unreadable wait, gets the payment.
-    let (code, _, body) = poll_status(&s, &id, Some("\"nope\""), Some(1)).await;
+    for prefer in ["wait=1", "wait=soon"] {
+        let (code, ..) = conditional_get(&s, &path, Some(&tag), Some(prefer)).await;
+        assert_eq!(code, StatusCode::NOT_MODIFIED, "{prefer}");
+    }
+    // A validator we never sent gets the payment.
+    let (code, _, _, body) = conditional_get(&s, &path, Some("\"nope\""), Some("wait=1")).await;
     assert_eq!(
         (code, body["status"].as_str()),
         (StatusCode::OK, Some("processing"))
     );
-    let r = client()
-        .get(s.url(&format!("/crazyminer/payment/status/{id}/")))
-        .header("if-none-match", &tag)
-        .header("prefer", "wait=soon")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
 
-    // A long poll in flight is answered with the change when the payer pays.
-    let waiting = {
-        let (base, id, tag) = (s.url(""), id.clone(), tag.clone());
-        tokio::spawn(async move {
-            let r = client()
-                .get(format!("{base}/crazyminer/payment/status/{id}/"))
-                .header("if-none-match", tag)
-                .header("prefer", "wait=20")
-                .send()
-                .await
-                .unwrap();
-            let applied = r.headers()["preference-applied"]
-                .to_str()
-                .unwrap()
-                .to_string();
-            (r.status(), applied, r.json::<Value>().await.unwrap())
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A long poll in flight is answered with the change when the payer pays
+    // (not before: it is still waiting 300 ms in).
+    let started = std::time::Instant::now();
+    let ((code, _, applied, changed), answered_after) = tokio::join!(
+        async {
+            let answer = conditional_get(&s, &path, Some(&tag), Some("wait=20")).await;
+            (answer, started.elapsed())
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let back = pay(&s, &url, "pay").await;
+            assert_eq!(back.status(), StatusCode::SEE_OTHER);
+        }
+    )
+    .0;
     assert!(
-        !waiting.is_finished(),
-        "the long poll waits while nothing changes"
+        answered_after >= Duration::from_millis(300),
+        "answered after {answered_after:?}, before the payer moved"
     );
-    let back = pay(&s, &url, "pay").await;
-    assert_eq!(back.status(), StatusCode::SEE_OTHER);
-    let (code, applied, changed) = waiting.await.unwrap();
-    assert_eq!((code, applied.as_str()), (StatusCode::OK, "wait=20"));
+    assert_eq!(
+        (code, applied.as_deref()),
+        (StatusCode::OK, Some("wait=20"))
+    );
     assert_ne!(changed, first, "the answer is the changed payment");
 
     // What the result page's script does: poll with the last validator until
@@ -332,7 +330,7 @@ async fn the_status_route_answers_when_the_payment_changes() {
         if last["status"] == "completed" {
             break;
         }
-        let (code, t, body) = poll_status(&s, &id, Some(&tag), Some(20)).await;
+        let (code, t, _, body) = conditional_get(&s, &path, Some(&tag), Some("wait=20")).await;
         if code == StatusCode::OK {
             last = body;
         }
@@ -350,19 +348,11 @@ async fn the_status_route_answers_when_the_payment_changes() {
     assert!(script.contains("If-None-Match") && script.contains("wait="));
 
     // /v1 reads work the same way.
-    let r = client()
-        .get(s.url(&format!("/v1/payments/{id}")))
-        .send()
-        .await
-        .unwrap();
-    let v1_tag = r.headers()["etag"].to_str().unwrap().to_string();
-    let r = client()
-        .get(s.url(&format!("/v1/payments/{id}")))
-        .header("if-none-match", &v1_tag)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    let v1 = format!("/v1/payments/{id}");
+    let (code, v1_tag, _, _) = conditional_get(&s, &v1, None, None).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, ..) = conditional_get(&s, &v1, Some(&v1_tag), None).await;
+    assert_eq!(code, StatusCode::NOT_MODIFIED);
 }
 
 #[tokio::test]

@@ -530,15 +530,22 @@ fn inbound_about(db: &str, needles: &[String]) -> String {
         .map(|n| format!("dedupe_key LIKE '{n}:%'"))
         .chain(std::iter::once("false".to_string()))
         .collect();
-    psql(
-        db,
-        &format!(
-            "SELECT dedupe_key, payment_id, outcome, received_at FROM inbound_messages \
-             WHERE payment_id IN ({}) OR {}",
-            quoted.join(","),
-            prefixes.join(" OR ")
+    let sql = format!(
+        "SELECT dedupe_key, payment_id, outcome, received_at FROM inbound_messages \
+         WHERE payment_id IN ({}) OR {}",
+        quoted.join(","),
+        prefixes.join(" OR ")
+    );
+    // Not `psql()`: this runs while a failure is being reported, and a
+    // database that does not answer must not hide that failure.
+    match Command::new("psql").args([db, "-tAc", &sql]).output() {
+        Ok(out) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         ),
-    )
+        Err(e) => format!("psql: {e}"),
+    }
 }
 
 /// Waits until every payment is terminal, then checks they all completed,

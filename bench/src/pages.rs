@@ -100,14 +100,16 @@ pub async fn pages(common: &Common, load: &LoadArgs, args: &PagesArgs) -> anyhow
                         tally.unchanged.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(r) if r.status().is_success() => {
-                        if let Some(t) = r.headers().get("etag").and_then(|v| v.to_str().ok()) {
-                            if t != tag {
-                                tally.changed.fetch_add(1, Ordering::Relaxed);
+                        // A read without an ETag breaks the route's contract.
+                        let counter = match r.headers().get("etag").and_then(|v| v.to_str().ok()) {
+                            Some(t) if t != tag => {
                                 tag = t.to_string();
-                            } else {
-                                tally.unchanged.fetch_add(1, Ordering::Relaxed);
+                                &tally.changed
                             }
-                        }
+                            Some(_) => &tally.unchanged,
+                            None => &tally.errors,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
                         let _ = r.bytes().await;
                     }
                     _ => {

@@ -53,7 +53,7 @@ impl Store {
         .bind(hash(&plaintext))
         .bind(i64::from(is_admin))
         .bind(now_ms())
-        .execute(&*self.writer(Lane::Ack).await)
+        .execute(&mut *self.writer(Lane::Ack).await?)
         .await?;
         Ok(NewApiKey { key, plaintext })
     }

@@ -687,15 +687,17 @@ impl Store {
         let doc = serde_json::to_string(&doc(cs, now))
             .map_err(|e| StoreError::Corrupt(format!("changeset document: {e}")))?;
         let sql = statement(cs);
-        let row =
-            super::written::written_rows(sqlx::query(sql).bind(doc), &*self.writer(lane).await)
-                .await
-                .map_err(super::commit_error)?
-                .into_iter()
-                .next()
-                .ok_or(StoreError::Corrupt(
-                    "a changeset's statement returned no row".into(),
-                ))?;
+        let row = super::written::written_rows(
+            sqlx::query(sql).bind(doc),
+            &mut *self.writer(lane).await?,
+        )
+        .await
+        .map_err(super::commit_error)?
+        .into_iter()
+        .next()
+        .ok_or(StoreError::Corrupt(
+            "a changeset's statement returned no row".into(),
+        ))?;
         let checked: bool = row.try_get("checked")?;
         let went: bool = row.try_get("went")?;
         if !checked {

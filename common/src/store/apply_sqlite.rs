@@ -1,38 +1,52 @@
 //! SQLite's applier: a whole [`Changeset`] in one transaction on the one
-//! writer connection. The gates run first, in the same order of precedence as
-//! PostgreSQL's statement (`apply_pg.rs`): the expected payment and gateway
-//! transaction versions (`Conflict`), then the origin's own gate (`LeaseLost`
-//! for a job whose claim is gone, `Duplicate` for a gateway call recorded
-//! before); any failed gate rolls everything back.
+//! writer connection, sent to SQLite as one multi-statement command.
 //!
-//! Each statement is small and binds its values right beside the column list
-//! it fills, so no bind order depends on a comment.
+//! Why one command: sqlx runs each SQLite connection on a thread of its own,
+//! and every command is a hand-off to that thread and back. SQLite itself
+//! needs tens of microseconds for a statement; the hand-offs cost more, and
+//! since every write in embedded mode takes the one writer in turn, they
+//! bound the embedded pipeline (PERFORMANCE.md, 'SQLite's hand-offs'). So a
+//! changeset is `BEGIN`, one command with every statement, then `COMMIT` or
+//! `ROLLBACK`.
+//!
+//! The gates are statements in that command: after each conditional write,
+//! `SELECT changes()` reports how many rows it touched. They are judged in
+//! the order PostgreSQL's statement judges them (`apply_pg.rs`): the expected
+//! payment and gateway transaction versions and the refund's status
+//! (`Conflict`), then the origin's own gate (`LeaseLost` for a job whose claim
+//! is gone, `Duplicate` for a gateway call recorded before), then unique
+//! values the inserts need. The statements after a failed gate still run,
+//! and the whole transaction is rolled back; an error from a later statement
+//! does not hide an earlier failed gate.
+//!
+//! Values are bound, never spliced: each part numbers its own placeholders
+//! beside the column list it fills ([`Batch::bind`]).
 
 use super::changeset::{Applied, Changeset, Committed, GatewayTxnWrite, Origin};
 use super::jobs::Outcome;
 use super::rows::{self, job_message, payment_columns};
 use super::NewRefund;
 use super::{commit_error, now_ms, Lane, Store, StoreError, StoreResult};
-use crate::domain::{JobMessage, NewEvent, NewJob, Payment, PaymentChange, RefundChange};
-use sqlx::any::Any;
-use sqlx::{Row, Transaction};
-
-type Tx<'c> = Transaction<'c, Any>;
+use crate::domain::{NewEvent, NewJob, PaymentChange, RefundChange};
+use futures::TryStreamExt;
+use sqlx::any::{Any, AnyArguments, AnyRow};
+use sqlx::{Arguments, Either, Row};
 
 impl Store {
     pub(super) async fn commit_sqlite(&self, cs: &Changeset, lane: Lane) -> StoreResult<Committed> {
         let now = now_ms();
-        let writer = self.writer(lane).await;
-        let mut tx = writer.begin().await?;
-        match apply(&mut tx, cs, now).await {
-            Ok(Some(applied)) => {
+        let batch = batch(cs, now);
+        let mut writer = self.writer(lane).await?;
+        let mut tx = sqlx::Connection::begin(&mut *writer).await?;
+        match batch.run(&mut tx, now).await {
+            Ok(Some((applied, order_id))) => {
                 tx.commit().await?;
                 drop(writer);
-                let order = match applied.1 {
+                let order = match order_id {
                     Some(id) => Some(self.order(id).await?.ok_or(StoreError::NotFound)?),
                     None => None,
                 };
-                Ok(Committed::Applied(Box::new(Applied { order, ..applied.0 })))
+                Ok(Committed::Applied(Box::new(Applied { order, ..applied })))
             }
             Ok(None) => {
                 tx.rollback().await?;
@@ -46,158 +60,286 @@ impl Store {
     }
 }
 
-/// Applies every part; `None` when the origin was a duplicate. The second
-/// value is the new order's id, read back after commit.
-async fn apply(
-    tx: &mut Tx<'_>,
-    cs: &Changeset,
-    now: i64,
-) -> StoreResult<Option<(Applied, Option<i64>)>> {
-    if let Some(change) = &cs.change {
-        apply_change(tx, change, now).await?;
+/// What a gate's `changes()` must be, and what it means when it is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// The payment, gateway transaction or refund moved on: `Conflict`.
+    Current,
+    /// The job's claim is gone: `LeaseLost`.
+    Claim,
+    /// The gateway's call was recorded before: `Duplicate`.
+    FirstCall,
+}
+
+impl Gate {
+    fn name(self) -> &'static str {
+        match self {
+            Gate::Current => "current",
+            Gate::Claim => "claim",
+            Gate::FirstCall => "first_call",
+        }
     }
-    let mut gateway_txn_id = None;
+
+    fn from_name(name: &str) -> StoreResult<Gate> {
+        [Gate::Current, Gate::Claim, Gate::FirstCall]
+            .into_iter()
+            .find(|g| g.name() == name)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown gate {name:?}")))
+    }
+
+    /// `None` to go on; `Some(Err)` or `Some(Ok(None))` (a duplicate) ends it.
+    fn failed(self) -> StoreResult<Option<()>> {
+        match self {
+            Gate::Current => Err(StoreError::Conflict),
+            Gate::Claim => Err(StoreError::LeaseLost),
+            Gate::FirstCall => Ok(None),
+        }
+    }
+}
+
+/// A bound value (the store's columns are TEXT or BIGINT).
+enum Value {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+/// The statements of one changeset and their values, in placeholder order.
+#[derive(Default)]
+struct Batch {
+    sql: String,
+    values: Vec<Value>,
+}
+
+impl Batch {
+    /// The placeholder for `v`, numbered across the whole command (sqlx binds
+    /// SQLite's `$N` by number in every statement of a multi-statement query).
+    fn bind(&mut self, v: Value) -> String {
+        self.values.push(v);
+        format!("${}", self.values.len())
+    }
+
+    fn text(&mut self, v: impl Into<Option<String>>) -> String {
+        self.bind(Value::Text(v.into()))
+    }
+
+    fn int(&mut self, v: impl Into<Option<i64>>) -> String {
+        self.bind(Value::Int(v.into()))
+    }
+
+    fn statement(&mut self, sql: &str) {
+        self.sql.push_str(sql);
+        self.sql.push_str(";\n");
+    }
+
+    /// Reports how many rows the statement just before touched: a gate
+    /// passes when that is exactly one.
+    fn gate(&mut self, gate: Gate) {
+        self.statement(&format!(
+            "SELECT 'gate' AS part, '{}' AS gate, changes() AS touched",
+            gate.name()
+        ));
+    }
+
+    /// Runs the command in `tx` and reads its rows. `None` when the origin was
+    /// a duplicate. The second value is the new order's id, read after commit.
+    async fn run(
+        self,
+        tx: &mut sqlx::Transaction<'_, Any>,
+        now: i64,
+    ) -> StoreResult<Option<(Applied, Option<i64>)>> {
+        let mut args = AnyArguments::default();
+        for v in self.values {
+            let added = match v {
+                Value::Text(t) => args.add(t),
+                Value::Int(i) => args.add(i),
+            };
+            added.map_err(|e| StoreError::Corrupt(format!("a value could not be bound: {e}")))?;
+        }
+        // The SQL is this module's own text; every value is bound.
+        let query = sqlx::query_with(sqlx::AssertSqlSafe(self.sql), args);
+        // `fetch_many` is deprecated because sqlx may one day stop running
+        // several statements in one query (sqlx#3108). It is the only way to
+        // read the gates' rows that came before a failing statement, which
+        // the gates' precedence needs. sqlx is pinned in Cargo.lock; if an
+        // upgrade drops this, every SQLite store test fails at once.
+        #[allow(deprecated)]
+        let mut results = query.fetch_many(&mut **tx);
+        let mut applied = Applied::default();
+        let mut order_id = None;
+        let mut failed: Option<Gate> = None;
+        let outcome = loop {
+            let row: AnyRow = match results.try_next().await {
+                Ok(Some(Either::Right(row))) => row,
+                Ok(Some(Either::Left(_))) => continue,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            if failed.is_some() {
+                // The first failed gate decides; the rest is rolled back.
+                continue;
+            }
+            match row.try_get::<String, _>("part")?.as_str() {
+                "gate" => {
+                    if row.try_get::<i64, _>("touched")? != 1 {
+                        failed = Some(Gate::from_name(&row.try_get::<String, _>("gate")?)?);
+                    }
+                }
+                "gateway_txn" => applied.gateway_txn_id = Some(row.try_get("id")?),
+                "order" => order_id = Some(row.try_get::<i64, _>("id")?),
+                "payment" => applied.payment = Some(rows::payment(&row)?),
+                "job" => {
+                    // A job not due yet is not pushed: the sweeper sends it when it is.
+                    if row.try_get::<i64, _>("run_at")? <= now {
+                        applied.messages.push(job_message(
+                            &row.try_get::<String, _>("id")?,
+                            &row.try_get::<String, _>("kind")?,
+                        )?);
+                    }
+                }
+                other => return Err(StoreError::Corrupt(format!("unknown part {other:?}"))),
+            }
+        };
+        drop(results);
+        if let Some(gate) = failed {
+            return gate.failed().map(|_| None);
+        }
+        outcome.map_err(commit_error)?;
+        Ok(Some((applied, order_id)))
+    }
+}
+
+/// Every part of the changeset, in the order of its gates' precedence.
+fn batch(cs: &Changeset, now: i64) -> Batch {
+    let mut b = Batch::default();
+    if let Some(change) = &cs.change {
+        change_payment(&mut b, change, now);
+    }
     // An update's expected version is a gate (before the origin's); an
     // insert comes after it, as on PostgreSQL.
     if let Some(t) = &cs.gateway_txn_update {
-        gateway_txn_id = Some(write_gateway_txn(tx, t, now).await?);
+        write_gateway_txn(&mut b, t, now);
     }
     // A refund's expected status is a gate too.
     if let Some(r) = &cs.refund_change {
-        change_refund(tx, r, now).await?;
+        change_refund(&mut b, r, now);
     }
     match &cs.origin {
         Origin::Api => {}
         Origin::Job(f) => {
             let o = Outcome::of(&f.result, now);
-            let fenced = sqlx::query(
-                "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
-                 last_error = COALESCE($3, last_error), finished_at = $4, lease_until = NULL, \
-                 locked_by = NULL, dispatched_at = NULL, updated_at = $5 \
-                 WHERE id = $6 AND locked_by = $7 AND attempts = $8",
-            )
-            .bind(o.status.as_str())
-            .bind(o.run_at)
-            .bind(o.error)
-            .bind(o.finished_at)
-            .bind(now)
-            .bind(f.job_id.to_string())
-            .bind(&f.worker)
-            .bind(i64::from(f.attempt))
-            .execute(&mut **tx)
-            .await?;
-            if fenced.rows_affected() != 1 {
-                return Err(StoreError::LeaseLost);
-            }
+            let sql = format!(
+                "UPDATE jobs SET status = {}, run_at = COALESCE({}, run_at), \
+                 last_error = COALESCE({}, last_error), finished_at = {}, lease_until = NULL, \
+                 locked_by = NULL, dispatched_at = NULL, updated_at = {} \
+                 WHERE id = {} AND locked_by = {} AND attempts = {}",
+                b.text(o.status.as_str().to_string()),
+                b.int(o.run_at),
+                b.text(o.error),
+                b.int(o.finished_at),
+                b.int(now),
+                b.text(f.job_id.to_string()),
+                b.text(f.worker.clone()),
+                b.int(i64::from(f.attempt)),
+            );
+            b.statement(&sql);
+            b.gate(Gate::Claim);
         }
         Origin::Inbound(m) => {
-            let inserted = sqlx::query(
+            let sql = format!(
                 "INSERT INTO inbound_messages (id, provider, dedupe_key, payment_id, method, \
                  query, headers, body, outcome, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}) \
                  ON CONFLICT (provider, dedupe_key) DO NOTHING",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(m.provider.as_str())
-            .bind(&m.dedupe_key)
-            .bind(m.payment_id.map(|p| p.to_string()))
-            .bind(&m.method)
-            .bind(&m.query)
-            .bind(m.headers.to_string())
-            .bind(&m.body)
-            .bind(&m.outcome)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                return Ok(None);
-            }
+                b.text(uuid::Uuid::now_v7().to_string()),
+                b.text(m.provider.as_str().to_string()),
+                b.text(m.dedupe_key.clone()),
+                b.text(m.payment_id.map(|p| p.to_string())),
+                b.text(m.method.clone()),
+                b.text(m.query.clone()),
+                b.text(m.headers.to_string()),
+                b.text(m.body.clone()),
+                b.text(m.outcome.clone()),
+                b.int(now),
+            );
+            b.statement(&sql);
+            b.gate(Gate::FirstCall);
         }
     }
     if let Some(t) = &cs.gateway_txn_new {
-        gateway_txn_id = Some(write_gateway_txn(tx, t, now).await?);
+        write_gateway_txn(&mut b, t, now);
     }
-    let mut order_id = None;
+    let new_order = cs.order.is_some();
     if let Some(o) = &cs.order {
-        let payment_id = cs.payment.as_ref().map(|p| p.id.to_string());
-        let row = sqlx::query(
+        let sql = format!(
             "INSERT INTO orders (product_name, amount_minor, payment_type, status, payment_id, \
              created_at, updated_at, access_token) \
-             VALUES ($1, $2, $3, 'pending', $4, $5, $5, $6) RETURNING id",
-        )
-        .bind(o.product_name.as_str())
-        .bind(o.amount.minor())
-        .bind(o.payment_type.as_str())
-        .bind(payment_id)
-        .bind(now)
-        .bind(super::orders::new_access_token())
-        .fetch_one(&mut **tx)
-        .await?;
-        order_id = Some(row.try_get::<i64, _>("id")?);
+             VALUES ({}, {}, {}, 'pending', {}, {}, {}, {}) RETURNING 'order' AS part, id",
+            b.text(o.product_name.as_str().to_string()),
+            b.int(o.amount.minor()),
+            b.text(o.payment_type.as_str().to_string()),
+            b.text(cs.payment.as_ref().map(|p| p.id.to_string())),
+            b.int(now),
+            b.int(now),
+            b.text(super::orders::new_access_token()),
+        );
+        b.statement(&sql);
     }
-    let mut payment = None;
     if let Some(new) = &cs.payment {
-        payment = Some(insert_payment(tx, new, order_id, now).await?);
+        insert_payment(&mut b, new, new_order, now);
     }
     if let Some(c) = cs.order_status {
-        sqlx::query("UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4")
-            .bind(c.to.as_str())
-            .bind(now)
-            .bind(c.id)
-            .bind(c.from.as_str())
-            .execute(&mut **tx)
-            .await?;
+        let sql = format!(
+            "UPDATE orders SET status = {}, updated_at = {} WHERE id = {} AND status = {}",
+            b.text(c.to.as_str().to_string()),
+            b.int(now),
+            b.int(c.id),
+            b.text(c.from.as_str().to_string()),
+        );
+        b.statement(&sql);
     }
     if let Some(r) = &cs.refund_new {
-        insert_refund(tx, r, now).await?;
+        insert_refund(&mut b, r, now);
     }
     for e in &cs.events {
-        insert_event(tx, e, now).await?;
+        insert_event(&mut b, e, now);
     }
-    let mut messages = Vec::new();
     for job in &cs.jobs {
-        if let Some(m) = insert_job(tx, job, now).await? {
-            messages.push(m);
-        }
+        insert_job(&mut b, job, now);
     }
-    Ok(Some((
-        Applied {
-            payment,
-            order: None,
-            gateway_txn_id,
-            messages,
-        },
-        order_id,
-    )))
+    b
 }
 
-async fn insert_payment(
-    tx: &mut Tx<'_>,
-    new: &crate::store::NewPayment,
-    order_id: Option<i64>,
-    now: i64,
-) -> StoreResult<Payment> {
-    // A new order's payment is referenced by the order's id.
-    let merchant_ref = order_id.map_or_else(|| new.merchant_ref.clone(), |id| id.to_string());
-    let row = sqlx::query(concat!(
-        "INSERT INTO payments (id, provider, merchant_ref, amount_minor, currency, description, \
-         status, idempotency_key, order_id, created_at, updated_at, version) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $9, 0) RETURNING ",
-        payment_columns!()
-    ))
-    .bind(new.id.to_string())
-    .bind(new.provider.as_str())
-    .bind(merchant_ref)
-    .bind(new.amount.minor())
-    .bind(new.currency.code())
-    .bind(new.description.as_str())
-    .bind(new.idempotency_key.clone())
-    .bind(order_id.or(new.order_id))
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(commit_error)?;
-    rows::payment(&row)
+fn insert_payment(b: &mut Batch, new: &crate::store::NewPayment, new_order: bool, now: i64) {
+    // A new order's payment is referenced by the order's id, which the
+    // statement just before made (`last_insert_rowid()`).
+    let (merchant_ref, order_id) = if new_order {
+        (
+            "CAST(last_insert_rowid() AS TEXT)".to_string(),
+            "last_insert_rowid()".to_string(),
+        )
+    } else {
+        (b.text(new.merchant_ref.clone()), b.int(new.order_id))
+    };
+    let sql = format!(
+        concat!(
+            "INSERT INTO payments (id, provider, merchant_ref, amount_minor, currency, \
+             description, status, idempotency_key, order_id, created_at, updated_at, version) \
+             VALUES ({}, {}, {}, {}, {}, {}, 'pending', {}, {}, {}, {}, 0) \
+             RETURNING 'payment' AS part, ",
+            payment_columns!()
+        ),
+        b.text(new.id.to_string()),
+        b.text(new.provider.as_str().to_string()),
+        merchant_ref,
+        b.int(new.amount.minor()),
+        b.text(new.currency.code().to_string()),
+        b.text(new.description.as_str().to_string()),
+        b.text(new.idempotency_key.clone()),
+        order_id,
+        b.int(now),
+        b.int(now),
+    );
+    b.statement(&sql);
 }
 
 /// Applies a checked change if, and only if, the row is still at the version
@@ -208,169 +350,152 @@ async fn insert_payment(
 /// bare `status = …` lets the planner pick the (status, created_at) index on a
 /// table it has no statistics for yet and walk every payment in that status
 /// per update: the benchmark caught O(backlog) work per job that way.
-async fn apply_change(tx: &mut Tx<'_>, c: &PaymentChange, now: i64) -> StoreResult<()> {
-    let r = sqlx::query(
-        "UPDATE payments SET status = $1, status_reason = COALESCE($2, status_reason), \
-         payment_url = COALESCE($3, payment_url), gateway_ref = COALESCE($4, gateway_ref), \
-         gateway_trans_id = COALESCE($5, gateway_trans_id), \
-         tracking_code = COALESCE($6, tracking_code), \
-         encrypted_user_data = COALESCE($7, encrypted_user_data), \
-         completed_at = COALESCE($8, completed_at), updated_at = $9, version = version + 1 \
-         WHERE id = $10 AND version = $11 AND COALESCE(status, '') = $12",
-    )
-    .bind(c.new_status.unwrap_or(c.expected_status).as_str())
-    .bind(c.status_reason.clone())
-    .bind(c.payment_url.clone())
-    .bind(c.gateway_ref.clone())
-    .bind(c.gateway_trans_id.clone())
-    .bind(c.tracking_code.clone())
-    .bind(c.encrypted_user_data.clone())
-    .bind(c.completes().then_some(now))
-    .bind(now)
-    .bind(c.id.to_string())
-    .bind(c.expected_version)
-    .bind(c.expected_status.as_str())
-    .execute(&mut **tx)
-    .await
-    .map_err(commit_error)?;
-    if r.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict)
-    }
+fn change_payment(b: &mut Batch, c: &PaymentChange, now: i64) {
+    let sql = format!(
+        "UPDATE payments SET status = {}, status_reason = COALESCE({}, status_reason), \
+         payment_url = COALESCE({}, payment_url), gateway_ref = COALESCE({}, gateway_ref), \
+         gateway_trans_id = COALESCE({}, gateway_trans_id), \
+         tracking_code = COALESCE({}, tracking_code), \
+         encrypted_user_data = COALESCE({}, encrypted_user_data), \
+         completed_at = COALESCE({}, completed_at), updated_at = {}, version = version + 1 \
+         WHERE id = {} AND version = {} AND COALESCE(status, '') = {}",
+        b.text(
+            c.new_status
+                .unwrap_or(c.expected_status)
+                .as_str()
+                .to_string()
+        ),
+        b.text(c.status_reason.clone()),
+        b.text(c.payment_url.clone()),
+        b.text(c.gateway_ref.clone()),
+        b.text(c.gateway_trans_id.clone()),
+        b.text(c.tracking_code.clone()),
+        b.text(c.encrypted_user_data.clone()),
+        b.int(c.completes().then_some(now)),
+        b.int(now),
+        b.text(c.id.to_string()),
+        b.int(c.expected_version),
+        b.text(c.expected_status.as_str().to_string()),
+    );
+    b.statement(&sql);
+    b.gate(Gate::Current);
 }
 
-/// Inserts a new gateway transaction (its gateway id must be new) or updates
-/// one still at its expected version; returns its id.
-async fn write_gateway_txn(tx: &mut Tx<'_>, t: &GatewayTxnWrite, now: i64) -> StoreResult<i64> {
-    let row = match t.expected_version {
-        None => sqlx::query(
-            "INSERT INTO gateway_transactions (provider, external_id, payment_id, state, \
-             amount_minor, external_time, data, created_at, updated_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 0) RETURNING id",
-        )
-        .bind(t.provider.as_str())
-        .bind(&t.external_id)
-        .bind(t.payment_id.to_string())
-        .bind(&t.state)
-        .bind(t.amount_minor)
-        .bind(t.external_time_ms)
-        .bind(t.data.to_string())
-        .bind(now)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(commit_error)?,
-        Some(version) => {
-            sqlx::query(
-                "UPDATE gateway_transactions SET state = $1, \
-             external_time = COALESCE($2, external_time), data = $3, updated_at = $4, \
-             version = version + 1 \
-             WHERE provider = $5 AND external_id = $6 AND version = $7 RETURNING id",
-            )
-            .bind(&t.state)
-            .bind(t.external_time_ms)
-            .bind(t.data.to_string())
-            .bind(now)
-            .bind(t.provider.as_str())
-            .bind(&t.external_id)
-            .bind(version)
-            .fetch_optional(&mut **tx)
-            .await?
+/// Inserts a new gateway transaction (its gateway id must be new: a taken
+/// one fails the insert, a conflict) or updates one still at its expected
+/// version (a gate).
+fn write_gateway_txn(b: &mut Batch, t: &GatewayTxnWrite, now: i64) {
+    match t.expected_version {
+        None => {
+            let sql = format!(
+                "INSERT INTO gateway_transactions (provider, external_id, payment_id, state, \
+                 amount_minor, external_time, data, created_at, updated_at, version) \
+                 VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, 0) \
+                 RETURNING 'gateway_txn' AS part, id",
+                b.text(t.provider.as_str().to_string()),
+                b.text(t.external_id.clone()),
+                b.text(t.payment_id.to_string()),
+                b.text(t.state.clone()),
+                b.int(t.amount_minor),
+                b.int(t.external_time_ms),
+                b.text(t.data.to_string()),
+                b.int(now),
+                b.int(now),
+            );
+            b.statement(&sql);
         }
-    };
-    match row {
-        Some(row) => Ok(row.try_get("id")?),
-        None => Err(StoreError::Conflict),
+        Some(version) => {
+            let sql = format!(
+                "UPDATE gateway_transactions SET state = {}, \
+                 external_time = COALESCE({}, external_time), data = {}, updated_at = {}, \
+                 version = version + 1 \
+                 WHERE provider = {} AND external_id = {} AND version = {} \
+                 RETURNING 'gateway_txn' AS part, id",
+                b.text(t.state.clone()),
+                b.int(t.external_time_ms),
+                b.text(t.data.to_string()),
+                b.int(now),
+                b.text(t.provider.as_str().to_string()),
+                b.text(t.external_id.clone()),
+                b.int(version),
+            );
+            b.statement(&sql);
+            b.gate(Gate::Current);
+        }
     }
 }
 
-async fn insert_refund(tx: &mut Tx<'_>, r: &NewRefund, now: i64) -> StoreResult<()> {
-    sqlx::query(
+fn insert_refund(b: &mut Batch, r: &NewRefund, now: i64) {
+    let sql = format!(
         "INSERT INTO refunds (id, payment_id, amount_minor, reason, status, caller, \
          idempotency_key, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'requested', $5, $6, $7, $7)",
-    )
-    .bind(r.id.to_string())
-    .bind(r.payment_id.to_string())
-    .bind(r.amount_minor)
-    .bind(r.reason.clone())
-    .bind(&r.caller)
-    .bind(r.idempotency_key.clone())
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(commit_error)?;
-    Ok(())
+         VALUES ({}, {}, {}, {}, 'requested', {}, {}, {}, {})",
+        b.text(r.id.to_string()),
+        b.text(r.payment_id.to_string()),
+        b.int(r.amount_minor),
+        b.text(r.reason.clone()),
+        b.text(r.caller.clone()),
+        b.text(r.idempotency_key.clone()),
+        b.int(now),
+        b.int(now),
+    );
+    b.statement(&sql);
 }
 
 /// Moves a refund only while it is still in the status the change was built from.
-async fn change_refund(tx: &mut Tx<'_>, r: &RefundChange, now: i64) -> StoreResult<()> {
-    let done = sqlx::query(
-        "UPDATE refunds SET status = $1, failure_reason = COALESCE($2, failure_reason), \
-         gateway_ref = COALESCE($3, gateway_ref), updated_at = $4 WHERE id = $5 AND status = $6",
-    )
-    .bind(r.to.as_str())
-    .bind(r.failure_reason.clone())
-    .bind(r.gateway_ref.clone())
-    .bind(now)
-    .bind(r.id.to_string())
-    .bind(r.from.as_str())
-    .execute(&mut **tx)
-    .await?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict)
-    }
+fn change_refund(b: &mut Batch, r: &RefundChange, now: i64) {
+    let sql = format!(
+        "UPDATE refunds SET status = {}, failure_reason = COALESCE({}, failure_reason), \
+         gateway_ref = COALESCE({}, gateway_ref), updated_at = {} WHERE id = {} AND status = {}",
+        b.text(r.to.as_str().to_string()),
+        b.text(r.failure_reason.clone()),
+        b.text(r.gateway_ref.clone()),
+        b.int(now),
+        b.text(r.id.to_string()),
+        b.text(r.from.as_str().to_string()),
+    );
+    b.statement(&sql);
+    b.gate(Gate::Current);
 }
 
-async fn insert_event(tx: &mut Tx<'_>, e: &NewEvent, now: i64) -> StoreResult<()> {
-    sqlx::query(
+fn insert_event(b: &mut Batch, e: &NewEvent, now: i64) {
+    let sql = format!(
         "INSERT INTO payment_events (payment_id, kind, message, detail, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(e.payment_id.to_string())
-    .bind(e.kind.as_str())
-    .bind(&e.message)
-    .bind(e.detail.to_string())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+         VALUES ({}, {}, {}, {}, {})",
+        b.text(e.payment_id.to_string()),
+        b.text(e.kind.as_str().to_string()),
+        b.text(e.message.clone()),
+        b.text(e.detail.to_string()),
+        b.int(now),
+    );
+    b.statement(&sql);
 }
 
-/// Inserts a job; returns the message to dispatch, or `None` when a job with
-/// the same dedupe key exists or the job is not due yet. A due job is marked
-/// dispatched because the caller pushes it right after commit; if that push
-/// is lost, the sweeper notices the stale mark.
+/// Inserts a job unless one with the same dedupe key exists. A due job is
+/// marked dispatched because the caller pushes it right after commit (its
+/// row comes back, see [`Batch::run`]); if that push is lost, the sweeper
+/// notices the stale mark.
 ///
 /// A `notify` job is written only while an endpoint is enabled, as on
 /// PostgreSQL (apply_pg.rs, `notify_has_a_listener`).
-async fn insert_job(tx: &mut Tx<'_>, job: &NewJob, now: i64) -> StoreResult<Option<JobMessage>> {
+fn insert_job(b: &mut Batch, job: &NewJob, now: i64) {
     let due_now = job.run_at_ms <= now;
-    let row = sqlx::query(
+    let kind = b.text(job.kind().as_str().to_string());
+    let sql = format!(
         "INSERT INTO jobs (id, kind, payment_id, payload, dedupe_key, status, attempts, \
          max_attempts, run_at, dispatched_at, created_at, updated_at) \
-         SELECT $1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $9, $9 \
-         WHERE $2 <> 'notify' OR EXISTS (SELECT 1 FROM webhook_endpoints WHERE status = 'enabled') \
-         ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, kind",
-    )
-    .bind(job.id.to_string())
-    .bind(job.kind().as_str())
-    .bind(job.payment_id.map(|p| p.to_string()))
-    .bind(job.payload.args_json().to_string())
-    .bind(job.dedupe_key.clone())
-    .bind(i64::from(job.max_attempts))
-    .bind(job.run_at_ms)
-    .bind(due_now.then_some(now))
-    .bind(now)
-    .fetch_optional(&mut **tx)
-    .await?;
-    match row {
-        Some(row) if due_now => Ok(Some(job_message(
-            &row.try_get::<String, _>("id")?,
-            &row.try_get::<String, _>("kind")?,
-        )?)),
-        _ => Ok(None),
-    }
+         SELECT {}, {kind}, {}, {}, {}, 'queued', 0, {}, {}, {}, {}, {} \
+         WHERE {kind} <> 'notify' OR EXISTS (SELECT 1 FROM webhook_endpoints WHERE status = 'enabled') \
+         ON CONFLICT (dedupe_key) DO NOTHING RETURNING 'job' AS part, id, kind, run_at",
+        b.text(job.id.to_string()),
+        b.text(job.payment_id.map(|p| p.to_string())),
+        b.text(job.payload.args_json().to_string()),
+        b.text(job.dedupe_key.clone()),
+        b.int(i64::from(job.max_attempts)),
+        b.int(job.run_at_ms),
+        b.int(due_now.then_some(now)),
+        b.int(now),
+        b.int(now),
+    );
+    b.statement(&sql);
 }

@@ -92,7 +92,7 @@ impl Store {
             .bind(now)
             .bind(now.saturating_add(ms(times.lease)))
             .bind(now.saturating_add(ms(times.ttl)))
-            .execute(&*self.writer(Lane::Ack).await)
+            .execute(&mut *self.writer(Lane::Ack).await?)
             .await?;
             if inserted.rows_affected() == 1 {
                 return Ok(Claim::Run { generation: now });
@@ -105,7 +105,7 @@ impl Store {
             .bind(&scope.caller)
             .bind(&scope.route)
             .bind(&scope.key)
-            .fetch_optional(&*self.writer(Lane::Ack).await)
+            .fetch_optional(&mut *self.writer(Lane::Ack).await?)
             .await?
             else {
                 continue; // deleted in between: insert again
@@ -130,7 +130,7 @@ impl Store {
                 .bind(now.saturating_add(ms(times.ttl)))
                 .bind(generation)
                 .bind(expires_at)
-                .execute(&*self.writer(Lane::Ack).await)
+                .execute(&mut *self.writer(Lane::Ack).await?)
                 .await?;
                 if restarted.rows_affected() == 1 {
                     return Ok(Claim::Run { generation: now });
@@ -180,7 +180,7 @@ impl Store {
             .bind(now.saturating_add(ms(times.lease)))
             .bind(generation)
             .bind(locked_until)
-            .execute(&*self.writer(Lane::Ack).await)
+            .execute(&mut *self.writer(Lane::Ack).await?)
             .await?;
             if taken.rows_affected() == 1 {
                 return Ok(Claim::Run { generation });
@@ -212,7 +212,7 @@ impl Store {
         .bind(i64::from(answer.status))
         .bind(headers)
         .bind(&answer.body)
-        .execute(&*self.writer(Lane::Ack).await)
+        .execute(&mut *self.writer(Lane::Ack).await?)
         .await?;
         Ok(())
     }
@@ -234,7 +234,7 @@ impl Store {
         .bind(&scope.route)
         .bind(&scope.key)
         .bind(generation)
-        .execute(&*self.writer(Lane::Ack).await)
+        .execute(&mut *self.writer(Lane::Ack).await?)
         .await?;
         Ok(())
     }
@@ -243,7 +243,7 @@ impl Store {
     pub async fn purge_expired_idempotency_keys(&self) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
             .bind(now_ms())
-            .execute(&*self.writer(Lane::Background).await)
+            .execute(&mut *self.writer(Lane::Background).await?)
             .await?;
         Ok(done.rows_affected())
     }

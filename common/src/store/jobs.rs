@@ -197,7 +197,7 @@ impl Store {
             .bind(worker)
             .bind(now)
             .bind(job_id.to_string());
-        let row = super::written::written_rows(query, &*self.writer(Lane::Background).await)
+        let row = super::written::written_rows(query, &mut *self.writer(Lane::Background).await?)
             .await?
             .into_iter()
             .next();
@@ -250,7 +250,7 @@ impl Store {
         .bind(claim.id.to_string())
         .bind(&claim.worker)
         .bind(i64::from(claim.attempt))
-        .execute(&*self.writer(Lane::Background).await)
+        .execute(&mut *self.writer(Lane::Background).await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -304,7 +304,7 @@ impl Store {
             .bind(now - redispatch_after_ms)
             .bind(limit);
         let rows =
-            super::written::written_rows(query, &*self.writer(Lane::Background).await).await?;
+            super::written::written_rows(query, &mut *self.writer(Lane::Background).await?).await?;
         rows.iter().map(message).collect()
     }
 
@@ -404,7 +404,7 @@ impl Store {
         )
         .bind(now)
         .bind(id.to_string());
-        let rows = super::written::written_rows(query, &*self.writer(Lane::Ack).await).await?;
+        let rows = super::written::written_rows(query, &mut *self.writer(Lane::Ack).await?).await?;
         rows.first().map(message).transpose()
     }
 }

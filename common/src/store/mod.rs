@@ -46,9 +46,11 @@ pub use webhooks::{
 };
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::AnyPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OwnedMappedMutexGuard;
 pub(crate) use write_gate::Lane;
 use write_gate::{Turn, WriteGate};
 
@@ -126,6 +128,10 @@ pub struct Store {
     /// SQLite: whose turn it is on the one writer (acknowledgements first,
     /// see [`write_gate`]). PostgreSQL has many writers and no gate.
     gate: Option<Arc<WriteGate>>,
+    /// SQLite on a file: the writer connection between turns (see
+    /// [`HeldWriter`]). An in-memory database has one pool for reads and
+    /// writes, so its writer goes back to the pool after each turn.
+    held: Option<HeldWriter>,
     /// PostgreSQL: the waited-on work's own connections (see
     /// [`serving_a_waiting_client`]). Without them such work would queue for
     /// a connection behind every background job of the process: a worker
@@ -153,18 +159,46 @@ fn waited_on() -> bool {
     WAITED_ON.try_with(|_| ()).is_ok()
 }
 
-/// The writer pool, held for one turn (a statement or a transaction).
-pub(crate) struct Writer<'a> {
-    pool: &'a AnyPool,
+/// The connection for one turn (a statement or a transaction): SQLite's one
+/// writer connection, or a PostgreSQL connection from the pool.
+pub(crate) struct Writer {
+    // Declared before the turn: fields drop in order, so the connection is
+    // back in its slot before the next writer is let in.
+    conn: WriterConnection,
     _turn: Option<Turn>,
 }
 
-impl std::ops::Deref for Writer<'_> {
-    type Target = AnyPool;
-    fn deref(&self) -> &AnyPool {
-        self.pool
+enum WriterConnection {
+    Pooled(PoolConnection<Any>),
+    Held(OwnedMappedMutexGuard<Option<PoolConnection<Any>>, PoolConnection<Any>>),
+}
+
+impl std::ops::Deref for Writer {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match &self.conn {
+            WriterConnection::Pooled(c) => c,
+            WriterConnection::Held(c) => c,
+        }
     }
 }
+
+impl std::ops::DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match &mut self.conn {
+            WriterConnection::Pooled(c) => c,
+            WriterConnection::Held(c) => c,
+        }
+    }
+}
+
+/// SQLite's writer connection, kept out of its pool between turns. A pool
+/// pings a connection when it comes back (sqlx's `return_to_pool`, from a
+/// spawned task) and the next turn waits for that: two more hand-offs to
+/// SQLite's thread per write, which bound the embedded pipeline
+/// (PERFORMANCE.md, 'SQLite's hand-offs'). The write gate already makes
+/// turns exclusive, so the lock here is never contended.
+type HeldWriter = Arc<tokio::sync::Mutex<Option<PoolConnection<Any>>>>;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -199,35 +233,45 @@ impl Store {
                     format!("{url}?mode=rwc")
                 };
                 let sqlite = |max: u32| {
-                    options().max_connections(max).after_connect(|conn, _| {
-                        Box::pin(async move {
-                            // busy_timeout still matters: other processes
-                            // (`paygate apikey create`, `migrate`) may write too.
-                            for pragma in [
-                                "PRAGMA journal_mode = WAL",
-                                "PRAGMA synchronous = NORMAL",
-                                "PRAGMA busy_timeout = 15000",
-                                "PRAGMA foreign_keys = ON",
-                            ] {
-                                sqlx::query(pragma).execute(&mut *conn).await?;
-                            }
-                            Ok(())
+                    // No ping before each use (sqlx's default): the
+                    // connection is a file in this process, and the ping is
+                    // one more hand-off to its thread per statement, which is
+                    // what bounds the embedded pipeline (PERFORMANCE.md,
+                    // 'SQLite's hand-offs').
+                    options()
+                        .max_connections(max)
+                        .test_before_acquire(false)
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                // busy_timeout still matters: other processes
+                                // (`paygate apikey create`, `migrate`) may write too.
+                                for pragma in [
+                                    "PRAGMA journal_mode = WAL",
+                                    "PRAGMA synchronous = NORMAL",
+                                    "PRAGMA busy_timeout = 15000",
+                                    "PRAGMA foreign_keys = ON",
+                                ] {
+                                    sqlx::query(pragma).execute(&mut *conn).await?;
+                                }
+                                Ok(())
+                            })
                         })
-                    })
                 };
                 let writer = sqlite(1).connect(&url).await?;
                 // An in-memory database exists once per connection: one pool.
-                let pool = if url.contains(":memory:") || url.contains("mode=memory") {
-                    writer.clone()
+                let (pool, held) = if url.contains(":memory:") || url.contains("mode=memory") {
+                    (writer.clone(), None)
                 } else {
-                    sqlite(opts.max_connections.clamp(1, 4))
+                    let pool = sqlite(opts.max_connections.clamp(1, 4))
                         .connect(&url)
-                        .await?
+                        .await?;
+                    (pool, Some(HeldWriter::default()))
                 };
                 Ok(Store {
                     pool,
                     writer,
                     gate: Some(Arc::new(WriteGate::default())),
+                    held,
                     priority: None,
                     dialect,
                 })
@@ -275,6 +319,7 @@ impl Store {
                     writer: pool.clone(),
                     pool,
                     gate: None,
+                    held: None,
                     priority,
                     dialect,
                 })
@@ -291,7 +336,7 @@ impl Store {
             Dialect::Sqlite => &SQLITE_MIGRATIONS,
             Dialect::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&self.writer).await?;
+        migrator.run(&mut *self.writer(Lane::Ack).await?).await?;
         Ok(())
     }
 
@@ -326,6 +371,12 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        // The pool's close waits for every connection to come back.
+        if let Some(held) = &self.held {
+            if let Some(conn) = held.lock().await.take() {
+                let _ = conn.close().await;
+            }
+        }
         self.pool.close().await;
         self.writer.close().await;
         if let Some(p) = &self.priority {
@@ -354,7 +405,10 @@ impl Store {
     /// keep the returned value alive until the write is done (a transaction:
     /// until it commits), it is the turn on SQLite's one writer.
     #[track_caller]
-    pub(crate) fn writer(&self, lane: Lane) -> impl std::future::Future<Output = Writer<'_>> + '_ {
+    pub(crate) fn writer(
+        &self,
+        lane: Lane,
+    ) -> impl std::future::Future<Output = StoreResult<Writer>> + '_ {
         // The caller's place is kept so a turn held too long can be named
         // (write_gate.rs, SLOW_WAIT).
         let at = std::panic::Location::caller();
@@ -364,10 +418,25 @@ impl Store {
                 Some(gate) => Some(gate.turn(if waited { Lane::Ack } else { lane }, at).await),
                 None => None,
             };
-            Writer {
-                pool: self.lane(&self.writer),
-                _turn: turn,
-            }
+            let conn = match &self.held {
+                Some(held) => {
+                    let mut slot = held.clone().lock_owned().await;
+                    if slot.is_none() {
+                        *slot = Some(self.writer.acquire().await?);
+                    }
+                    match tokio::sync::OwnedMutexGuard::try_map(slot, Option::as_mut) {
+                        Ok(conn) => WriterConnection::Held(conn),
+                        // Filled just above; an error rather than a panic all the same.
+                        Err(_) => {
+                            return Err(StoreError::Corrupt(
+                                "SQLite's writer connection went missing".into(),
+                            ))
+                        }
+                    }
+                }
+                None => WriterConnection::Pooled(self.lane(&self.writer).acquire().await?),
+            };
+            Ok(Writer { conn, _turn: turn })
         }
     }
 }

@@ -64,7 +64,7 @@ impl Store {
         .bind(holder)
         .bind(now + ttl_ms)
         .bind(now)
-        .execute(&*self.writer(Lane::Background).await)
+        .execute(&mut *self.writer(Lane::Background).await?)
         .await?;
         Ok(result.rows_affected() == 1)
     }

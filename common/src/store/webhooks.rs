@@ -200,7 +200,7 @@ impl Store {
         .bind(event_types_json(event_types))
         .bind(Secret::generate().expose())
         .bind(now)
-        .execute(&*self.writer(Lane::Ack).await)
+        .execute(&mut *self.writer(Lane::Ack).await?)
         .await?;
         self.webhook_endpoint(&id)
             .await?
@@ -214,7 +214,7 @@ impl Store {
         config: Option<&ConfigEndpoint>,
     ) -> StoreResult<()> {
         let now = now_ms();
-        let writer = self.writer(Lane::Background).await;
+        let mut writer = self.writer(Lane::Background).await?;
         match config {
             Some(c) => {
                 sqlx::query(
@@ -228,7 +228,7 @@ impl Store {
                 .bind(&c.url)
                 .bind(c.secret.expose())
                 .bind(now)
-                .execute(&*writer)
+                .execute(&mut *writer)
                 .await?;
             }
             None => {
@@ -239,7 +239,7 @@ impl Store {
                 )
                 .bind(CONFIG_ENDPOINT_ID)
                 .bind(now)
-                .execute(&*writer)
+                .execute(&mut *writer)
                 .await?;
             }
         }
@@ -288,7 +288,7 @@ impl Store {
         .bind(patch.event_types.as_deref().map(event_types_json))
         .bind(status.map(str::to_string))
         .bind(now_ms())
-        .execute(&*self.writer(Lane::Ack).await)
+        .execute(&mut *self.writer(Lane::Ack).await?)
         .await?;
         if r.rows_affected() == 0 {
             return Ok(None);
@@ -298,8 +298,8 @@ impl Store {
 
     /// Deletes an endpoint with its messages and attempts; false if absent.
     pub async fn delete_webhook_endpoint(&self, id: &str) -> StoreResult<bool> {
-        let writer = self.writer(Lane::Ack).await;
-        let mut tx = writer.begin().await?;
+        let mut writer = self.writer(Lane::Ack).await?;
+        let mut tx = sqlx::Connection::begin(&mut *writer).await?;
         // Children first: SQLite enforces foreign keys but the cascade is
         // spelled out so both databases do the same whatever their settings.
         sqlx::query("DELETE FROM webhook_attempts WHERE endpoint_id = $1")
@@ -332,7 +332,7 @@ impl Store {
         .bind(grace_until_ms)
         .bind(Secret::generate().expose())
         .bind(now_ms())
-        .execute(&*self.writer(Lane::Ack).await)
+        .execute(&mut *self.writer(Lane::Ack).await?)
         .await?;
         if r.rows_affected() == 0 {
             return Ok(None);
@@ -349,7 +349,7 @@ impl Store {
         .bind(id)
         .bind(reason)
         .bind(now_ms())
-        .execute(&*self.writer(Lane::Background).await)
+        .execute(&mut *self.writer(Lane::Background).await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -366,8 +366,8 @@ impl Store {
     ) -> StoreResult<Vec<String>> {
         let now = now_ms();
         {
-            let writer = self.writer(Lane::Background).await;
-            let mut tx = writer.begin().await?;
+            let mut writer = self.writer(Lane::Background).await?;
+            let mut tx = sqlx::Connection::begin(&mut *writer).await?;
             for endpoint_id in endpoint_ids {
                 sqlx::query(
                     "INSERT INTO webhook_messages (id, endpoint_id, event_id, event_type, \
@@ -424,8 +424,8 @@ impl Store {
             AttemptEffect::RetryAt(at) => ("pending", Some(*at), None),
             AttemptEffect::Failed => ("failed", None, None),
         };
-        let writer = self.writer(Lane::Background).await;
-        let mut tx = writer.begin().await?;
+        let mut writer = self.writer(Lane::Background).await?;
+        let mut tx = sqlx::Connection::begin(&mut *writer).await?;
         let moved = sqlx::query(
             "UPDATE webhook_messages SET status = $2, attempts = attempts + 1, \
              round_attempts = round_attempts + 1, next_attempt_at = $3, last_error = $4, \
@@ -480,7 +480,7 @@ impl Store {
         .bind(id)
         .bind(reason)
         .bind(now_ms())
-        .execute(&*self.writer(Lane::Background).await)
+        .execute(&mut *self.writer(Lane::Background).await?)
         .await?;
         Ok(())
     }
@@ -536,7 +536,7 @@ impl Store {
         .bind(message_id.map(str::to_string))
         .bind(since_ms)
         .bind(now_ms());
-        let rows = super::written::written_rows(query, &*self.writer(Lane::Ack).await).await?;
+        let rows = super::written::written_rows(query, &mut *self.writer(Lane::Ack).await?).await?;
         rows.iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("attempts")?)))
             .collect()

@@ -20,22 +20,22 @@
 //! [`written_rows`]; `fetch_one`/`fetch_optional` stay for reads.
 
 use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::{Any, AnyPool};
+use sqlx::{Any, AnyConnection};
 
 /// Runs a write and returns its rows once the statement (and, outside a
 /// transaction, its commit) has finished.
 pub(crate) async fn written_rows(
     query: sqlx::query::Query<'_, Any, AnyArguments>,
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
 ) -> Result<Vec<AnyRow>, sqlx::Error> {
-    query.fetch_all(pool).await
+    query.fetch_all(conn).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use sqlx::any::AnyPoolOptions;
-    use sqlx::Row;
+    use sqlx::{AnyPool, Row};
 
     /// One connection, so the temporary table is there for every statement.
     async fn one_connection() -> AnyPool {
@@ -74,7 +74,8 @@ mod tests {
     #[tokio::test]
     async fn a_write_that_fails_at_commit_is_an_error() {
         let pool = one_connection().await;
-        let failed = written_rows(failing_at_commit(&pool).await, &pool).await;
+        let query = failing_at_commit(&pool).await;
+        let failed = written_rows(query, &mut pool.acquire().await.unwrap()).await;
         assert!(
             matches!(&failed, Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505")),
             "the commit's error must be seen: {:?}",

@@ -1,24 +1,26 @@
-//! SQLite's applier: a whole [`Changeset`] in one transaction on the one
-//! writer connection, sent to SQLite as one multi-statement command.
+//! SQLite's applier: a whole [`Changeset`] as one transaction, sent to the
+//! one writer connection as one multi-statement command
+//! (`BEGIN IMMEDIATE; …; COMMIT`).
 //!
 //! Why one command: sqlx runs each SQLite connection on a thread of its own,
 //! and every command is a hand-off to that thread and back. SQLite itself
 //! needs tens of microseconds for a statement; the hand-offs cost more, and
 //! since every write in embedded mode takes the one writer in turn, they
-//! bound the embedded pipeline (PERFORMANCE.md, 'SQLite's hand-offs'). So a
-//! changeset is `BEGIN`, one command with every statement, then `COMMIT` or
-//! `ROLLBACK`.
+//! bound the embedded pipeline (PERFORMANCE.md, 'SQLite's hand-offs').
 //!
 //! The gates are statements in that command: after each conditional write,
-//! `SELECT changes()` reports how many rows it touched. They are judged in
-//! the order PostgreSQL's statement judges them (`apply_pg.rs`): the expected
-//! payment and gateway transaction versions and the refund's status
-//! (`Conflict`), then the origin's own gate (`LeaseLost` for a job whose claim
-//! is gone, `Duplicate` for a gateway call recorded before), then unique
-//! values the inserts need. The statements after a failed gate still run,
-//! and the whole transaction is rolled back; an error from a later statement
-//! does not hide an earlier failed gate.
+//! an insert into the connection's temporary `paygate_gates` table runs only
+//! when the write did not touch exactly one row (`changes()`), and that
+//! table's CHECK constraints refuse any row, so a failed gate is an error
+//! that stops the command before `COMMIT`; the transaction is then rolled
+//! back. The gates come in the order PostgreSQL's statement judges them
+//! (`apply_pg.rs`): the expected payment and gateway transaction versions and
+//! the refund's status (`Conflict`), then the origin's own gate (`LeaseLost`
+//! for a job whose claim is gone, `Duplicate` for a gateway call recorded
+//! before), then unique values the inserts need.
 //!
+//! The command runs in a task of its own, so a caller that gives up (a
+//! client that disconnects) cannot leave the writer inside a transaction.
 //! Values are bound, never spliced: each part numbers its own placeholders
 //! beside the column list it fills ([`Batch::bind`]).
 
@@ -26,73 +28,79 @@ use super::changeset::{Applied, Changeset, Committed, GatewayTxnWrite, Origin};
 use super::jobs::Outcome;
 use super::rows::{self, job_message, payment_columns};
 use super::NewRefund;
-use super::{commit_error, now_ms, Lane, Store, StoreError, StoreResult};
+use super::{commit_error, now_ms, Lane, Store, StoreError, StoreResult, Writer};
 use crate::domain::{NewEvent, NewJob, PaymentChange, RefundChange};
-use futures::TryStreamExt;
-use sqlx::any::{Any, AnyArguments, AnyRow};
-use sqlx::{Arguments, Either, Row};
+use sqlx::any::AnyArguments;
+use sqlx::{Arguments, Row};
+
+/// The table a failed gate writes to, and whose constraints refuse that
+/// write; created on every SQLite connection (`store/mod.rs`). Temporary, so
+/// it is the connection's own and never in the database file.
+pub(super) const GATES_TABLE: &str = "CREATE TEMP TABLE IF NOT EXISTS paygate_gates (\
+     moved_on INTEGER CONSTRAINT gate_moved_on CHECK (moved_on IS NULL), \
+     claim_lost INTEGER CONSTRAINT gate_claim_lost CHECK (claim_lost IS NULL), \
+     seen_before INTEGER CONSTRAINT gate_seen_before CHECK (seen_before IS NULL))";
 
 impl Store {
     pub(super) async fn commit_sqlite(&self, cs: &Changeset, lane: Lane) -> StoreResult<Committed> {
         let now = now_ms();
         let batch = batch(cs, now);
-        let mut writer = self.writer(lane).await?;
-        let mut tx = sqlx::Connection::begin(&mut *writer).await?;
-        match batch.run(&mut tx, now).await {
+        let writer = self.writer(lane).await?;
+        let ran = tokio::spawn(batch.run(writer, now))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("the SQLite write task failed: {e}")))?;
+        match ran {
             Ok(Some((applied, order_id))) => {
-                tx.commit().await?;
-                drop(writer);
                 let order = match order_id {
                     Some(id) => Some(self.order(id).await?.ok_or(StoreError::NotFound)?),
                     None => None,
                 };
                 Ok(Committed::Applied(Box::new(Applied { order, ..applied })))
             }
-            Ok(None) => {
-                tx.rollback().await?;
-                Ok(Committed::Duplicate)
-            }
-            Err(e) => {
-                tx.rollback().await?;
-                Err(e)
-            }
+            Ok(None) => Ok(Committed::Duplicate),
+            Err(e) => Err(e),
         }
     }
 }
 
-/// What a gate's `changes()` must be, and what it means when it is not.
+/// A condition the changeset was built on; failing one ends the write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gate {
     /// The payment, gateway transaction or refund moved on: `Conflict`.
-    Current,
+    MovedOn,
     /// The job's claim is gone: `LeaseLost`.
-    Claim,
+    ClaimLost,
     /// The gateway's call was recorded before: `Duplicate`.
-    FirstCall,
+    SeenBefore,
 }
 
 impl Gate {
-    fn name(self) -> &'static str {
+    const ALL: [Gate; 3] = [Gate::MovedOn, Gate::ClaimLost, Gate::SeenBefore];
+
+    /// Its column in [`GATES_TABLE`]; the constraint is `gate_` and the column.
+    fn column(self) -> &'static str {
         match self {
-            Gate::Current => "current",
-            Gate::Claim => "claim",
-            Gate::FirstCall => "first_call",
+            Gate::MovedOn => "moved_on",
+            Gate::ClaimLost => "claim_lost",
+            Gate::SeenBefore => "seen_before",
         }
     }
 
-    fn from_name(name: &str) -> StoreResult<Gate> {
-        [Gate::Current, Gate::Claim, Gate::FirstCall]
-            .into_iter()
-            .find(|g| g.name() == name)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown gate {name:?}")))
+    /// The gate a database error reports, if it is a gate's.
+    fn of(e: &sqlx::Error) -> Option<Gate> {
+        let message = e.as_database_error()?.message();
+        Gate::ALL.into_iter().find(|g| {
+            message.contains("CHECK constraint failed")
+                && message.ends_with(&format!("gate_{}", g.column()))
+        })
     }
 
-    /// `None` to go on; `Some(Err)` or `Some(Ok(None))` (a duplicate) ends it.
-    fn failed(self) -> StoreResult<Option<()>> {
+    /// What the write answers when this gate failed (`Ok(None)`: a duplicate).
+    fn failed<T>(self) -> StoreResult<Option<T>> {
         match self {
-            Gate::Current => Err(StoreError::Conflict),
-            Gate::Claim => Err(StoreError::LeaseLost),
-            Gate::FirstCall => Ok(None),
+            Gate::MovedOn => Err(StoreError::Conflict),
+            Gate::ClaimLost => Err(StoreError::LeaseLost),
+            Gate::SeenBefore => Ok(None),
         }
     }
 }
@@ -131,20 +139,21 @@ impl Batch {
         self.sql.push_str(";\n");
     }
 
-    /// Reports how many rows the statement just before touched: a gate
-    /// passes when that is exactly one.
+    /// Fails the command unless the statement just before touched exactly
+    /// one row.
     fn gate(&mut self, gate: Gate) {
         self.statement(&format!(
-            "SELECT 'gate' AS part, '{}' AS gate, changes() AS touched",
-            gate.name()
+            "INSERT INTO temp.paygate_gates ({}) SELECT 1 WHERE changes() <> 1",
+            gate.column()
         ));
     }
 
-    /// Runs the command in `tx` and reads its rows. `None` when the origin was
-    /// a duplicate. The second value is the new order's id, read after commit.
+    /// Runs the command on the writer and reads its rows. `None` when the
+    /// origin was a duplicate. The second value is the new order's id, read
+    /// after commit.
     async fn run(
         self,
-        tx: &mut sqlx::Transaction<'_, Any>,
+        mut writer: Writer,
         now: i64,
     ) -> StoreResult<Option<(Applied, Option<i64>)>> {
         let mut args = AnyArguments::default();
@@ -155,35 +164,31 @@ impl Batch {
             };
             added.map_err(|e| StoreError::Corrupt(format!("a value could not be bound: {e}")))?;
         }
+        let sql = format!("BEGIN IMMEDIATE;\n{}COMMIT", self.sql);
         // The SQL is this module's own text; every value is bound.
-        let query = sqlx::query_with(sqlx::AssertSqlSafe(self.sql), args);
-        // `fetch_many` is deprecated because sqlx may one day stop running
-        // several statements in one query (sqlx#3108). It is the only way to
-        // read the gates' rows that came before a failing statement, which
-        // the gates' precedence needs. sqlx is pinned in Cargo.lock; if an
-        // upgrade drops this, every SQLite store test fails at once.
-        #[allow(deprecated)]
-        let mut results = query.fetch_many(&mut **tx);
+        let rows = match sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+            .fetch_all(&mut *writer)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                // The command stopped before COMMIT (or COMMIT failed): undo
+                // what it did. Should the rollback fail too, the next
+                // command's BEGIN fails and its own rollback clears it.
+                if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *writer).await {
+                    tracing::warn!(error = %rollback, "rolling back a failed SQLite write failed");
+                }
+                return match Gate::of(&e) {
+                    Some(gate) => gate.failed(),
+                    None => Err(commit_error(e)),
+                };
+            }
+        };
+        drop(writer);
         let mut applied = Applied::default();
         let mut order_id = None;
-        let mut failed: Option<Gate> = None;
-        let outcome = loop {
-            let row: AnyRow = match results.try_next().await {
-                Ok(Some(Either::Right(row))) => row,
-                Ok(Some(Either::Left(_))) => continue,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            };
-            if failed.is_some() {
-                // The first failed gate decides; the rest is rolled back.
-                continue;
-            }
+        for row in rows {
             match row.try_get::<String, _>("part")?.as_str() {
-                "gate" => {
-                    if row.try_get::<i64, _>("touched")? != 1 {
-                        failed = Some(Gate::from_name(&row.try_get::<String, _>("gate")?)?);
-                    }
-                }
                 "gateway_txn" => applied.gateway_txn_id = Some(row.try_get("id")?),
                 "order" => order_id = Some(row.try_get::<i64, _>("id")?),
                 "payment" => applied.payment = Some(rows::payment(&row)?),
@@ -198,12 +203,7 @@ impl Batch {
                 }
                 other => return Err(StoreError::Corrupt(format!("unknown part {other:?}"))),
             }
-        };
-        drop(results);
-        if let Some(gate) = failed {
-            return gate.failed().map(|_| None);
         }
-        outcome.map_err(commit_error)?;
         Ok(Some((applied, order_id)))
     }
 }
@@ -242,7 +242,7 @@ fn batch(cs: &Changeset, now: i64) -> Batch {
                 b.int(i64::from(f.attempt)),
             );
             b.statement(&sql);
-            b.gate(Gate::Claim);
+            b.gate(Gate::ClaimLost);
         }
         Origin::Inbound(m) => {
             let sql = format!(
@@ -262,7 +262,7 @@ fn batch(cs: &Changeset, now: i64) -> Batch {
                 b.int(now),
             );
             b.statement(&sql);
-            b.gate(Gate::FirstCall);
+            b.gate(Gate::SeenBefore);
         }
     }
     if let Some(t) = &cs.gateway_txn_new {
@@ -378,7 +378,7 @@ fn change_payment(b: &mut Batch, c: &PaymentChange, now: i64) {
         b.text(c.expected_status.as_str().to_string()),
     );
     b.statement(&sql);
-    b.gate(Gate::Current);
+    b.gate(Gate::MovedOn);
 }
 
 /// Inserts a new gateway transaction (its gateway id must be new: a taken
@@ -420,7 +420,7 @@ fn write_gateway_txn(b: &mut Batch, t: &GatewayTxnWrite, now: i64) {
                 b.int(version),
             );
             b.statement(&sql);
-            b.gate(Gate::Current);
+            b.gate(Gate::MovedOn);
         }
     }
 }
@@ -455,7 +455,7 @@ fn change_refund(b: &mut Batch, r: &RefundChange, now: i64) {
         b.text(r.from.as_str().to_string()),
     );
     b.statement(&sql);
-    b.gate(Gate::Current);
+    b.gate(Gate::MovedOn);
 }
 
 fn insert_event(b: &mut Batch, e: &NewEvent, now: i64) {

@@ -250,6 +250,7 @@ impl Store {
                                     "PRAGMA synchronous = NORMAL",
                                     "PRAGMA busy_timeout = 15000",
                                     "PRAGMA foreign_keys = ON",
+                                    apply_sqlite::GATES_TABLE,
                                 ] {
                                     sqlx::query(pragma).execute(&mut *conn).await?;
                                 }

@@ -19,8 +19,9 @@
 //! for a job whose claim is gone, `Duplicate` for a gateway call recorded
 //! before), then unique values the inserts need.
 //!
-//! The command runs in a task of its own, so a caller that gives up (a
-//! client that disconnects) cannot leave the writer inside a transaction.
+//! The command runs on SQLite's writer thread (`writer_thread.rs`), which
+//! rolls it back if it fails, so a caller that gives up (a client that
+//! disconnects) cannot leave the writer inside a transaction.
 //! Values are bound, never spliced: each part numbers its own placeholders
 //! beside the column list it fills ([`Batch::bind`]).
 
@@ -28,7 +29,7 @@ use super::changeset::{Applied, Changeset, Committed, GatewayTxnWrite, Origin};
 use super::jobs::Outcome;
 use super::rows::{self, job_message, payment_columns};
 use super::NewRefund;
-use super::{commit_error, now_ms, Lane, Store, StoreError, StoreResult, Writer};
+use super::{commit_error, now_ms, Lane, Store, StoreError, StoreResult};
 use crate::domain::{NewEvent, NewJob, PaymentChange, RefundChange};
 use sqlx::any::AnyArguments;
 use sqlx::{Arguments, Row};
@@ -45,10 +46,7 @@ impl Store {
     pub(super) async fn commit_sqlite(&self, cs: &Changeset, lane: Lane) -> StoreResult<Committed> {
         let now = now_ms();
         let batch = batch(cs, now);
-        let writer = self.writer(lane).await?;
-        let ran = tokio::spawn(batch.run(writer, now))
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("the SQLite write task failed: {e}")))?;
+        let ran = batch.run(self, lane, now).await;
         match ran {
             Ok(Some((applied, order_id))) => {
                 let order = match order_id {
@@ -148,12 +146,13 @@ impl Batch {
         ));
     }
 
-    /// Runs the command on the writer and reads its rows. `None` when the
-    /// origin was a duplicate. The second value is the new order's id, read
-    /// after commit.
+    /// Runs the command on SQLite's writer thread and reads its rows. `None`
+    /// when the origin was a duplicate. The second value is the new order's
+    /// id, read after commit.
     async fn run(
         self,
-        mut writer: Writer,
+        store: &Store,
+        lane: Lane,
         now: i64,
     ) -> StoreResult<Option<(Applied, Option<i64>)>> {
         let mut args = AnyArguments::default();
@@ -165,26 +164,19 @@ impl Batch {
             added.map_err(|e| StoreError::Corrupt(format!("a value could not be bound: {e}")))?;
         }
         let sql = format!("BEGIN IMMEDIATE;\n{}COMMIT", self.sql);
-        // The SQL is this module's own text; every value is bound.
-        let rows = match sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-            .fetch_all(&mut *writer)
-            .await
-        {
+        // The SQL is this module's own text; every value is bound. A failed
+        // command is rolled back by the writer thread.
+        let query = sqlx::query_with(sqlx::AssertSqlSafe(sql), args);
+        let rows = match store.sqlite_write(lane, query, true).await {
             Ok(rows) => rows,
-            Err(e) => {
-                // The command stopped before COMMIT (or COMMIT failed): undo
-                // what it did. Should the rollback fail too, the next
-                // command's BEGIN fails and its own rollback clears it.
-                if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *writer).await {
-                    tracing::warn!(error = %rollback, "rolling back a failed SQLite write failed");
-                }
+            Err(StoreError::Database(e)) => {
                 return match Gate::of(&e) {
                     Some(gate) => gate.failed(),
                     None => Err(commit_error(e)),
-                };
+                }
             }
+            Err(e) => return Err(e),
         };
-        drop(writer);
         let mut applied = Applied::default();
         let mut order_id = None;
         for row in rows {

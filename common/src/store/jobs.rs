@@ -4,7 +4,7 @@
 //! token) in the same transaction as the state change the job made.
 
 use super::changeset::{Changeset, Committed};
-use super::rows::{self, job_message};
+use super::rows::{self, job_message, payment_columns};
 use super::{now_ms, Dialect, Lane, Store, StoreError, StoreResult};
 use crate::domain::{
     JobKind, JobMessage, JobPayload, JobStatus, NewEvent, NewJob, OrderChange, PayloadError,
@@ -190,18 +190,33 @@ impl Store {
                 claim_sql!(),
                 ") SELECT c.*, p.* FROM c LEFT JOIN payments p ON p.id = c.job_payment_id"
             ),
-            Dialect::Sqlite => claim_sql!(),
+            // The job's payment in the same command: one hand-off to
+            // SQLite's thread instead of two (apply_sqlite.rs says why that
+            // counts). `changes()` is the claim's: no claim, no payment row.
+            Dialect::Sqlite => concat!(
+                claim_sql!(),
+                "; SELECT ",
+                payment_columns!(),
+                " FROM payments WHERE changes() = 1 \
+                 AND id = (SELECT payment_id FROM jobs WHERE id = $4)"
+            ),
         };
         let query = sqlx::query(sql)
             .bind(now + lease_ms)
             .bind(worker)
             .bind(now)
             .bind(job_id.to_string());
-        let row = super::written::written_rows(query, &mut *self.writer(Lane::Background).await?)
-            .await?
-            .into_iter()
-            .next();
-        let Some(row) = row else { return Ok(None) };
+        let returned = match self.dialect() {
+            Dialect::Sqlite => self.sqlite_write(Lane::Background, query, false).await?,
+            Dialect::Postgres => {
+                super::written::written_rows(query, &mut *self.writer(Lane::Background).await?)
+                    .await?
+            }
+        };
+        let mut returned = returned.into_iter();
+        let Some(row) = returned.next() else {
+            return Ok(None);
+        };
         let payment_id: Option<String> = row.try_get::<Option<String>, _>("job_payment_id")?;
         let payment_id = payment_id
             .map(|p: String| {
@@ -215,7 +230,9 @@ impl Store {
                 Some(_) => Some(rows::payment(&row)?),
                 None => None,
             },
-            (Dialect::Sqlite, Some(id)) => self.payment(id).await?,
+            (Dialect::Sqlite, Some(_)) => {
+                returned.next().as_ref().map(rows::payment).transpose()?
+            }
         };
         let kind = rows::job_kind(&row.try_get::<String, _>("job_kind")?)?;
         let payload_text: String = row.try_get("job_payload")?;

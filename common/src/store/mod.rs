@@ -28,6 +28,7 @@ mod rows;
 mod stats;
 mod webhooks;
 mod write_gate;
+mod writer_thread;
 mod written;
 
 pub use api_keys::{ApiKey, NewApiKey};
@@ -125,13 +126,10 @@ pub struct Store {
     /// benchmark showed p50 ≈ 95 ms at 16 concurrent creates that way). On
     /// PostgreSQL the same pool as reads.
     writer: AnyPool,
-    /// SQLite: whose turn it is on the one writer (acknowledgements first,
-    /// see [`write_gate`]). PostgreSQL has many writers and no gate.
-    gate: Option<Arc<WriteGate>>,
-    /// SQLite on a file: the writer connection between turns (see
-    /// [`HeldWriter`]). An in-memory database has one pool for reads and
-    /// writes, so its writer goes back to the pool after each turn.
-    held: Option<HeldWriter>,
+    /// SQLite: the turns on the one writer connection, and the thread that
+    /// sends the hot writes (see [`writer_thread`]). PostgreSQL has many
+    /// writers and neither.
+    sqlite: Option<SqliteWrites>,
     /// PostgreSQL: the waited-on work's own connections (see
     /// [`serving_a_waiting_client`]). Without them such work would queue for
     /// a connection behind every background job of the process: a worker
@@ -268,11 +266,18 @@ impl Store {
                         .await?;
                     (pool, Some(HeldWriter::default()))
                 };
+                let source = WriterSource {
+                    gate: Arc::new(WriteGate::default()),
+                    held,
+                    pool: writer.clone(),
+                };
+                let thread = writer_thread::WriterThread::start(source.clone()).map_err(|e| {
+                    StoreError::Corrupt(format!("the SQLite writer thread did not start: {e}"))
+                })?;
                 Ok(Store {
                     pool,
                     writer,
-                    gate: Some(Arc::new(WriteGate::default())),
-                    held,
+                    sqlite: Some(SqliteWrites { source, thread }),
                     priority: None,
                     dialect,
                 })
@@ -319,8 +324,7 @@ impl Store {
                 Ok(Store {
                     writer: pool.clone(),
                     pool,
-                    gate: None,
-                    held: None,
+                    sqlite: None,
                     priority,
                     dialect,
                 })
@@ -373,7 +377,7 @@ impl Store {
 
     pub async fn close(&self) {
         // The pool's close waits for every connection to come back.
-        if let Some(held) = &self.held {
+        if let Some(held) = self.sqlite.as_ref().and_then(|s| s.source.held.as_ref()) {
             if let Some(conn) = held.lock().await.take() {
                 let _ = conn.close().await;
             }
@@ -414,31 +418,81 @@ impl Store {
         // (write_gate.rs, SLOW_WAIT).
         let at = std::panic::Location::caller();
         async move {
-            let waited = waited_on();
-            let turn = match &self.gate {
-                Some(gate) => Some(gate.turn(if waited { Lane::Ack } else { lane }, at).await),
-                None => None,
-            };
-            let conn = match &self.held {
-                Some(held) => {
-                    let mut slot = held.clone().lock_owned().await;
-                    if slot.is_none() {
-                        *slot = Some(self.writer.acquire().await?);
-                    }
-                    match tokio::sync::OwnedMutexGuard::try_map(slot, Option::as_mut) {
-                        Ok(conn) => WriterConnection::Held(conn),
-                        // Filled just above; an error rather than a panic all the same.
-                        Err(_) => {
-                            return Err(StoreError::Corrupt(
-                                "SQLite's writer connection went missing".into(),
-                            ))
-                        }
+            let lane = if waited_on() { Lane::Ack } else { lane };
+            match &self.sqlite {
+                Some(sqlite) => sqlite.source.take(lane, at).await,
+                None => Ok(Writer {
+                    conn: WriterConnection::Pooled(self.lane(&self.writer).acquire().await?),
+                    _turn: None,
+                }),
+            }
+        }
+    }
+
+    /// Runs one hot write on SQLite's writer thread ([`writer_thread`]) and
+    /// returns its rows. `transaction`: the query begins one, so a failure
+    /// rolls it back.
+    pub(crate) async fn sqlite_write(
+        &self,
+        lane: Lane,
+        query: writer_thread::Query,
+        transaction: bool,
+    ) -> StoreResult<Vec<sqlx::any::AnyRow>> {
+        let lane = if waited_on() { Lane::Ack } else { lane };
+        match &self.sqlite {
+            Some(sqlite) => sqlite.thread.run(lane, query, transaction).await,
+            None => Err(StoreError::Corrupt(
+                "a SQLite write was sent to a PostgreSQL store".into(),
+            )),
+        }
+    }
+}
+
+/// SQLite's writes: the turns on the one writer and the thread for hot writes.
+#[derive(Debug, Clone)]
+struct SqliteWrites {
+    source: WriterSource,
+    thread: writer_thread::WriterThread,
+}
+
+/// Where SQLite's writer comes from: a turn at the gate, then the held
+/// connection (or, in memory, the one pooled connection).
+#[derive(Debug, Clone)]
+pub(crate) struct WriterSource {
+    gate: Arc<WriteGate>,
+    held: Option<HeldWriter>,
+    pool: AnyPool,
+}
+
+impl WriterSource {
+    async fn take(
+        &self,
+        lane: Lane,
+        at: &'static std::panic::Location<'static>,
+    ) -> StoreResult<Writer> {
+        let turn = self.gate.turn(lane, at).await;
+        let conn = match &self.held {
+            Some(held) => {
+                let mut slot = held.clone().lock_owned().await;
+                if slot.is_none() {
+                    *slot = Some(self.pool.acquire().await?);
+                }
+                match tokio::sync::OwnedMutexGuard::try_map(slot, Option::as_mut) {
+                    Ok(conn) => WriterConnection::Held(conn),
+                    // Filled just above; an error rather than a panic all the same.
+                    Err(_) => {
+                        return Err(StoreError::Corrupt(
+                            "SQLite's writer connection went missing".into(),
+                        ))
                     }
                 }
-                None => WriterConnection::Pooled(self.lane(&self.writer).acquire().await?),
-            };
-            Ok(Writer { conn, _turn: turn })
-        }
+            }
+            None => WriterConnection::Pooled(self.pool.acquire().await?),
+        };
+        Ok(Writer {
+            conn,
+            _turn: Some(turn),
+        })
     }
 }
 

@@ -672,6 +672,71 @@ mod contracts {
         );
     }
 
+    /// A caller that gives up (a client that disconnects mid-request) leaves
+    /// its write whole or absent, and the store takes the next write: on
+    /// SQLite the writer must not be left inside a transaction.
+    pub async fn a_write_whose_caller_gives_up_is_whole_or_absent(store: Store) {
+        for _ in 0..20 {
+            let new = new_payment(Provider::Medogram, "u-gives-up", 1000);
+            let id = new.id;
+            let write = store.create_payment(&new, request_event(id), invoice_job(id));
+            // Polled once, then dropped: it may have been sent or not.
+            assert!(futures::FutureExt::now_or_never(write).is_none());
+            sleep_ms(20).await;
+            // The payment first: if it is there, the rest must be too (read
+            // the other way round, a commit in between would look partial).
+            if store.payment(id).await.unwrap().is_some() {
+                assert_eq!(event_count(&store, id).await, 1, "its event came with it");
+                let jobs = store.list_jobs(None, Some(id), 10).await.unwrap();
+                assert_eq!(jobs.len(), 1, "its job came with it");
+            }
+        }
+        let (p, _) = create(&store, Provider::Medogram, "u-after").await;
+        assert_eq!(
+            payment(&store, p.id).await,
+            p,
+            "the next write goes through"
+        );
+    }
+
+    /// When a finishing attempt fails more than one gate, the payment's
+    /// version is judged first: the worker reloads either way, and both
+    /// databases say the same.
+    pub async fn a_stale_change_is_judged_before_a_lost_claim(store: Store) {
+        let (p, job_id) = create(&store, Provider::Medogram, "u-gates").await;
+        let first = claim(&store, job_id, "worker-a", 1).await;
+        sleep_ms(20).await;
+        let second = claim(&store, job_id, "worker-b", LONG_LEASE).await;
+        let moved = store
+            .finish_job(
+                &second,
+                &policies(),
+                JobFinish {
+                    change: Some(to_processing(&p, "G-moved")),
+                    ..JobFinish::default()
+                },
+            )
+            .await;
+        assert!(moved.is_ok(), "{moved:?}");
+        let err = store
+            .finish_job(
+                &first,
+                &policies(),
+                JobFinish {
+                    change: Some(to_processing(&p, "G-stale")),
+                    events: vec![NewEvent::new(p.id, EventKind::Invoice, "stale")],
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .expect_err("stale on both counts");
+        assert!(matches!(err, StoreError::Conflict), "{err:?}");
+        assert_eq!(
+            payment(&store, p.id).await.gateway_ref.as_deref(),
+            Some("G-moved")
+        );
+    }
+
     /// 4. finish_job commits the change, events, next jobs and result together.
     pub async fn finish_job_is_all_or_nothing(store: Store) {
         listen_for_notifications(&store).await;
@@ -2128,6 +2193,12 @@ macro_rules! contract_tests {
 }
 
 contract_tests! {
+    a_write_whose_caller_gives_up_is_whole_or_absent =>
+        sqlite_a_write_whose_caller_gives_up_is_whole_or_absent,
+        postgres_a_write_whose_caller_gives_up_is_whole_or_absent;
+    a_stale_change_is_judged_before_a_lost_claim =>
+        sqlite_a_stale_change_is_judged_before_a_lost_claim,
+        postgres_a_stale_change_is_judged_before_a_lost_claim;
     create_payment_is_atomic =>
         sqlite_create_payment_is_atomic, postgres_create_payment_is_atomic;
     idempotency_key_returns_the_first_payment =>

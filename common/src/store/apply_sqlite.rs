@@ -165,7 +165,11 @@ impl Batch {
         }
         let sql = format!("BEGIN IMMEDIATE;\n{}COMMIT", self.sql);
         // The SQL is this module's own text; every value is bound. A failed
-        // command is rolled back by the writer thread.
+        // command is rolled back by the writer thread. sqlx's SQLite driver
+        // runs every statement of a multi-statement query and binds `$N` by
+        // number in each; sqlx has discussed dropping that (sqlx#3108, where
+        // `fetch_many` is deprecated for it). sqlx is pinned in Cargo.lock;
+        // should an upgrade drop it, every SQLite store test fails at once.
         let query = sqlx::query_with(sqlx::AssertSqlSafe(sql), args);
         let rows = match store.sqlite_write(lane, query, true).await {
             Ok(rows) => rows,

@@ -680,8 +680,10 @@ mod contracts {
             let new = new_payment(Provider::Medogram, "u-gives-up", 1000);
             let id = new.id;
             let write = store.create_payment(&new, request_event(id), invoice_job(id));
-            // Polled once, then dropped: it may have been sent or not.
-            assert!(futures::FutureExt::now_or_never(write).is_none());
+            // Polled once, then dropped: it may have been sent or not, and
+            // SQLite's writer thread may even have finished it within that
+            // one poll (then it is simply done).
+            let _ = futures::FutureExt::now_or_never(write);
             sleep_ms(20).await;
             // The payment first: if it is there, the rest must be too (read
             // the other way round, a commit in between would look partial).

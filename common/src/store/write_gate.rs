@@ -31,13 +31,57 @@ pub(crate) enum Lane {
 /// When both lanes wait, at least one turn in this many goes to background work.
 pub(crate) const BACKGROUND_EVERY: u32 = 4;
 
+/// Waiters of both lanes, taken in the order this module promises:
+/// acknowledgements first, background at least one in [`BACKGROUND_EVERY`].
+/// Also the writer thread's queue (`writer_thread.rs`).
+#[derive(Debug)]
+pub(crate) struct Lanes<T> {
+    pub(crate) ack: VecDeque<T>,
+    pub(crate) background: VecDeque<T>,
+    /// Consecutive turns given to `Ack` while background work was waiting.
+    ack_streak: u32,
+}
+
+impl<T> Default for Lanes<T> {
+    fn default() -> Self {
+        Lanes {
+            ack: VecDeque::new(),
+            background: VecDeque::new(),
+            ack_streak: 0,
+        }
+    }
+}
+
+impl<T> Lanes<T> {
+    pub(crate) fn push(&mut self, lane: Lane, item: T) {
+        match lane {
+            Lane::Ack => self.ack.push_back(item),
+            Lane::Background => self.background.push_back(item),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ack.is_empty() && self.background.is_empty()
+    }
+
+    pub(crate) fn next(&mut self) -> Option<T> {
+        let background_due = self.ack_streak + 1 >= BACKGROUND_EVERY;
+        if !self.ack.is_empty() && (self.background.is_empty() || !background_due) {
+            if !self.background.is_empty() {
+                self.ack_streak += 1;
+            }
+            self.ack.pop_front()
+        } else {
+            self.ack_streak = 0;
+            self.background.pop_front()
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     busy: bool,
-    ack: VecDeque<oneshot::Sender<()>>,
-    background: VecDeque<oneshot::Sender<()>>,
-    /// Consecutive turns given to `Ack` while background work was waiting.
-    ack_streak: u32,
+    waiting: Lanes<oneshot::Sender<()>>,
     /// Who holds the writer, and since when (for the slow-wait log).
     holder: Option<(&'static Location<'static>, Instant)>,
 }
@@ -88,10 +132,7 @@ impl WriteGate {
                 return Turn { gate: self.clone() };
             }
             let (tx, rx) = oneshot::channel();
-            match lane {
-                Lane::Ack => s.ack.push_back(tx),
-                Lane::Background => s.background.push_back(tx),
-            }
+            s.waiting.push(lane, tx);
             rx
         };
         let mut waiting = Waiting {
@@ -131,17 +172,7 @@ impl WriteGate {
     fn hand_on(&self) {
         let mut s = self.lock();
         loop {
-            let background_due = s.ack_streak + 1 >= BACKGROUND_EVERY;
-            let next = if !s.ack.is_empty() && (s.background.is_empty() || !background_due) {
-                if !s.background.is_empty() {
-                    s.ack_streak += 1;
-                }
-                s.ack.pop_front()
-            } else {
-                s.ack_streak = 0;
-                s.background.pop_front()
-            };
-            match next {
+            match s.waiting.next() {
                 // A waiter that gave up has closed its end: try the next one.
                 Some(tx) => {
                     if tx.send(()).is_ok() {
@@ -179,7 +210,7 @@ mod tests {
             // Each waiter is queued before the next is spawned.
             while {
                 let s = gate.lock();
-                s.ack.len() + s.background.len()
+                s.waiting.ack.len() + s.waiting.background.len()
             } < i + 1
             {
                 tokio::task::yield_now().await;

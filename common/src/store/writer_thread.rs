@@ -15,11 +15,10 @@
 //! client that disconnects) does not stop a command half way, and a command
 //! that opens a transaction is rolled back here if it fails.
 
-use super::write_gate::{Lane, BACKGROUND_EVERY};
+use super::write_gate::{Lane, Lanes};
 use super::{StoreError, StoreResult, WriterSource};
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::Any;
-use std::collections::VecDeque;
 use std::panic::Location;
 use tokio::sync::{mpsc, oneshot};
 
@@ -90,49 +89,19 @@ impl WriterThread {
     }
 }
 
-/// Commands waiting, by lane, with the write gate's rule between the lanes:
-/// acknowledgements first, background work at least one turn in
-/// [`BACKGROUND_EVERY`].
-#[derive(Default)]
-struct Waiting {
-    ack: VecDeque<Command>,
-    background: VecDeque<Command>,
-    ack_streak: u32,
-}
+/// Commands waiting, by lane, taken by the write gate's rule (`Lanes`).
+type Waiting = Lanes<Command>;
 
-impl Waiting {
-    fn take_arrived(
-        &mut self,
-        ack: &mut mpsc::UnboundedReceiver<Command>,
-        background: &mut mpsc::UnboundedReceiver<Command>,
-    ) {
-        while let Ok(c) = ack.try_recv() {
-            self.ack.push_back(c);
-        }
-        while let Ok(c) = background.try_recv() {
-            self.background.push_back(c);
-        }
+fn take_arrived(
+    waiting: &mut Waiting,
+    ack: &mut mpsc::UnboundedReceiver<Command>,
+    background: &mut mpsc::UnboundedReceiver<Command>,
+) {
+    while let Ok(c) = ack.try_recv() {
+        waiting.push(Lane::Ack, c);
     }
-
-    fn next(&mut self) -> Option<Command> {
-        let background_due = self.ack_streak + 1 >= BACKGROUND_EVERY;
-        if !self.ack.is_empty() && (self.background.is_empty() || !background_due) {
-            if !self.background.is_empty() {
-                self.ack_streak += 1;
-            }
-            self.ack.pop_front()
-        } else {
-            self.ack_streak = 0;
-            self.background.pop_front()
-        }
-    }
-
-    fn lane(&self) -> Lane {
-        if self.ack.is_empty() {
-            Lane::Background
-        } else {
-            Lane::Ack
-        }
+    while let Ok(c) = background.try_recv() {
+        waiting.push(Lane::Background, c);
     }
 }
 
@@ -143,17 +112,27 @@ async fn serve(
 ) {
     let mut waiting = Waiting::default();
     loop {
-        if waiting.ack.is_empty() && waiting.background.is_empty() {
+        if waiting.is_empty() {
             tokio::select! {
                 biased;
-                Some(c) = ack.recv() => waiting.ack.push_back(c),
-                Some(c) = background.recv() => waiting.background.push_back(c),
+                Some(c) = ack.recv() => waiting.push(Lane::Ack, c),
+                Some(c) = background.recv() => waiting.push(Lane::Background, c),
                 // Every store clone is gone.
                 else => return,
             }
         }
-        waiting.take_arrived(&mut ack, &mut background);
-        let mut writer = match source.take(waiting.lane(), Location::caller()).await {
+        take_arrived(&mut waiting, &mut ack, &mut background);
+        let mut writer = match source
+            .take(
+                if waiting.ack.is_empty() {
+                    Lane::Background
+                } else {
+                    Lane::Ack
+                },
+                Location::caller(),
+            )
+            .await
+        {
             Ok(w) => w,
             Err(e) => {
                 // No connection (the pool is closed or the file is gone):
@@ -176,7 +155,7 @@ async fn serve(
             }
             // A caller that gave up has dropped its end; the write stands.
             let _ = c.reply.send(result.map_err(StoreError::from));
-            waiting.take_arrived(&mut ack, &mut background);
+            take_arrived(&mut waiting, &mut ack, &mut background);
         }
     }
 }

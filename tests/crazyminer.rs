@@ -933,5 +933,10 @@ async fn health_readiness_and_metrics() {
     );
     assert!(m.contains(r#"paygate_http_requests_total{route="/crazyminer/payment/create/",method="POST",status="201"} 1"#), "{m}");
     assert!(m.contains("paygate_jobs_total"));
+    // The user fetch claimed the invoice in its own finish: no queue round trip.
+    assert!(
+        m.contains(r#"paygate_jobs_chained_total{kind="create_invoice"} 1"#),
+        "{m}"
+    );
     assert!(!m.contains("09123456789"));
 }

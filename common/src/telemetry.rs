@@ -103,6 +103,10 @@ fn register() {
         "Duplicate or premature job messages skipped at claim time"
     );
     describe_counter!(
+        "paygate_jobs_chained_total",
+        "Jobs claimed in the finish of the job before them and run next in the same worker slot, without a queue message"
+    );
+    describe_counter!(
         "paygate_job_messages_unreadable_total",
         "Queue messages this release could not decode"
     );
@@ -160,6 +164,7 @@ fn register() {
         }
         metrics::counter!("paygate_job_dispatch_failures_total", "kind" => k).increment(0);
         metrics::counter!("paygate_job_messages_skipped_total", "kind" => k).increment(0);
+        metrics::counter!("paygate_jobs_chained_total", "kind" => k).increment(0);
     }
     // Per gateway, from its descriptor (domain/provider.rs).
     for provider in Provider::all() {

@@ -152,8 +152,8 @@ mod contracts {
     };
     use paygate_common::domain::{JobPayload, NewJob, RetryPolicies, VerifyArgs};
     use paygate_common::store::{
-        ClaimedJob, CreateOutcome, InboundOutcome, JobFinish, JobRecord, JobResult, NewInbound,
-        NewPayment, PaymentFilter, Store, StoreError,
+        ClaimedJob, CreateOutcome, Finished, InboundOutcome, JobFinish, JobRecord, JobResult,
+        NewInbound, NewPayment, NextClaim, PaymentFilter, Store, StoreError,
     };
     use serde_json::json;
     use std::collections::BTreeSet;
@@ -628,6 +628,127 @@ mod contracts {
             .await
             .unwrap()
             .is_none());
+    }
+
+    /// Finishes `claim` with `finish`, taking `next` for its worker for `lease_ms`.
+    async fn taking(
+        store: &Store,
+        claim: &ClaimedJob,
+        finish: JobFinish,
+        next: Uuid,
+        lease_ms: i64,
+    ) -> Finished {
+        let claim_next = Some(NextClaim {
+            job_id: next,
+            lease_until_ms: now_ms() + lease_ms,
+        });
+        store
+            .finish_job_and_take_next(
+                claim,
+                &policies(),
+                JobFinish {
+                    claim_next,
+                    ..finish
+                },
+            )
+            .await
+            .expect("finish")
+    }
+
+    /// A finish can insert one of its next jobs already claimed by its own
+    /// worker: running, attempt 1, no queue message, handed back with the
+    /// payment as committed, and fenced like any claim. A job whose dedupe
+    /// key exists is not taken, and a claimed job whose worker goes away is
+    /// dispatched again when its lease ends.
+    pub async fn a_finish_claims_the_next_job_for_its_worker(store: Store) {
+        let (p, job_id) = create(&store, Provider::Medogram, "u-next").await;
+        let first = claim(&store, job_id, "worker-a", LONG_LEASE).await;
+        let taken = new_job(JobKind::VerifyPayment, p.id, 4).with_args("T-next");
+        let queued = new_job(JobKind::UpdateOrder, p.id, 5);
+        let (taken_id, queued_id) = (taken.id, queued.id);
+        let finish = JobFinish {
+            change: Some(to_processing(&p, "G-next")),
+            next_jobs: vec![taken, queued],
+            ..JobFinish::default()
+        };
+        let finished = taking(&store, &first, finish, taken_id, LONG_LEASE).await;
+        assert_eq!(
+            finished.messages,
+            vec![JobMessage::new(queued_id, JobKind::UpdateOrder)],
+            "the taken job has no message; the other one does"
+        );
+        let next = finished.next.expect("the next job is handed back");
+        let committed = payment(&store, p.id).await;
+        assert_eq!(committed.version, 1);
+        assert_eq!(next.payment.as_ref(), Some(&committed), "as committed");
+        assert_eq!(
+            (next.id, next.kind, next.attempt, next.max_attempts),
+            (taken_id, JobKind::VerifyPayment, 1, 4)
+        );
+        assert_eq!(next.worker, "worker-a");
+        assert_eq!(next.payment_id, Some(p.id));
+        assert_eq!(next.payload.as_ref().ok(), Some(&verify_payload("T-next")));
+        let rec = job(&store, taken_id).await;
+        assert_eq!((rec.status, rec.attempts), (JobStatus::Running, 1));
+        assert!(
+            store
+                .claim_job(taken_id, "worker-b", LONG_LEASE)
+                .await
+                .unwrap()
+                .is_none(),
+            "its lease is live"
+        );
+        assert_eq!(job(&store, queued_id).await.status, JobStatus::Queued);
+        // Its worker finishes it with the claim it was handed.
+        store
+            .finish_job(&next, &policies(), JobFinish::default())
+            .await
+            .expect("the handed claim finishes");
+        assert_eq!(job(&store, taken_id).await.status, JobStatus::Succeeded);
+
+        // A next job whose dedupe key exists is the existing job: not taken.
+        let (q, q_job) = create(&store, Provider::Medogram, "u-dedupe").await;
+        let key = format!("verify:{}", q.id);
+        let existing = new_job(JobKind::VerifyPayment, q.id, 5).dedupe(key.clone());
+        let existing_id = existing.id;
+        store.enqueue_jobs(&[existing]).await.unwrap();
+        let claimed = claim(&store, q_job, "worker-a", LONG_LEASE).await;
+        let again = new_job(JobKind::VerifyPayment, q.id, 5).dedupe(key);
+        let again_id = again.id;
+        let finish = JobFinish {
+            next_jobs: vec![again],
+            ..JobFinish::default()
+        };
+        let finished = taking(&store, &claimed, finish, again_id, LONG_LEASE).await;
+        assert!(finished.next.is_none() && finished.messages.is_empty());
+        assert!(store.job(again_id).await.unwrap().is_none());
+        let rec = job(&store, existing_id).await;
+        assert_eq!((rec.status, rec.attempts), (JobStatus::Queued, 0));
+
+        // A taken job whose worker went away is dispatched when its lease ends.
+        let (r, r_job) = create(&store, Provider::Medogram, "u-gone").await;
+        let claimed = claim(&store, r_job, "worker-a", LONG_LEASE).await;
+        let orphan = new_job(JobKind::VerifyPayment, r.id, 5);
+        let orphan_id = orphan.id;
+        let finish = JobFinish {
+            next_jobs: vec![orphan],
+            ..JobFinish::default()
+        };
+        let finished = taking(&store, &claimed, finish, orphan_id, 1).await;
+        assert!(finished.next.is_some());
+        sleep_ms(20).await;
+        let due = store.take_due_for_dispatch(60_000, 100).await.unwrap();
+        assert!(ids(&due).contains(&orphan_id), "{due:?}");
+        let retaken = claim(&store, orphan_id, "worker-b", LONG_LEASE).await;
+        assert_eq!((retaken.attempt, retaken.worker.as_str()), (2, "worker-b"));
+        let late = store
+            .finish_job(
+                finished.next.as_ref().unwrap(),
+                &policies(),
+                JobFinish::default(),
+            )
+            .await;
+        assert!(matches!(late, Err(StoreError::LeaseLost)), "{late:?}");
     }
 
     /// A redrive must not let a claim from before it pass the fence again
@@ -2224,6 +2345,9 @@ contract_tests! {
         postgres_dedupe_of_jobs_and_inbound_messages;
     list_payments_filters_and_paginates =>
         sqlite_list_payments_filters_and_paginates, postgres_list_payments_filters_and_paginates;
+    a_finish_claims_the_next_job_for_its_worker =>
+        sqlite_a_finish_claims_the_next_job_for_its_worker,
+        postgres_a_finish_claims_the_next_job_for_its_worker;
     redrive_keeps_old_claims_fenced =>
         sqlite_redrive_keeps_old_claims_fenced, postgres_redrive_keeps_old_claims_fenced;
     api_keys_round_trip => sqlite_api_keys_round_trip, postgres_api_keys_round_trip;

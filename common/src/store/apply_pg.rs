@@ -86,10 +86,13 @@ macro_rules! events_and_jobs {
             $guard,
             " ORDER BY n), \
              nj AS (INSERT INTO jobs (id, kind, payment_id, payload, dedupe_key, status, attempts, \
-               max_attempts, run_at, dispatched_at, created_at, updated_at) \
+               max_attempts, run_at, dispatched_at, locked_by, lease_until, created_at, \
+               updated_at) \
                SELECT x->>'id', x->>'kind', x->>'payment_id', x->>'payload', x->>'dedupe_key', \
-               'queued', 0, (x->>'max_attempts')::bigint, (x->>'run_at')::bigint, \
-               (x->>'dispatched_at')::bigint, ",
+               CASE WHEN x->>'locked_by' IS NULL THEN 'queued' ELSE 'running' END, \
+               CASE WHEN x->>'locked_by' IS NULL THEN 0 ELSE 1 END, \
+               (x->>'max_attempts')::bigint, (x->>'run_at')::bigint, \
+               (x->>'dispatched_at')::bigint, x->>'locked_by', (x->>'lease_until')::bigint, ",
             now!(),
             ", ",
             now!(),
@@ -99,16 +102,18 @@ macro_rules! events_and_jobs {
             " AND ",
             notify_has_a_listener!("x->>'kind'"),
             " ORDER BY n \
-               ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, kind, dispatched_at)"
+               ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, kind, dispatched_at, locked_by)"
         )
     };
 }
 
-/// The messages of the jobs `nj` inserted that are due now.
+/// The messages of the jobs `nj` inserted that are due now, and the job it
+/// inserted claimed by the finishing attempt (`claimed_next`).
 macro_rules! due_messages {
     () => {
         "COALESCE((SELECT json_agg(json_build_array(id, kind)) FROM nj \
-           WHERE dispatched_at IS NOT NULL), '[]')::text AS messages"
+           WHERE dispatched_at IS NOT NULL), '[]')::text AS messages, \
+         (SELECT id FROM nj WHERE locked_by IS NOT NULL) AS claimed_next"
     };
 }
 
@@ -651,7 +656,7 @@ fn doc(cs: &Changeset, now: i64) -> Doc<'_> {
         jobs: cs
             .jobs
             .iter()
-            .map(|j| json_rows::JobRow::of(j, now))
+            .map(|j| json_rows::JobRow::of(j, now, cs.claim_of(j)))
             .collect(),
     }
 }
@@ -729,6 +734,10 @@ impl Store {
             order,
             gateway_txn_id: row.try_get("txn_id")?,
             messages: json_rows::messages(&row.try_get::<String, _>("messages")?)?,
+            claimed_next: row
+                .try_get::<Option<String>, _>("claimed_next")?
+                .map(|id| rows::job_id(&id))
+                .transpose()?,
         })))
     }
 }

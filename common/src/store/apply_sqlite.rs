@@ -188,6 +188,10 @@ impl Batch {
                 "gateway_txn" => applied.gateway_txn_id = Some(row.try_get("id")?),
                 "order" => order_id = Some(row.try_get::<i64, _>("id")?),
                 "payment" => applied.payment = Some(rows::payment(&row)?),
+                "job" if row.try_get::<Option<String>, _>("locked_by")?.is_some() => {
+                    // Claimed by the finishing attempt: its worker runs it, no message.
+                    applied.claimed_next = Some(rows::job_id(&row.try_get::<String, _>("id")?)?);
+                }
                 "job" => {
                     // A job not due yet is not pushed: the sweeper sends it when it is.
                     if row.try_get::<i64, _>("run_at")? <= now {
@@ -300,7 +304,7 @@ fn batch(cs: &Changeset, now: i64) -> Batch {
         insert_event(&mut b, e, now);
     }
     for job in &cs.jobs {
-        insert_job(&mut b, job, now);
+        insert_job(&mut b, job, cs.claim_of(job), now);
     }
     b
 }
@@ -470,19 +474,24 @@ fn insert_event(b: &mut Batch, e: &NewEvent, now: i64) {
 /// Inserts a job unless one with the same dedupe key exists. A due job is
 /// marked dispatched because the caller pushes it right after commit (its
 /// row comes back, see [`Batch::run`]); if that push is lost, the sweeper
-/// notices the stale mark.
+/// notices the stale mark. The job the finishing attempt claims (`claim`: its
+/// worker and lease end) is inserted running under that claim, with no mark.
 ///
 /// A `notify` job is written only while an endpoint is enabled, as on
 /// PostgreSQL (apply_pg.rs, `notify_has_a_listener`).
-fn insert_job(b: &mut Batch, job: &NewJob, now: i64) {
-    let due_now = job.run_at_ms <= now;
+fn insert_job(b: &mut Batch, job: &NewJob, claim: Option<(&str, i64)>, now: i64) {
+    let due_now = claim.is_none() && job.run_at_ms <= now;
+    let (status, attempts) = match claim {
+        Some(_) => ("running", 1),
+        None => ("queued", 0),
+    };
     let kind = b.text(job.kind().as_str().to_string());
     let sql = format!(
         "INSERT INTO jobs (id, kind, payment_id, payload, dedupe_key, status, attempts, \
-         max_attempts, run_at, dispatched_at, created_at, updated_at) \
-         SELECT {}, {kind}, {}, {}, {}, 'queued', 0, {}, {}, {}, {}, {} \
+         max_attempts, run_at, dispatched_at, locked_by, lease_until, created_at, updated_at) \
+         SELECT {}, {kind}, {}, {}, {}, '{status}', {attempts}, {}, {}, {}, {}, {}, {}, {} \
          WHERE {kind} <> 'notify' OR EXISTS (SELECT 1 FROM webhook_endpoints WHERE status = 'enabled') \
-         ON CONFLICT (dedupe_key) DO NOTHING RETURNING 'job' AS part, id, kind, run_at",
+         ON CONFLICT (dedupe_key) DO NOTHING RETURNING 'job' AS part, id, kind, run_at, locked_by",
         b.text(job.id.to_string()),
         b.text(job.payment_id.map(|p| p.to_string())),
         b.text(job.payload.args_json().to_string()),
@@ -490,6 +499,8 @@ fn insert_job(b: &mut Batch, job: &NewJob, now: i64) {
         b.int(i64::from(job.max_attempts)),
         b.int(job.run_at_ms),
         b.int(due_now.then_some(now)),
+        b.text(claim.map(|(worker, _)| worker.to_string())),
+        b.int(claim.map(|(_, until)| until)),
         b.int(now),
         b.int(now),
     );

@@ -85,6 +85,16 @@ pub struct Changeset {
     /// A refund moving; a gate like the payment's expected version: it
     /// applies only while the refund is still in `from` (`Conflict` otherwise).
     pub(crate) refund_change: Option<RefundChange>,
+    /// One of `jobs` that the finishing attempt's worker claims as it inserts
+    /// it (a job's origin only): [`Changeset::claiming_next`].
+    pub(crate) claim_next: Option<NextClaim>,
+}
+
+/// The next job a finishing attempt takes for its own worker, and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextClaim {
+    pub job_id: uuid::Uuid,
+    pub lease_until_ms: i64,
 }
 
 /// What a committed changeset produced.
@@ -106,6 +116,9 @@ pub struct Applied {
     pub gateway_txn_id: Option<i64>,
     /// Jobs that are due now: push these to the queue.
     pub messages: Vec<JobMessage>,
+    /// The job the finishing attempt claimed for its worker, when it was
+    /// inserted (a job with its dedupe key existed already: `None`).
+    pub claimed_next: Option<uuid::Uuid>,
 }
 
 impl Changeset {
@@ -123,6 +136,7 @@ impl Changeset {
             jobs: Vec::new(),
             refund_new: None,
             refund_change: None,
+            claim_next: None,
         }
     }
 
@@ -219,6 +233,28 @@ impl Changeset {
     pub fn jobs(mut self, jobs: impl IntoIterator<Item = NewJob>) -> Self {
         self.jobs.extend(jobs);
         self
+    }
+
+    /// Inserts the job `claim.job_id` of this changeset's jobs already
+    /// claimed by the finishing attempt's worker (attempt 1, leased until
+    /// `claim.lease_until_ms`) instead of queued: the worker runs it next
+    /// without a queue message or a claim of its own (PERFORMANCE.md,
+    /// "Claiming the next job in the finish"). Only a job's finish can claim;
+    /// on any other origin the job is inserted queued.
+    pub fn claiming_next(mut self, claim: NextClaim) -> Self {
+        self.claim_next = Some(claim);
+        self
+    }
+
+    /// The claim `job` is inserted under, if it is the claimed next job: the
+    /// finishing worker's name and the lease's end.
+    pub(crate) fn claim_of(&self, job: &NewJob) -> Option<(&str, i64)> {
+        match (&self.origin, self.claim_next) {
+            (Origin::Job(fence), Some(c)) if c.job_id == job.id => {
+                Some((fence.worker.as_str(), c.lease_until_ms))
+            }
+            _ => None,
+        }
     }
 
     /// The existing payment this write changes, if any (whose waiters to wake

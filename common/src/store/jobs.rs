@@ -3,7 +3,7 @@
 //! claiming is a conditional update, and finishing checks the claim (a fencing
 //! token) in the same transaction as the state change the job made.
 
-use super::changeset::{Changeset, Committed};
+use super::changeset::{Changeset, Committed, NextClaim};
 use super::rows::{self, job_message, payment_columns};
 use super::{now_ms, Dialect, Lane, Store, StoreError, StoreResult};
 use crate::domain::{
@@ -49,6 +49,18 @@ pub struct JobFinish {
     pub result: JobResult,
     /// A refund that moves with this attempt.
     pub refund: Option<crate::domain::RefundChange>,
+    /// One of `next_jobs` that this attempt's worker claims as the finish
+    /// inserts it ([`Store::finish_job_and_take_next`]).
+    pub claim_next: Option<NextClaim>,
+}
+
+/// What a finished attempt leaves behind.
+#[derive(Debug)]
+pub struct Finished {
+    /// Jobs due now: push these to the queue.
+    pub messages: Vec<JobMessage>,
+    /// The next job, claimed for this worker by the finish: run it now.
+    pub next: Option<ClaimedJob>,
 }
 
 impl JobFinish {
@@ -63,6 +75,9 @@ impl JobFinish {
         }
         if let Some(change) = self.refund {
             cs = cs.change_refund(change);
+        }
+        if let Some(claim) = self.claim_next {
+            cs = cs.claiming_next(claim);
         }
         cs.events(self.events).jobs(self.next_jobs)
     }
@@ -283,12 +298,80 @@ impl Store {
         policies: &RetryPolicies,
         finish: JobFinish,
     ) -> StoreResult<Vec<JobMessage>> {
+        Ok(self
+            .finish_job_and_take_next(claim, policies, finish)
+            .await?
+            .messages)
+    }
+
+    /// [`Store::finish_job`], and the job named by `finish.claim_next`
+    /// inserted already claimed by this worker (attempt 1, leased until the
+    /// claim's end, no queue message): the caller runs it next, with the
+    /// payment as committed. That saves the successor a queue round trip and
+    /// a claim of its own (PERFORMANCE.md, "Claiming the next job in the
+    /// finish"). `next` is `None` when the job was not inserted (one with its
+    /// dedupe key exists) or its payment could not be read after the commit;
+    /// then its lease expires and the sweeper dispatches it like any job
+    /// whose worker went away.
+    pub async fn finish_job_and_take_next(
+        &self,
+        claim: &ClaimedJob,
+        policies: &RetryPolicies,
+        finish: JobFinish,
+    ) -> StoreResult<Finished> {
+        let asked = finish
+            .claim_next
+            .and_then(|c| finish.next_jobs.iter().find(|j| j.id == c.job_id).cloned());
+        let created_at_ms = now_ms();
         let cs = finish.into_changeset(claim, policies);
-        match self.commit_in(&cs, Lane::Background).await? {
-            Committed::Applied(applied) => Ok(applied.messages),
-            Committed::Duplicate => Err(StoreError::Corrupt(
-                "a job attempt cannot be a duplicate".into(),
-            )),
+        let applied = match self.commit_in(&cs, Lane::Background).await? {
+            Committed::Applied(applied) => applied,
+            Committed::Duplicate => {
+                return Err(StoreError::Corrupt(
+                    "a job attempt cannot be a duplicate".into(),
+                ))
+            }
+        };
+        let next = match (applied.claimed_next, asked) {
+            (Some(id), Some(job)) if id == job.id => {
+                // Committed already: a failed read must not fail the finish.
+                match self.claimed_payment(&job).await {
+                    Ok(payment) => Some(ClaimedJob {
+                        id,
+                        kind: job.kind(),
+                        payment_id: job.payment_id,
+                        payment,
+                        payload: Ok(job.payload),
+                        attempt: 1,
+                        max_attempts: job.max_attempts,
+                        worker: claim.worker.clone(),
+                        created_at_ms,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(job_id = %id, error = %e,
+                            "could not read the claimed next job's payment; it runs after its lease");
+                        None
+                    }
+                }
+            }
+            (None, _) => None,
+            (Some(id), _) => {
+                tracing::warn!(job_id = %id,
+                    "the finish claimed a job it was not asked to; it runs after its lease");
+                None
+            }
+        };
+        Ok(Finished {
+            messages: applied.messages,
+            next,
+        })
+    }
+
+    /// The payment a claimed next job works on, as committed.
+    async fn claimed_payment(&self, job: &NewJob) -> StoreResult<Option<Payment>> {
+        match job.payment_id {
+            Some(id) => self.payment(id).await,
+            None => Ok(None),
         }
     }
 

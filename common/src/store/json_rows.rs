@@ -28,7 +28,9 @@ impl<'a> EventRow<'a> {
 }
 
 /// A job due now is marked dispatched (its message is pushed right after
-/// commit), as the SQLite applier does.
+/// commit), as the SQLite applier does. The job the finishing attempt claims
+/// for itself (`claim`: its worker and lease end) is inserted running under
+/// that claim instead, with no message.
 #[derive(Debug, Serialize)]
 pub(crate) struct JobRow {
     id: String,
@@ -39,10 +41,12 @@ pub(crate) struct JobRow {
     max_attempts: i64,
     run_at: i64,
     dispatched_at: Option<i64>,
+    locked_by: Option<String>,
+    lease_until: Option<i64>,
 }
 
 impl JobRow {
-    pub(crate) fn of(j: &NewJob, now: i64) -> Self {
+    pub(crate) fn of(j: &NewJob, now: i64, claim: Option<(&str, i64)>) -> Self {
         JobRow {
             id: j.id.to_string(),
             kind: j.kind().as_str(),
@@ -51,7 +55,9 @@ impl JobRow {
             dedupe_key: j.dedupe_key.clone(),
             max_attempts: i64::from(j.max_attempts),
             run_at: j.run_at_ms,
-            dispatched_at: (j.run_at_ms <= now).then_some(now),
+            dispatched_at: (claim.is_none() && j.run_at_ms <= now).then_some(now),
+            locked_by: claim.map(|(worker, _)| worker.to_string()),
+            lease_until: claim.map(|(_, until)| until),
         }
     }
 }
@@ -85,8 +91,11 @@ mod tests {
         .dedupe("k")
         .run_at(2_000);
         let due = NewJob::new(JobPayload::FetchUser, Some(pid), &policies).run_at(1_000);
-        let v: Value =
-            serde_json::to_value([JobRow::of(&due, 1_000), JobRow::of(&later, 1_000)]).unwrap();
+        let v: Value = serde_json::to_value([
+            JobRow::of(&due, 1_000, None),
+            JobRow::of(&later, 1_000, None),
+        ])
+        .unwrap();
         assert_eq!(v[0]["dispatched_at"], json!(1_000));
         assert_eq!(v[0]["dedupe_key"], Value::Null);
         assert_eq!(v[0]["payload"], json!("null"));
@@ -94,6 +103,12 @@ mod tests {
         assert_eq!(v[1]["dedupe_key"], json!("k"));
         assert_eq!(v[1]["payload"], json!("{}"));
         assert_eq!(v[1]["kind"], json!("verify_payment"));
+        assert_eq!(v[0]["locked_by"], Value::Null);
+        // The job a finishing attempt claims: running under the claim, no message.
+        let v = serde_json::to_value(JobRow::of(&due, 1_000, Some(("w-1", 61_000)))).unwrap();
+        assert_eq!(v["dispatched_at"], Value::Null);
+        assert_eq!(v["locked_by"], json!("w-1"));
+        assert_eq!(v["lease_until"], json!(61_000));
     }
 
     #[test]

@@ -32,12 +32,12 @@ mod writer_thread;
 mod written;
 
 pub use api_keys::{ApiKey, NewApiKey};
-pub use changeset::{Applied, Changeset, Committed, Fence, GatewayTxnWrite, Origin};
+pub use changeset::{Applied, Changeset, Committed, Fence, GatewayTxnWrite, NextClaim, Origin};
 pub use constraint::UniqueKey;
 pub use gateway_txns::GatewayTxn;
 pub use idempotency::{Claim, IdempotencyScope, IdempotencyTimes, StoredAnswer};
 pub use inbound::{InboundOutcome, NewInbound};
-pub use jobs::{ClaimedJob, JobFinish, JobRecord, JobResult};
+pub use jobs::{ClaimedJob, Finished, JobFinish, JobRecord, JobResult};
 pub use orders::NewOrder;
 pub use payments::{CreateOutcome, NewPayment, PaymentFilter};
 pub use refunds::NewRefund;

@@ -90,12 +90,14 @@ pub(crate) fn job_status(s: &str) -> Result<JobStatus, StoreError> {
     JobStatus::parse(s).ok_or_else(|| corrupt("job status", s))
 }
 
+/// A job id column.
+pub(crate) fn job_id(id: &str) -> Result<uuid::Uuid, StoreError> {
+    uuid::Uuid::parse_str(id).map_err(|_| corrupt("job id", id))
+}
+
 /// The queue message of a job row, from its id and kind columns.
 pub(crate) fn job_message(id: &str, kind: &str) -> Result<crate::domain::JobMessage, StoreError> {
-    Ok(crate::domain::JobMessage::new(
-        uuid::Uuid::parse_str(id).map_err(|_| corrupt("job id", id))?,
-        job_kind(kind)?,
-    ))
+    Ok(crate::domain::JobMessage::new(job_id(id)?, job_kind(kind)?))
 }
 
 #[cfg(test)]

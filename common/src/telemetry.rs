@@ -104,7 +104,7 @@ fn register() {
     );
     describe_counter!(
         "paygate_jobs_chained_total",
-        "Jobs claimed in the finish of the job before them and run next in the same worker slot, without a queue message"
+        "Jobs a client waits on, claimed in the finish of the job before them and run next in the same worker slot, without a queue message"
     );
     describe_counter!(
         "paygate_job_messages_unreadable_total",

@@ -651,13 +651,12 @@ async fn scaled_workers_expire_each_payment_once_and_settle_late() {
     let api = format!("http://127.0.0.1:{api_port}");
     let redis =
         std::env::var("PAYGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    // Before the processes: dropped after them.
+    let queue = support::RedisNamespace::new(&redis);
     let env: Vec<(String, String)> = [
         ("DATABASE_URL", db.url.clone()),
         ("REDIS_URL", redis),
-        (
-            "PAYGATE_REDIS_QUEUE",
-            format!("paygate:test:{}", uuid::Uuid::new_v4().simple()),
-        ),
+        ("PAYGATE_REDIS_QUEUE", queue.name.clone()),
         ("SECRET_KEY", "expiry-test-secret".into()),
         (
             "PAYMENT_GATEWAY_URL",

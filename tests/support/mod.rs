@@ -292,6 +292,34 @@ impl Drop for Proc {
     }
 }
 
+/// A Redis queue namespace (`PAYGATE_REDIS_QUEUE`) whose keys are deleted on
+/// drop: the machine's Redis outlives the test. Declare it before the
+/// processes that use it, so they are stopped first and none writes a key
+/// back afterwards.
+pub struct RedisNamespace {
+    pub url: String,
+    pub name: String,
+}
+
+impl RedisNamespace {
+    pub fn new(url: &str) -> RedisNamespace {
+        RedisNamespace {
+            url: url.to_string(),
+            name: format!("paygate:test:{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
+impl Drop for RedisNamespace {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(r#"redis-cli -u "$1" --scan --pattern "$2:*" | xargs -r -n 100 redis-cli -u "$1" del >/dev/null 2>&1"#)
+            .args(["sh", self.url.as_str(), self.name.as_str()])
+            .status();
+    }
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{client, free_port, Proc, Server, TempDir};
+use support::{client, free_port, Proc, RedisNamespace, Server, TempDir};
 
 /// One cluster at a time: each is five processes and dozens of database
 /// connections, and the machine has two cores and one PostgreSQL.
@@ -250,33 +250,24 @@ struct Cluster {
     pub sandbox_url: String,
     pub admin_key: String,
     env: Vec<(String, String)>,
+    /// The machine's Redis outlives the test: the cluster's queue keys go with
+    /// it. Held only to be dropped.
+    _queue: RedisNamespace,
 }
 
 impl Drop for Cluster {
-    /// The machine's Redis outlives the test: the cluster's queue keys go with
-    /// it (processes first, so none writes a key back afterwards).
+    /// Processes first, so none writes a queue key back after `_queue` (the
+    /// last field, dropped after this) deletes them.
     fn drop(&mut self) {
         self.apis.clear();
         self.workers.clear();
-        let var = |name: &str| {
-            self.env
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        if let (Some(url), Some(queue)) = (var("REDIS_URL"), var("PAYGATE_REDIS_QUEUE")) {
-            let _ = Command::new("sh")
-                .arg("-c")
-                .arg(r#"redis-cli -u "$1" --scan --pattern "$2*" | xargs -r -n 100 redis-cli -u "$1" del >/dev/null 2>&1"#)
-                .args(["sh", url.as_str(), queue.as_str()])
-                .status();
-        }
     }
 }
 
 impl Cluster {
     fn start(database_url: &str, redis_url: &str, sandbox_env: &[(&str, &str)]) -> Cluster {
         let dir = TempDir::new();
+        let queue = RedisNamespace::new(redis_url);
         let sandbox_port = free_port();
         let sandbox_url = format!("http://127.0.0.1:{sandbox_port}");
         let api_ports = [free_port(), free_port()];
@@ -287,10 +278,7 @@ impl Cluster {
         let mut env: Vec<(String, String)> = [
             ("DATABASE_URL", database_url.to_string()),
             ("REDIS_URL", redis_url.to_string()),
-            (
-                "PAYGATE_REDIS_QUEUE",
-                format!("paygate:test:{}", uuid::Uuid::new_v4().simple()),
-            ),
+            ("PAYGATE_REDIS_QUEUE", queue.name.clone()),
             ("SECRET_KEY", "scaled-test-secret".into()),
             (
                 "PAYMENT_GATEWAY_URL",
@@ -370,6 +358,7 @@ impl Cluster {
             sandbox_url,
             admin_key,
             env,
+            _queue: queue,
         }
     }
 

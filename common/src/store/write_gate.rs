@@ -36,8 +36,8 @@ pub(crate) const BACKGROUND_EVERY: u32 = 4;
 /// Also the writer thread's queue (`writer_thread.rs`).
 #[derive(Debug)]
 pub(crate) struct Lanes<T> {
-    pub(crate) ack: VecDeque<T>,
-    pub(crate) background: VecDeque<T>,
+    ack: VecDeque<T>,
+    background: VecDeque<T>,
     /// Consecutive turns given to `Ack` while background work was waiting.
     ack_streak: u32,
 }
@@ -62,6 +62,20 @@ impl<T> Lanes<T> {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.ack.is_empty() && self.background.is_empty()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.ack.len() + self.background.len()
+    }
+
+    /// The lane of the most urgent waiter: `Ack` while any acknowledgement waits.
+    pub(crate) fn urgent_lane(&self) -> Lane {
+        if self.ack.is_empty() {
+            Lane::Background
+        } else {
+            Lane::Ack
+        }
     }
 
     pub(crate) fn next(&mut self) -> Option<T> {
@@ -210,7 +224,7 @@ mod tests {
             // Each waiter is queued before the next is spawned.
             while {
                 let s = gate.lock();
-                s.waiting.ack.len() + s.waiting.background.len()
+                s.waiting.len()
             } < i + 1
             {
                 tokio::task::yield_now().await;

@@ -122,17 +122,7 @@ async fn serve(
             }
         }
         take_arrived(&mut waiting, &mut ack, &mut background);
-        let mut writer = match source
-            .take(
-                if waiting.ack.is_empty() {
-                    Lane::Background
-                } else {
-                    Lane::Ack
-                },
-                Location::caller(),
-            )
-            .await
-        {
+        let mut writer = match source.take(waiting.urgent_lane(), Location::caller()).await {
             Ok(w) => w,
             Err(e) => {
                 // No connection (the pool is closed or the file is gone):

@@ -26,6 +26,7 @@
 # under that backlog), BENCH_PAGES (1000; open result pages following settled payments, scaled
 # mode: first a GET a second each, as the pages' script did, then the long poll with
 # Prefer: wait=10) for BENCH_PAGES_SECONDS (20),
+# BENCH_PG_SCHEMA_SQL (SQL run once after the migrations, for schema experiments),
 # BENCH_PG_SSLMODE (default "disable": plain TCP on loopback, for pgbench and paygate
 # alike; set it empty for the libpq/sqlx default "prefer", which negotiates TLS even on
 # loopback and costs both about 30% here), BENCH_OUT (results folder,
@@ -191,6 +192,11 @@ PAYGATE_RATE_LIMIT_PER_SEC=0
 PAYGATE_SANDBOX_OPEN_CONTROL=true
 EOF
 (set -a; . "$COMMON_ENV"; set +a; "$PAYGATE" migrate) >/dev/null
+# Schema experiments (PERFORMANCE.md says which were tried): SQL run once after the migrations.
+if [ -n "${BENCH_PG_SCHEMA_SQL:-}" ]; then
+  log "schema experiment: $BENCH_PG_SCHEMA_SQL"
+  psql "$PG_URL" -v ON_ERROR_STOP=1 -qtAc "$BENCH_PG_SCHEMA_SQL" >/dev/null
+fi
 
 # --------------------------------------------------------------------------
 log "baseline 1: pgbench (payment + event + job in one transaction, paygate's schema)"

@@ -11,8 +11,10 @@
 # exit. About 6-7 minutes after the release build.
 #
 # Knobs (environment): BENCH_DURATION (s, default 10), BENCH_CONCURRENCY (16),
-# BENCH_WORKERS (1), BENCH_WORKER_CONCURRENCY (256; 1024 was slower on 2 cores, see
-# PERFORMANCE.md), BENCH_WORKER_DB_CONNECTIONS (4, the
+# BENCH_WORKERS (1), BENCH_WORKER_CONCURRENCY (256, scaled mode's workers; 1024 was slower
+# on 2 cores, see PERFORMANCE.md), BENCH_EMBEDDED_WORKER_CONCURRENCY (1024, serve's one worker
+# pool: with a 200 ms gateway a pipeline payment holds a slot for three calls, so 256 slots cap
+# it at ~427/s; PERFORMANCE.md), BENCH_WORKER_DB_CONNECTIONS (4, the
 # workers' PAYGATE_DB_MAX_CONNECTIONS; the API keeps 16), BENCH_PIPELINE_RATE (600),
 # BENCH_PIPELINE_DURATION (8), BENCH_SLOW_MS (200), BENCH_WEBHOOK_ORDERS (2000),
 # BENCH_PAYME_ORDERS (5000; the Payme pay phase ends when all are paid or after
@@ -41,6 +43,7 @@ DUR=${BENCH_DURATION:-10}
 CONC=${BENCH_CONCURRENCY:-16}
 WORKERS=${BENCH_WORKERS:-1}
 WORKER_CONC=${BENCH_WORKER_CONCURRENCY:-256}
+EMB_WORKER_CONC=${BENCH_EMBEDDED_WORKER_CONCURRENCY:-1024}
 WORKER_DB=${BENCH_WORKER_DB_CONNECTIONS:-4}
 PIPE_RATE=${BENCH_PIPELINE_RATE:-600}
 PIPE_DUR=${BENCH_PIPELINE_DURATION:-8}
@@ -482,7 +485,7 @@ EOF
 fi
 
 if [ "$ONLY" != "scaled" ]; then
-  log "embedded mode: paygate serve (SQLite, in-process queue, worker pool and simulators)"
+  log "embedded mode: paygate serve (SQLite, in-process queue, worker pool of $EMB_WORKER_CONC and simulators)"
   mkdir -p "$WORK/embedded"
   SERVE_PORT=$(free_port)
   SERVE="http://127.0.0.1:$SERVE_PORT"
@@ -492,7 +495,7 @@ DATABASE_URL=sqlite://$WORK/embedded/paygate.db
 SECRET_KEY=paygate-bench-secret
 PAYGATE_SEED_WAIT_MS=0
 PAYGATE_SAMPLE_INTERVAL_MS=500
-PAYGATE_WORKER_CONCURRENCY=$WORKER_CONC
+PAYGATE_WORKER_CONCURRENCY=$EMB_WORKER_CONC
 PAYGATE_SANDBOX_MEDOGRAM_AUTOPAY=true
 PAYGATE_RATE_LIMIT_PER_SEC=0
 PAYGATE_SANDBOX_OPEN_CONTROL=true
@@ -617,7 +620,7 @@ E_PIPE_SLOW=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s)
   row "scaled seed route with its wait (req/s)" "$S_SEED_WAIT" "$S_SEED" "(seed route, no wait)"
   row "embedded seed route with its wait (req/s)" "$E_SEED_WAIT" "$E_SEED" "(seed route, no wait)"
   echo
-  echo "the seed route's contract and the pipeline (issue 16 targets; scaled = api + worker x$WORKERS, concurrency $WORKER_CONC):"
+  echo "the seed route's contract and the pipeline (issue 16 targets; scaled = api + worker x$WORKERS, concurrency $WORKER_CONC; embedded concurrency $EMB_WORKER_CONC):"
   printf '%-66s %-44s %s\n' "target" "figure" "verdict"
   trow() { printf '%-66s %-44s %s\n' "$1" "$2" "$3"; }
   trow "seed route with its wait, gw 0 ms, closed $CONC: >= 0.60 x /v1 create" \

@@ -10,8 +10,11 @@
 //! - Payme's Perform and Click's Complete on an expired order are refused
 //!   with their protocol's codes (the money is then never taken).
 
+#[path = "support/atmos_checkout.rs"]
+mod atmos_checkout;
 mod support;
 
+use atmos_checkout::press;
 use md5::{Digest, Md5};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -330,52 +333,6 @@ async fn an_expired_medogram_payment_is_settled_late_by_a_genuine_payment() {
 // Atmos
 // ---------------------------------------------------------------------------
 
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
-    let end = tag[start..].find('"')? + start;
-    Some(unescape(&tag[start..end]))
-}
-
-/// The payer on the Atmos checkout: open the page, press `action` by posting
-/// the fields of its form.
-async fn atmos_press(payment_url: &str, action: &str) -> reqwest::Response {
-    let page = client().get(payment_url).send().await.unwrap();
-    assert_eq!(page.status(), StatusCode::OK, "{payment_url}");
-    let html = page.text().await.unwrap();
-    let form = html
-        .split("<form")
-        .skip(1)
-        .map(|f| f.split("</form>").next().unwrap_or_default())
-        .find(|f| attr(f, "action").as_deref() == Some(action))
-        .unwrap_or_else(|| panic!("no {action} form: {html}"));
-    let fields: Vec<(String, String)> = form
-        .split("<input")
-        .skip(1)
-        .filter_map(|i| Some((attr(i, "name")?, attr(i, "value").unwrap_or_default())))
-        .collect();
-    let dir = payment_url
-        .split('?')
-        .next()
-        .unwrap()
-        .rsplit_once('/')
-        .unwrap()
-        .0;
-    client()
-        .post(format!("{dir}/{action}"))
-        .form(&fields)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn an_expired_atmos_order_is_asked_once_then_paid_late_through_callback_and_verify() {
     let s = Server::serve(&[("PAYGATE_PAYMENT_TTL_ATMOS", "1s")]);
@@ -405,7 +362,7 @@ async fn an_expired_atmos_order_is_asked_once_then_paid_late_through_callback_an
 
     // The payer pays on the still-open checkout: the signed callback is
     // allowed, /merchant/pay/get confirms, and the payment settles late.
-    let back = atmos_press(&url, "pay").await;
+    let back = press(&url, "pay").await;
     assert_eq!(back.status(), StatusCode::FOUND);
     let paid = wait_order(&s, order_id, "paid").await;
     assert_eq!(paid["payment"]["status"], "completed", "{paid}");

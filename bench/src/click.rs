@@ -10,16 +10,16 @@
 //! One request of the report is one order paid; each call's latency is also
 //! reported per action.
 
-use crate::load::{self, Outcome, Recorder, RequestFn};
-use crate::orders::{make_orders, report, OrderSet, PayRun};
+use crate::load::{Outcome, Recorder};
+use crate::orders::{make_orders, pay_then_repeat, report, OrderSet, PayFn, PayRun, RepeatFn};
 use crate::scenarios::{apis, client};
-use crate::{sys, Common, LoadArgs};
+use crate::{Common, LoadArgs};
 use clap::{Args, ValueEnum};
 use paygate_common::gateways::click::protocol::SignInput;
 use paygate_common::gateways::click::settings::{SANDBOX_SECRET_KEY, SANDBOX_SERVICE_ID};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const PREPARE: &str = "prepare";
 const COMPLETE: &str = "complete";
@@ -250,13 +250,11 @@ pub async fn click(
     // Click's ids are unique per attempt; this run's start keeps runs apart.
     let run = now_ms() * 1000;
     let amount = args.amount_format.text(args.amount_tiyin);
-    // (attempt, merchant_prepare_id) of each paid order, for the repeats.
-    let paid = Arc::new(Mutex::new(Vec::<(Attempt, String)>::new()));
-    let pay: RequestFn = {
-        let (shop, orders, paid, amount) =
-            (shop.clone(), orders.clone(), paid.clone(), amount.clone());
+    // A paid order's proof for its repeats: (attempt, merchant_prepare_id).
+    let pay: PayFn<(Attempt, String)> = {
+        let (shop, orders, amount) = (shop.clone(), orders.clone(), amount.clone());
         Arc::new(move |i| {
-            let (shop, paid) = (shop.clone(), paid.clone());
+            let shop = shop.clone();
             let attempt = Attempt {
                 click_trans_id: (run + i).to_string(),
                 click_paydoc_id: (run + n + i).to_string(),
@@ -264,75 +262,34 @@ pub async fn click(
                 amount: amount.clone(),
             };
             Box::pin(async move {
-                match shop.pay(i, &attempt).await {
-                    Ok(prepare_id) => {
-                        paid.lock().unwrap().push((attempt, prepare_id));
-                        Outcome {
-                            ok: true,
-                            label: "paid".into(),
-                            group: "pay",
-                        }
-                    }
-                    Err(label) => Outcome {
-                        ok: false,
-                        label,
-                        group: "pay",
-                    },
+                let prepare_id = shop.pay(i, &attempt).await?;
+                Ok((attempt, prepare_id))
+            })
+        })
+    };
+    let repeat: RepeatFn<(Attempt, String)> = {
+        let shop = shop.clone();
+        Arc::new(move |i, (attempt, prepare_id)| {
+            let shop = shop.clone();
+            Box::pin(async move {
+                match shop.call(i, &attempt, Some(&prepare_id)).await {
+                    Ok(v) if v["error"].as_i64() == Some(ALREADY_PAID) => Ok(()),
+                    Ok(v) => Err(format!("error:{}", v["error"])),
+                    Err(label) => Err(label),
                 }
             })
         })
     };
-    // Each order is paid once, so no warm-up (it would use orders up).
-    let spec = load::LoadSpec {
-        warmup: Duration::ZERO,
-        max_requests: Some(n),
-        ..load_args.spec()
-    };
-    let before = sys::snapshot(&common.watch);
-    let paying = load::run(spec, pay).await;
-    let paid = Arc::new(std::mem::take(&mut *paid.lock().unwrap()));
-    let repeat_total = paid.len() as u64 * args.repeats;
-    let repeating = if repeat_total == 0 {
-        None
-    } else {
-        let m = paid.len() as u64;
-        let f: RequestFn = {
-            let (shop, paid) = (shop.clone(), paid.clone());
-            Arc::new(move |i| {
-                let shop = shop.clone();
-                let (attempt, prepare_id) = paid[(i % m) as usize].clone();
-                Box::pin(async move {
-                    let label = match shop.call(i, &attempt, Some(&prepare_id)).await {
-                        Ok(v) if v["error"].as_i64() == Some(ALREADY_PAID) => {
-                            return Outcome {
-                                ok: true,
-                                label: "already-paid".into(),
-                                group: "repeat",
-                            }
-                        }
-                        Ok(v) => format!("error:{}", v["error"]),
-                        Err(label) => label,
-                    };
-                    Outcome {
-                        ok: false,
-                        label,
-                        group: "repeat",
-                    }
-                })
-            })
-        };
-        Some(
-            load::run(
-                load::LoadSpec {
-                    max_requests: Some(repeat_total),
-                    ..spec
-                },
-                f,
-            )
-            .await,
-        )
-    };
-    let after = sys::snapshot(&common.watch);
+    let phases = pay_then_repeat(
+        &common.watch,
+        load_args.spec(),
+        n,
+        args.repeats,
+        pay,
+        repeat,
+        "already-paid",
+    )
+    .await;
     let mut out = report(
         common,
         load_args,
@@ -342,13 +299,10 @@ pub async fn click(
             orders_requested: args.orders,
             orders_ready: n,
             setup_s,
-            paying,
-            repeating,
-            orders_paid: paid.len(),
+            phases,
             calls: std::mem::take(&mut *shop.calls.lock().unwrap()),
             call_groups: &[PREPARE, COMPLETE],
             note: "one request = one order paid (Prepare then Complete, ok only if both answered error 0 and Complete a merchant_confirm_id), so throughput_rps = payments/s; calls = each call's latency by action; repeat = Complete re-sent for paid orders (ok only if it answered -4, already paid)",
-            cpu: sys::cpu_between(&before, &after),
         },
     );
     out.insert("amount_text".into(), json!(amount));

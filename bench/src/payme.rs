@@ -8,16 +8,16 @@
 //! One request of the report is one order paid; each call's latency is also
 //! reported per method.
 
-use crate::load::{self, Outcome, Recorder, RequestFn};
-use crate::orders::{make_orders, report, OrderSet, PayRun};
+use crate::load::{Outcome, Recorder};
+use crate::orders::{make_orders, pay_then_repeat, report, OrderSet, PayFn, PayRun, RepeatFn};
 use crate::scenarios::{apis, client};
-use crate::{sys, Common, LoadArgs};
+use crate::{Common, LoadArgs};
 use clap::Args;
 use paygate_common::gateways::payme::auth::authorization_header;
 use paygate_common::gateways::payme::settings::SIMULATOR_KEY;
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const CHECK: &str = "CheckPerformTransaction";
 const CREATE: &str = "CreateTransaction";
@@ -174,116 +174,71 @@ pub async fn payme(
         calls: Arc::new(Mutex::new(Recorder::default())),
     };
     let run = now_ms();
-    // (Payme id, perform_time) of each paid order, for the repeats.
-    let paid = Arc::new(Mutex::new(Vec::<(String, Value)>::new()));
-    let pay: RequestFn = {
-        let (rpc, orders, paid) = (rpc.clone(), orders.clone(), paid.clone());
+    // A paid order's proof for its repeats: (Payme id, perform_time).
+    let pay: PayFn<(String, Value)> = {
+        let (rpc, orders) = (rpc.clone(), orders.clone());
         let (field, amount) = (args.account_field.clone(), args.amount_tiyin);
         Arc::new(move |i| {
-            let (rpc, paid) = (rpc.clone(), paid.clone());
+            let rpc = rpc.clone();
             let order = orders[(i % n) as usize];
             let mut account = Map::new();
             account.insert(field.clone(), json!(order.to_string()));
             let account = Value::Object(account);
             let id = payme_id(run, i);
             Box::pin(async move {
-                let paid_answer = async {
-                    rpc.step(
-                        i,
-                        3 * i,
-                        CHECK,
-                        json!({"amount": amount, "account": account}),
-                        ("allow", json!(true)),
-                    )
-                    .await?;
-                    rpc.step(
-                        i,
-                        3 * i + 1,
-                        CREATE,
-                        json!({"id": id, "time": now_ms(), "amount": amount, "account": account}),
-                        ("state", json!(1)),
-                    )
-                    .await?;
-                    rpc.step(
+                rpc.step(
+                    i,
+                    3 * i,
+                    CHECK,
+                    json!({"amount": amount, "account": account}),
+                    ("allow", json!(true)),
+                )
+                .await?;
+                rpc.step(
+                    i,
+                    3 * i + 1,
+                    CREATE,
+                    json!({"id": id, "time": now_ms(), "amount": amount, "account": account}),
+                    ("state", json!(1)),
+                )
+                .await?;
+                let performed = rpc
+                    .step(
                         i,
                         3 * i + 2,
                         PERFORM,
                         json!({"id": id}),
                         ("state", json!(2)),
                     )
-                    .await
-                }
-                .await;
-                match paid_answer {
-                    Ok(r) => {
-                        paid.lock().unwrap().push((id, r["perform_time"].clone()));
-                        Outcome {
-                            ok: true,
-                            label: "paid".into(),
-                            group: "pay",
-                        }
-                    }
-                    Err(label) => Outcome {
-                        ok: false,
-                        label,
-                        group: "pay",
-                    },
+                    .await?;
+                Ok((id, performed["perform_time"].clone()))
+            })
+        })
+    };
+    let repeat: RepeatFn<(String, Value)> = {
+        let rpc = rpc.clone();
+        Arc::new(move |i, (id, perform_time)| {
+            let rpc = rpc.clone();
+            Box::pin(async move {
+                match rpc.call(i, 3 * n + i, PERFORM, json!({"id": id})).await {
+                    Ok(r) if r["state"] == 2 && r["perform_time"] == perform_time => Ok(()),
+                    Ok(r) if r["state"] == 2 => Err("perform_time-changed".to_string()),
+                    Ok(r) => Err(format!("state={}", r["state"])),
+                    Err(label) => Err(label),
                 }
             })
         })
     };
-    // Each order is paid once, so no warm-up (it would use orders up).
-    let spec = load::LoadSpec {
-        warmup: Duration::ZERO,
-        max_requests: Some(n),
-        ..load_args.spec()
-    };
-    let before = sys::snapshot(&common.watch);
-    let paying = load::run(spec, pay).await;
-    let paid = Arc::new(std::mem::take(&mut *paid.lock().unwrap()));
-    let repeat_total = paid.len() as u64 * args.repeats;
-    let repeating = if repeat_total == 0 {
-        None
-    } else {
-        let m = paid.len() as u64;
-        let f: RequestFn = {
-            let (rpc, paid) = (rpc.clone(), paid.clone());
-            Arc::new(move |i| {
-                let rpc = rpc.clone();
-                let (id, perform_time) = paid[(i % m) as usize].clone();
-                Box::pin(async move {
-                    let label = match rpc.call(i, 3 * n + i, PERFORM, json!({"id": id})).await {
-                        Ok(r) if r["state"] == 2 && r["perform_time"] == perform_time => {
-                            return Outcome {
-                                ok: true,
-                                label: "same-answer".into(),
-                                group: "repeat",
-                            }
-                        }
-                        Ok(r) if r["state"] == 2 => "perform_time-changed".to_string(),
-                        Ok(r) => format!("state={}", r["state"]),
-                        Err(label) => label,
-                    };
-                    Outcome {
-                        ok: false,
-                        label,
-                        group: "repeat",
-                    }
-                })
-            })
-        };
-        Some(
-            load::run(
-                load::LoadSpec {
-                    max_requests: Some(repeat_total),
-                    ..spec
-                },
-                f,
-            )
-            .await,
-        )
-    };
-    let after = sys::snapshot(&common.watch);
+    let phases = pay_then_repeat(
+        &common.watch,
+        load_args.spec(),
+        n,
+        args.repeats,
+        pay,
+        repeat,
+        "same-answer",
+    )
+    .await;
     let out = report(
         common,
         load_args,
@@ -293,13 +248,10 @@ pub async fn payme(
             orders_requested: args.orders,
             orders_ready: n,
             setup_s,
-            paying,
-            repeating,
-            orders_paid: paid.len(),
+            phases,
             calls: std::mem::take(&mut *rpc.calls.lock().unwrap()),
             call_groups: &[CHECK, CREATE, PERFORM],
             note: "one request = one order paid (CheckPerformTransaction, CreateTransaction, PerformTransaction in turn; ok only if Perform answered state 2), so throughput_rps = payments/s; calls = each call's latency by method; repeat = PerformTransaction re-sent for paid orders (ok only if state 2 with the first perform_time)",
-            cpu: sys::cpu_between(&before, &after),
         },
     );
     Ok(Value::Object(out))

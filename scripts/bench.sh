@@ -15,7 +15,8 @@
 # on 2 cores, see PERFORMANCE.md), BENCH_EMBEDDED_WORKER_CONCURRENCY (1024, serve's one worker
 # pool: with a 200 ms gateway a pipeline payment holds a slot for three calls, so 256 slots cap
 # it at ~427/s; PERFORMANCE.md), BENCH_WORKER_DB_CONNECTIONS (4, the
-# workers' PAYGATE_DB_MAX_CONNECTIONS; the API keeps 16), BENCH_PIPELINE_RATE (600),
+# workers' PAYGATE_DB_MAX_CONNECTIONS; the API keeps 16), BENCH_WORKER_DB_PRIORITY_CONNECTIONS
+# (the workers' PAYGATE_DB_PRIORITY_CONNECTIONS; paygate's default when unset), BENCH_PIPELINE_RATE (600),
 # BENCH_PIPELINE_DURATION (8), BENCH_SLOW_MS (200), BENCH_WEBHOOK_ORDERS (2000),
 # BENCH_PAYME_ORDERS (5000; the Payme pay phase ends when all are paid or after
 # BENCH_DURATION), BENCH_PAYME_REPEATS (1; PerformTransaction re-sends per paid order),
@@ -45,6 +46,7 @@ WORKERS=${BENCH_WORKERS:-1}
 WORKER_CONC=${BENCH_WORKER_CONCURRENCY:-256}
 EMB_WORKER_CONC=${BENCH_EMBEDDED_WORKER_CONCURRENCY:-1024}
 WORKER_DB=${BENCH_WORKER_DB_CONNECTIONS:-4}
+WORKER_DB_PRIO=${BENCH_WORKER_DB_PRIORITY_CONNECTIONS:-}
 PIPE_RATE=${BENCH_PIPELINE_RATE:-600}
 PIPE_DUR=${BENCH_PIPELINE_DURATION:-8}
 SLOW_MS=${BENCH_SLOW_MS:-200}
@@ -450,7 +452,8 @@ EOF
   for i in $(seq 1 "$WORKERS"); do
     mp=$(free_port)
     { cat "$SCALED_ENV"; echo "PAYGATE_METRICS_LISTEN=127.0.0.1:$mp"
-      echo "PAYGATE_DB_MAX_CONNECTIONS=$WORKER_DB"; } >"$WORK/worker$i.env"
+      echo "PAYGATE_DB_MAX_CONNECTIONS=$WORKER_DB"
+      [ -n "$WORKER_DB_PRIO" ] && echo "PAYGATE_DB_PRIORITY_CONNECTIONS=$WORKER_DB_PRIO"; } >"$WORK/worker$i.env"
     start "worker$i" "$WORK/worker$i.env" worker
     METRICS="$METRICS http://127.0.0.1:$mp/metrics"
     WORKER_PIDS="${WORKER_PIDS:+$WORKER_PIDS,}$STARTED"

@@ -297,7 +297,8 @@ impl Drop for Proc {
 /// processes that use it, so they are stopped first and none writes a key
 /// back afterwards.
 pub struct RedisNamespace {
-    pub url: String,
+    url: String,
+    /// The `PAYGATE_REDIS_QUEUE` value to give the processes.
     pub name: String,
 }
 

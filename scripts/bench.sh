@@ -58,6 +58,9 @@ CLICK_REPEATS=${BENCH_CLICK_REPEATS:-1}
 # The seed route's wait in the seed-wait scenario (paygate's default).
 SEED_WAIT_MS=${BENCH_SEED_WAIT_MS:-3000}
 SEED_WAIT_CONNS=${BENCH_SEED_WAIT_CONNECTIONS:-64 256 1024}
+# Whether the API the seed route waits on runs the payment's first jobs itself
+# (PAYGATE_API_RUNS_WAITED_JOBS; on by default with SECRET_KEY and the gateway set).
+API_RUNS_WAITED=${BENCH_API_RUNS_WAITED_JOBS:-true}
 BACKLOG_S=${BENCH_BACKLOG_SECONDS:-8}
 PAGES=${BENCH_PAGES:-1000}
 PAGES_S=${BENCH_PAGES_SECONDS:-20}
@@ -324,8 +327,17 @@ run_scenarios() {
     log "$mode: create /v1/payments, open loop at half that rate ($half/s), workers paused"
     "$BENCH" create --api "$api" --label "$mode-workers-paused" --json "${watch[@]}" --route v1 \
       --rate "$half" --duration "$DUR" >"$OUT/$mode-create-v1-paused-open.json"
-    kill -CONT ${pausable//,/ }
     summary_line "$OUT/$mode-create-v1-paused-open.json"
+    # The seed route's floor (PERFORMANCE.md, "The seed route's floor"): a
+    # /v1 create, then the two gateway calls of its worker made by the load
+    # generator, nothing else (workers still paused, no autopay callback).
+    log "$mode: the seed route's floor: /v1 create + user fetch + gateway-send from the client, closed loop $CONC, workers paused, autopay off"
+    set_autopay "$sandbox" false
+    "$BENCH" floor --api "$api" --label "$mode-floor" --json "${watch[@]}" --gateway "$sandbox/sandbox/medogram" \
+      --concurrency "$CONC" --duration "$DUR" >"$OUT/$mode-floor.json"
+    set_autopay "$sandbox" true
+    kill -CONT ${pausable//,/ }
+    summary_line "$OUT/$mode-floor.json"
   fi
 }
 
@@ -339,6 +351,19 @@ seed_wait_scenario() {
   "$BENCH" create --api "$api" --label "$mode-seed-wait" --json "$@" --route seed \
     --concurrency "$CONC" --duration "$DUR" >"$OUT/$mode-create-seed-wait.json"
   summary_line "$OUT/$mode-create-seed-wait.json"
+}
+
+# The same with the sandbox's autopay off: every payment above is paid at once
+# (its callback and verification run beside the next creates); here only the
+# seed route's own work runs. Args: mode api-url sandbox-url watch-args...
+seed_wait_unpaid_scenario() {
+  local mode=$1 api=$2 sandbox=$3; shift 3
+  log "$mode: create seed route WITH its wait, closed loop $CONC, autopay off (nobody pays)"
+  set_autopay "$sandbox" false
+  "$BENCH" create --api "$api" --label "$mode-seed-wait-unpaid" --json "$@" --route seed \
+    --concurrency "$CONC" --duration "$DUR" >"$OUT/$mode-create-seed-wait-unpaid.json"
+  set_autopay "$sandbox" true
+  summary_line "$OUT/$mode-create-seed-wait-unpaid.json"
 }
 
 # Open result pages following payments that do not change: the cost of keeping
@@ -391,12 +416,15 @@ seed_backlog_scenario() {
   echo "  backlog drained: $(jq -c . "$OUT/$mode-backlog-drain.json")" >&2
 }
 
-set_latency() { # sandbox-base ms: medogram protocol-call latency, at run time
+# Changes the sandbox's medogram settings at run time. Args: sandbox-base jq-filter
+medogram_config() {
   local cfg
   cfg=$(curl -fsS "$1/sandbox/medogram/_config")
-  echo "$cfg" | jq -c ".latency_ms = $2 | .autopay = true" |
+  echo "$cfg" | jq -c "$2" |
     curl -fsS -X PUT -H 'content-type: application/json' --data-binary @- "$1/sandbox/medogram/_config" >/dev/null
 }
+set_latency() { medogram_config "$1" ".latency_ms = $2 | .autopay = true"; } # sandbox-base ms
+set_autopay() { medogram_config "$1" ".autopay = $2"; } # sandbox-base true|false
 
 summary_line() {
   jq -r '[.label, .scenario, (.route // ""), (.loop // ""),
@@ -465,13 +493,15 @@ EOF
   # acknowledges at once): its waiters are woken over Redis by the workers.
   WAIT_PORT=$(free_port); WAIT_API="http://127.0.0.1:$WAIT_PORT"
   { cat "$SCALED_ENV"; echo "PAYGATE_LISTEN=127.0.0.1:$WAIT_PORT"
-    echo "PAYGATE_SEED_WAIT_MS=$SEED_WAIT_MS"; } >"$WORK/api-wait.env"
+    echo "PAYGATE_SEED_WAIT_MS=$SEED_WAIT_MS"
+    echo "PAYGATE_API_RUNS_WAITED_JOBS=$API_RUNS_WAITED"; } >"$WORK/api-wait.env"
   start api-wait "$WORK/api-wait.env" api; WAIT_PID=$STARTED
   wait_http "$WAIT_API/readyz"
   WAIT_WATCH=(--watch "api=$WAIT_PID" --watch "workers=$WORKER_PIDS" --watch "sandbox=$SB_PID"
     --watch "postgres=comm:postgres" --watch "redis=comm:redis-server")
   if want seed_wait; then
     seed_wait_scenario scaled "$WAIT_API" "${WAIT_WATCH[@]}"
+    seed_wait_unpaid_scenario scaled "$WAIT_API" "$SANDBOX" "${WAIT_WATCH[@]}"
     "$BENCH" wait-idle --api "$API" --admin-key "$KEY" --max-wait 45 --json >/dev/null
   fi
   if want seed_slow; then
@@ -499,6 +529,7 @@ SECRET_KEY=paygate-bench-secret
 PAYGATE_SEED_WAIT_MS=0
 PAYGATE_SAMPLE_INTERVAL_MS=500
 PAYGATE_WORKER_CONCURRENCY=$EMB_WORKER_CONC
+PAYGATE_API_RUNS_WAITED_JOBS=$API_RUNS_WAITED
 PAYGATE_SANDBOX_MEDOGRAM_AUTOPAY=true
 PAYGATE_RATE_LIMIT_PER_SEC=0
 PAYGATE_SANDBOX_OPEN_CONTROL=true
@@ -543,6 +574,9 @@ read -r PG_PHALF_P50 PG_PHALF_P99 < <(if [ "$S_PAUSED_OPEN_RATE" != null ]; then
 S_SEED=$(f scaled-create-seed.json .throughput_rps)
 E_SEED=$(f embedded-create-seed.json .throughput_rps)
 S_SEED_WAIT=$(f scaled-create-seed-wait.json .throughput_rps)
+S_SEED_UNPAID=$(f scaled-create-seed-wait-unpaid.json .throughput_rps)
+S_FLOOR=$(f scaled-floor.json .throughput_rps)
+S_FLOOR_ERR=$(f scaled-floor.json .errors)
 E_SEED_WAIT=$(f embedded-create-seed-wait.json .throughput_rps)
 pages_line() { # file -> "requests/s, CPU of the API and PostgreSQL"
   f "$1" '"\(.requests_per_s) req/s, api \(.cpu_pct.api)%, postgres \(.cpu_pct.postgres)%, changed \(.answers.changed), errors \(.answers.errors)"'
@@ -629,6 +663,10 @@ E_PIPE_SLOW=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s)
   trow "seed route with its wait, gw 0 ms, closed $CONC: >= 0.60 x /v1 create" \
     "$S_SEED_WAIT/s = $(ratio "$S_SEED_WAIT" "$S_CREATE") x $S_CREATE; 202s $S_SW0_PENDING, errors $S_SW0_ERR" \
     "$(verdict "$(ratio "$S_SEED_WAIT" "$S_CREATE" | sed 's/^-$/null/') >= 0.6 && $S_SW0_PENDING == 0 && $S_SW0_ERR == 0")"
+  trow "  the same, nobody paying (no callback, no verification)" \
+    "$S_SEED_UNPAID/s = $(ratio "$S_SEED_UNPAID" "$S_CREATE") x" "(what the payer's payment costs)"
+  trow "  its floor: /v1 create + the worker's 2 gateway calls, nothing else" \
+    "$S_FLOOR/s = $(ratio "$S_FLOOR" "$S_CREATE") x $S_CREATE; errors $S_FLOOR_ERR" "(the most target 1 can be)"
   for c in $SEED_WAIT_CONNS; do
     rps=$(SW "$c" .throughput_rps); p50=$(SW "$c" .latency_ms.p50); err=$(SW "$c" .errors)
     pend=$(SW "$c" '.seed_answers.still_pending_202 // null')

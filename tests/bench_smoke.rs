@@ -100,6 +100,24 @@ fn every_scenario_runs_against_an_embedded_server() {
     assert_eq!(v["loop"], "open");
     assert_figures(&v, "create open loop");
 
+    // The seed route's floor: a create, then the worker's two gateway calls
+    // from the load generator (here against the built-in sandbox).
+    let gateway = format!("{api}/sandbox/medogram");
+    let mut args = vec![
+        "floor",
+        "--api",
+        api,
+        "--gateway",
+        gateway.as_str(),
+        "--concurrency",
+        "2",
+    ];
+    args.extend(tiny);
+    let v = bench(&args);
+    assert_eq!(v["scenario"], "floor");
+    assert_figures(&v, "floor");
+    assert!(v["answers"]["invoice"].as_u64().unwrap_or(0) > 0, "{v}");
+
     let mut args = vec![
         "webhook",
         "--api",

@@ -266,6 +266,16 @@ impl Drop for Cluster {
 
 impl Cluster {
     fn start(database_url: &str, redis_url: &str, sandbox_env: &[(&str, &str)]) -> Cluster {
+        Self::start_with(database_url, redis_url, sandbox_env, &[])
+    }
+
+    /// [`Cluster::start`] with settings of the API processes' own.
+    fn start_with(
+        database_url: &str,
+        redis_url: &str,
+        sandbox_env: &[(&str, &str)],
+        api_env: &[(&str, &str)],
+    ) -> Cluster {
         let dir = TempDir::new();
         let queue = RedisNamespace::new(redis_url);
         let sandbox_port = free_port();
@@ -335,6 +345,7 @@ impl Cluster {
             .map(|(i, p)| {
                 let mut e = env.clone();
                 e.push(("PAYGATE_LISTEN".into(), format!("127.0.0.1:{p}")));
+                e.extend(api_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
                 Proc::spawn(&format!("api{i}"), &["api"], &e, &dir.0, "listening on")
             })
             .collect();
@@ -836,7 +847,14 @@ async fn the_seed_route_is_woken_across_processes() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let db = Database::create(&pg_base());
     let mut redis = PrivateRedis::start();
-    let c = Cluster::start(&db.url, &redis.url(), &[]);
+    // The workers run the waited jobs here, so their commits must wake the
+    // API's waiter over Redis.
+    let c = Cluster::start_with(
+        &db.url,
+        &redis.url(),
+        &[],
+        &[("PAYGATE_API_RUNS_WAITED_JOBS", "false")],
+    );
     let api = c.api_urls[0].clone();
     let seed_create = |i: u32| {
         let url = format!("{api}/crazyminer/payment/create/");
@@ -891,4 +909,72 @@ async fn the_seed_route_is_woken_across_processes() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// With `SECRET_KEY` and the gateway's address, the API runs a waited
+/// payment's first jobs itself: the seed route answers `201` with the URL
+/// while no worker runs at all, and a payment nobody waits for stays queued
+/// for the workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_runs_a_waited_payments_first_jobs_itself() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let db = Database::create(&pg_base());
+    let redis = PrivateRedis::start();
+    let mut c = Cluster::start(&db.url, &redis.url(), &[]);
+    c.workers.clear();
+    let api = c.api_urls[0].clone();
+    for i in 0..5 {
+        let r = client()
+            .post(format!("{api}/crazyminer/payment/create/"))
+            .json(&json!({"amount": 100000, "user_identifier": format!("0913{i:07}")}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{v}\n{}", c.logs());
+        assert!(
+            v["payment_url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with(&c.sandbox_url)),
+            "{v}"
+        );
+    }
+    let metrics = client()
+        .get(format!("{api}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("paygate_waited_first_jobs_total{")
+                && l.contains("runs_in=\"this_process\"")
+                && l.ends_with(" 5")),
+        "{metrics}"
+    );
+    // Nobody waits for a /v1 create without `Prefer: wait`: its jobs are the
+    // workers', and there are none.
+    let r = client()
+        .post(format!("{api}/v1/payments"))
+        .json(&json!({"amount": 100000, "user_identifier": "09130000099"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let v: Value = r.json().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let p: Value = client()
+        .get(format!("{api}/v1/payments/{}", v["id"].as_str().unwrap()))
+        .header("authorization", format!("Bearer {}", c.admin_key))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(p["payment_url"].is_null(), "{p}");
 }

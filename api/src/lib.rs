@@ -17,6 +17,7 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod static_files;
+pub mod waited_jobs;
 
 pub use state::{ApiSettings, AppState};
 

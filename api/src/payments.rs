@@ -57,8 +57,10 @@ impl CrazyMinerPaymentInput {
 }
 
 /// Persists the payment with its first event and job in one transaction, then
-/// hands the job to the workers. Returns the payment and whether it is new
-/// (false when the idempotency key was seen before).
+/// hands the job on: to this process when the request is going to wait `wait`
+/// for it and a waited-job slot is free (the create claims it;
+/// `crate::waited_jobs`), to the workers' queue otherwise. Returns the payment
+/// and whether it is new (false when the idempotency key was seen before).
 pub async fn create_crazyminer_payment(
     state: &AppState,
     input: CrazyMinerPaymentInput,
@@ -82,13 +84,38 @@ pub async fn create_crazyminer_payment(
             "currency": new.currency.code(),
         }));
     let job = NewJob::once_per_payment(JobPayload::FetchUser, id, &state.settings.retry);
-    match state.store.create_payment(&new, event, job).await? {
+    let slot = match &state.waited_jobs {
+        Some(jobs) if !wait.is_zero() => jobs.slot(),
+        _ => None,
+    };
+    let (outcome, claimed) = match &slot {
+        Some(slot) => {
+            state
+                .store
+                .create_payment_claiming_first(&new, event, job, slot.claimant(), slot.lease_ms())
+                .await?
+        }
+        None => (state.store.create_payment(&new, event, job).await?, None),
+    };
+    match outcome {
         CreateOutcome::Created(payment, messages) => {
             crate::middleware::note_payment(payment.id);
             metrics::counter!("paygate_payments_created_total", "provider" => "medogram")
                 .increment(1);
             tracing::info!(payment_id = %payment.id, "payment created");
             dispatch_all(state.queue.as_ref(), &prioritised(messages, wait)).await;
+            if !wait.is_zero() {
+                let runs_in = if claimed.is_some() {
+                    "this_process"
+                } else {
+                    "workers"
+                };
+                metrics::counter!("paygate_waited_first_jobs_total", "runs_in" => runs_in)
+                    .increment(1);
+            }
+            if let (Some(slot), Some(claim)) = (slot, claimed) {
+                slot.start(claim);
+            }
             Ok((payment, true))
         }
         CreateOutcome::Existing(payment) => Ok((payment, false)),

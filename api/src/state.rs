@@ -39,4 +39,7 @@ pub struct AppState {
     pub watch: paygate_common::payment_watch::PaymentWatch,
     /// Whom the API's own payment changes are announced to.
     pub announcer: paygate_common::payment_watch::PaymentAnnouncer,
+    /// Runs a waited payment's first jobs here (`PAYGATE_API_RUNS_WAITED_JOBS`);
+    /// `None`: they go to the workers' queue.
+    pub waited_jobs: Option<crate::waited_jobs::WaitedJobs>,
 }

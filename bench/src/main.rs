@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! paygate-bench create   --api URL [--route v1|seed] (--concurrency N | --rate R) --duration S [--json]
+//! paygate-bench floor    --api URL --gateway URL [--gateway-key K] (--concurrency N | --rate R) --duration S
 //! paygate-bench webhook  --api URL --orders N (--concurrency N | --rate R) --duration S
 //! paygate-bench payme    --api URL --orders N [--repeats R] (--concurrency N | --rate R) [--duration S]
 //! paygate-bench click    --api URL --orders N [--repeats R] [--amount-format F] (--concurrency N | --rate R) [--duration S]
@@ -13,6 +14,7 @@
 //! Every scenario prints a table, or one JSON object with `--json`.
 
 mod click;
+mod floor;
 mod load;
 mod orders;
 mod pages;
@@ -113,6 +115,16 @@ enum Scenario {
         #[arg(long, value_enum, default_value_t = Route::V1)]
         route: Route,
     },
+    /// The seed route's floor: `/v1` create, then the worker's two gateway
+    /// calls made by the load generator itself (run with workers paused).
+    Floor {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        floor: floor::FloorArgs,
+    },
     /// Signed Atmos webhooks for existing invoices (first delivery and repeats).
     Webhook {
         #[command(flatten)]
@@ -188,6 +200,11 @@ fn main() -> ExitCode {
                 load,
                 route,
             } => Ok((scenarios::create(&common, &load, route).await?, common.json)),
+            Scenario::Floor {
+                common,
+                load,
+                floor,
+            } => Ok((floor::floor(&common, &load, &floor).await?, common.json)),
             Scenario::Webhook {
                 common,
                 load,

@@ -61,7 +61,7 @@ pub(crate) fn header(common: &Common, scenario: &str, load: &LoadArgs) -> Map<St
 }
 
 /// The figures of every group together.
-fn total(result: &LoadResult) -> load::Group {
+pub(crate) fn total(result: &LoadResult) -> load::Group {
     let mut all = load::Group::default();
     for g in result.recorder.groups.values() {
         all.ok_us.extend(&g.ok_us);
@@ -82,7 +82,7 @@ pub(crate) fn merge(into: &mut Map<String, Value>, v: Value) {
     }
 }
 
-fn user_identifier(i: u64) -> String {
+pub(crate) fn user_identifier(i: u64) -> String {
     format!("0912{:07}", i % 10_000_000)
 }
 

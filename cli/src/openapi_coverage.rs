@@ -25,6 +25,7 @@ mod tests {
             Arc::new(queue),
             Default::default(),
             Default::default(),
+            None,
         )
         .expect("state");
         let adapters = state.gateways.inbound().to_vec();

@@ -95,7 +95,35 @@ pub async fn api(cfg: Config) -> anyhow::Result<()> {
     let announcer =
         PaymentAnnouncer::local_and_remote(watch.clone(), RedisPublisher::start(redis.clone()));
     let queue: Arc<dyn JobQueue> = Arc::new(redis);
-    let state = wiring::api_state(&cfg, store.clone(), queue, watch, announcer)?;
+    // With SECRET_KEY and the gateway's address, this process runs a waited
+    // payment's first jobs itself (docs/priority.md).
+    let waited_jobs = match (&cfg.secret_key, cfg.api_runs_waited_jobs) {
+        (Some(secret), true) => {
+            let engine = wiring::engine(
+                &cfg,
+                store.clone(),
+                queue.clone(),
+                secret,
+                announcer.clone(),
+            )?;
+            wiring::waited_jobs(&cfg, Arc::new(engine))
+        }
+        _ => None,
+    };
+    match &waited_jobs {
+        Some(_) => tracing::info!(slots = cfg.worker_concurrency,
+            "waited payments' first jobs run in this process (PAYGATE_API_RUNS_WAITED_JOBS)"),
+        None => tracing::info!(
+            "waited payments' first jobs go to the workers (PAYGATE_API_RUNS_WAITED_JOBS is off: it needs SECRET_KEY and PAYMENT_GATEWAY_URL)"),
+    }
+    let state = wiring::api_state(
+        &cfg,
+        store.clone(),
+        queue,
+        watch,
+        announcer,
+        waited_jobs.clone(),
+    )?;
     let app = paygate_api::router(state, None);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -104,6 +132,9 @@ pub async fn api(cfg: Config) -> anyhow::Result<()> {
     paygate_api::server::serve(listener, app, cfg.security.http.clone(), shutdown::signal())
         .await
         .context("HTTP server")?;
+    if let Some(jobs) = &waited_jobs {
+        jobs.drain(cfg.shutdown_grace).await;
+    }
     subscriber.abort();
     store.close().await;
     tracing::info!("api stopped");

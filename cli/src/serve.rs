@@ -159,7 +159,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         &secret,
         announcer.clone(),
     )?);
-    let state = wiring::api_state(&cfg, store.clone(), queue.clone(), watch, announcer)?;
+    let waited_jobs = wiring::waited_jobs(&cfg, engine.clone());
+    let state = wiring::api_state(
+        &cfg,
+        store.clone(),
+        queue.clone(),
+        watch,
+        announcer,
+        waited_jobs.clone(),
+    )?;
     let mount = match (cfg.sandbox, sandbox_refusal(&cfg)) {
         (true, Some(why)) => {
             tracing::warn!(reason = why, "the gateway simulators are not mounted");
@@ -208,6 +216,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .context("HTTP server")?;
     // HTTP has drained; now let in-flight jobs finish within the grace period.
+    if let Some(jobs) = &waited_jobs {
+        jobs.drain(cfg.shutdown_grace).await;
+    }
     background.stop(cfg.shutdown_grace).await;
     store.close().await;
     tracing::info!("stopped");

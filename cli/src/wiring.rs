@@ -2,9 +2,11 @@
 //! in one place, so every subcommand and every test assembles them the same way.
 
 use anyhow::Context;
+use paygate_api::waited_jobs::WaitedJobs;
 use paygate_api::{ApiSettings, AppState};
 use paygate_common::config::Config;
 use paygate_common::crypto::Cipher;
+use paygate_common::domain::Priority;
 use paygate_common::gateways::registry;
 use paygate_common::payment_watch::{PaymentAnnouncer, PaymentWatch};
 use paygate_common::queue::JobQueue;
@@ -90,12 +92,34 @@ pub fn engine(
 
 /// `watch` is the hub its waiting requests register with; `announcer` tells
 /// waiters (here and elsewhere) about the API's own payment changes.
+/// The runner of waited payments' first jobs in the process their clients
+/// wait on, when `PAYGATE_API_RUNS_WAITED_JOBS` is on: the worker's own
+/// runner on `engine`, with `PAYGATE_WORKER_CONCURRENCY` slots.
+pub fn waited_jobs(cfg: &Config, engine: Arc<Engine>) -> Option<WaitedJobs> {
+    if !cfg.api_runs_waited_jobs {
+        return None;
+    }
+    let (claimant, lease) = (engine.worker_id.clone(), engine.job_lease);
+    Some(WaitedJobs::new(
+        &claimant,
+        lease,
+        cfg.worker_concurrency,
+        move |claim| {
+            let engine = engine.clone();
+            async move {
+                paygate_worker::runner::run_claimed_job(&engine, claim, Priority::Waited).await
+            }
+        },
+    ))
+}
+
 pub fn api_state(
     cfg: &Config,
     store: Store,
     queue: Arc<dyn JobQueue>,
     watch: PaymentWatch,
     announcer: PaymentAnnouncer,
+    waited_jobs: Option<WaitedJobs>,
 ) -> anyhow::Result<AppState> {
     Ok(AppState {
         store,
@@ -115,6 +139,7 @@ pub fn api_state(
         metrics: paygate_common::telemetry::metrics(),
         watch,
         announcer,
+        waited_jobs,
     })
 }
 

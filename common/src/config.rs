@@ -113,6 +113,12 @@ pub struct Config {
     pub max_wait: Duration,
     pub worker_id: String,
     pub worker_concurrency: usize,
+    /// `PAYGATE_API_RUNS_WAITED_JOBS`: the process a client waits on (`api`,
+    /// `serve`) runs that client's payment's first jobs itself, claimed in
+    /// the create, instead of queueing them (docs/priority.md, "The waited
+    /// job runs where its client waits"). At most `worker_concurrency` at
+    /// once; more go to the queue.
+    pub api_runs_waited_jobs: bool,
     pub job_lease: Duration,
     pub sweep_interval: Duration,
     pub redispatch_after: Duration,
@@ -419,6 +425,25 @@ impl Config {
                 "must be between 1 and 4096",
             ));
         }
+        // The API runs a waited payment's user fetch and invoice only with
+        // what the worker would use: the key that seals the payer's data and
+        // the gateway's address (an API needs neither otherwise).
+        let api_can_run_jobs = secret_key.is_some() && !medogram.gateway_url.is_empty();
+        let api_runs_waited_jobs = match mode {
+            Mode::Serve => env.flag("PAYGATE_API_RUNS_WAITED_JOBS", true)?,
+            Mode::Api => {
+                let on = env.flag("PAYGATE_API_RUNS_WAITED_JOBS", api_can_run_jobs)?;
+                if on && !api_can_run_jobs {
+                    return Err(err(
+                        "PAYGATE_API_RUNS_WAITED_JOBS",
+                        "the API runs a waited payment's first jobs itself only with \
+                         SECRET_KEY and PAYMENT_GATEWAY_URL set, as the worker has them",
+                    ));
+                }
+                on
+            }
+            _ => false,
+        };
         let seed_wait = env.millis("PAYGATE_SEED_WAIT_MS", 3000)?;
         let max_wait = env.millis("PAYGATE_MAX_WAIT_MS", 30_000)?;
         let job_lease = env.millis("PAYGATE_JOB_LEASE_MS", 25_000)?;
@@ -473,6 +498,7 @@ impl Config {
                 .text("PAYGATE_WORKER_ID")
                 .unwrap_or_else(default_worker_id),
             worker_concurrency,
+            api_runs_waited_jobs,
             job_lease,
             sweep_interval: env.millis("PAYGATE_SWEEP_INTERVAL_MS", 500)?,
             redispatch_after: env.millis("PAYGATE_REDISPATCH_AFTER_MS", 30_000)?,

@@ -751,6 +751,111 @@ mod contracts {
         assert!(matches!(late, Err(StoreError::LeaseLost)), "{late:?}");
     }
 
+    /// A create that claims its first job for the process its client waits
+    /// on: no message, the job running under that claim, finished with it; a
+    /// repeated idempotency key claims nothing; a claimant that went away
+    /// leaves the job to the sweeper once the lease ends.
+    pub async fn a_create_claims_its_first_job_for_the_waiting_process(store: Store) {
+        let new = new_payment(Provider::Medogram, "u-waited", 150_000);
+        let first_job = invoice_job(new.id);
+        let job_id = first_job.id;
+        let (outcome, claimed) = store
+            .create_payment_claiming_first(
+                &new,
+                request_event(new.id),
+                first_job,
+                "api-1",
+                LONG_LEASE,
+            )
+            .await
+            .expect("create");
+        let CreateOutcome::Created(p, messages) = outcome else {
+            panic!("expected a new payment");
+        };
+        assert!(
+            messages.is_empty(),
+            "a claimed job has no message: {messages:?}"
+        );
+        let held = claimed.expect("the claim comes back");
+        assert_eq!(
+            (held.id, held.kind, held.attempt, held.worker.as_str()),
+            (job_id, JobKind::CreateInvoice, 1, "api-1")
+        );
+        assert_eq!(held.payment.as_ref(), Some(&p), "the payment as created");
+        let rec = job(&store, job_id).await;
+        assert_eq!((rec.status, rec.attempts), (JobStatus::Running, 1));
+        assert!(
+            store
+                .claim_job(job_id, "worker-b", LONG_LEASE)
+                .await
+                .unwrap()
+                .is_none(),
+            "its lease is live"
+        );
+        assert!(
+            !ids(&store.take_due_for_dispatch(0, 100).await.unwrap()).contains(&job_id),
+            "nothing to dispatch while the claim holds"
+        );
+        store
+            .finish_job(&held, &policies(), JobFinish::default())
+            .await
+            .expect("the claim finishes");
+        assert_eq!(job(&store, job_id).await.status, JobStatus::Succeeded);
+
+        // The same idempotency key again: the first payment, no claim.
+        let mut keyed = new_payment(Provider::Medogram, "u-keyed", 150_000);
+        keyed.idempotency_key = Some("waited-key".into());
+        let first = store
+            .create_payment_claiming_first(
+                &keyed,
+                request_event(keyed.id),
+                invoice_job(keyed.id),
+                "api-1",
+                LONG_LEASE,
+            )
+            .await
+            .expect("create");
+        assert!(first.1.is_some());
+        let mut again = new_payment(Provider::Medogram, "u-keyed", 150_000);
+        again.idempotency_key = Some("waited-key".into());
+        let (outcome, claimed) = store
+            .create_payment_claiming_first(
+                &again,
+                request_event(again.id),
+                invoice_job(again.id),
+                "api-1",
+                LONG_LEASE,
+            )
+            .await
+            .expect("repeat");
+        assert!(matches!(outcome, CreateOutcome::Existing(ref e) if e.id == keyed.id));
+        assert!(claimed.is_none());
+
+        // The claimant went away: the job is dispatched once the lease ends,
+        // and the old claim is fenced off.
+        let gone = new_payment(Provider::Medogram, "u-gone-api", 150_000);
+        let (_, claimed) = store
+            .create_payment_claiming_first(
+                &gone,
+                request_event(gone.id),
+                invoice_job(gone.id),
+                "api-1",
+                1,
+            )
+            .await
+            .expect("create");
+        let orphan = claimed.expect("claimed");
+        sleep_ms(20).await;
+        let due = store.take_due_for_dispatch(60_000, 100).await.unwrap();
+        assert!(ids(&due).contains(&orphan.id), "{due:?}");
+        let retaken = claim(&store, orphan.id, "worker-b", LONG_LEASE).await;
+        assert_eq!((retaken.attempt, retaken.worker.as_str()), (2, "worker-b"));
+        let late = store
+            .finish_job(&orphan, &policies(), JobFinish::default())
+            .await;
+        assert!(matches!(late, Err(StoreError::LeaseLost)), "{late:?}");
+    }
+
     /// A redrive must not let a claim from before it pass the fence again
     /// (redrive keeps `attempts`, the fencing token, counting up).
     pub async fn redrive_keeps_old_claims_fenced(store: Store) {
@@ -2348,6 +2453,9 @@ contract_tests! {
     a_finish_claims_the_next_job_for_its_worker =>
         sqlite_a_finish_claims_the_next_job_for_its_worker,
         postgres_a_finish_claims_the_next_job_for_its_worker;
+    a_create_claims_its_first_job_for_the_waiting_process =>
+        sqlite_a_create_claims_its_first_job_for_the_waiting_process,
+        postgres_a_create_claims_its_first_job_for_the_waiting_process;
     redrive_keeps_old_claims_fenced =>
         sqlite_redrive_keeps_old_claims_fenced, postgres_redrive_keeps_old_claims_fenced;
     api_keys_round_trip => sqlite_api_keys_round_trip, postgres_api_keys_round_trip;

@@ -43,6 +43,22 @@ async fn run(engine: &Engine, msg: JobMessage) {
             return;
         }
     };
+    run_chain(engine, claim, msg.priority).await;
+}
+
+/// Runs a job the caller claimed already — a waited payment's first job,
+/// claimed by the create in the process its client waits on (docs/priority.md,
+/// "The waited job runs where its client waits") — and the jobs its finishes
+/// hand on, as a queue message's job would run. Never fails: what cannot be
+/// recorded is left to the lease and the sweeper.
+pub async fn run_claimed_job(engine: &Engine, claim: ClaimedJob, priority: Priority) {
+    match priority {
+        Priority::Waited => serving_a_waiting_client(run_chain(engine, claim, priority)).await,
+        Priority::Background => run_chain(engine, claim, priority).await,
+    }
+}
+
+async fn run_chain(engine: &Engine, claim: ClaimedJob, priority: Priority) {
     // A job may hand its worker the next one, claimed in its finish
     // (`next_to_take`): run those here, in this slot, one after another.
     let mut next = Some(claim);
@@ -53,11 +69,9 @@ async fn run(engine: &Engine, msg: JobMessage) {
             payment_id = claim.payment_id.map(|p| p.to_string()).unwrap_or_default(),
             attempt = claim.attempt,
             worker = %engine.worker_id,
-            priority = msg.priority.as_str(),
+            priority = priority.as_str(),
         );
-        next = run_claimed(engine, claim, msg.priority)
-            .instrument(span)
-            .await;
+        next = run_claimed(engine, claim, priority).instrument(span).await;
     }
 }
 

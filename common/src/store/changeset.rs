@@ -88,6 +88,9 @@ pub struct Changeset {
     /// One of `jobs` that the finishing attempt's worker claims as it inserts
     /// it (a job's origin only): [`Changeset::claiming_next`].
     pub(crate) claim_next: Option<NextClaim>,
+    /// Who claims `claim_next` when the origin is the API:
+    /// [`Changeset::claimed_by`].
+    pub(crate) claimant: Option<String>,
 }
 
 /// The next job a finishing attempt takes for its own worker, and until when.
@@ -137,6 +140,7 @@ impl Changeset {
             refund_new: None,
             refund_change: None,
             claim_next: None,
+            claimant: None,
         }
     }
 
@@ -246,12 +250,28 @@ impl Changeset {
         self
     }
 
-    /// The claim `job` is inserted under, if it is the claimed next job: the
-    /// finishing worker's name and the lease's end.
+    /// Inserts the job `claim.job_id` of an API write's jobs already claimed
+    /// by `claimant` (attempt 1, leased until `claim.lease_until_ms`): the
+    /// process that answers a waiting client runs it itself, without a queue
+    /// message or a claim of its own (docs/priority.md, "The waited job runs
+    /// where its client waits"). If that process dies, the lease expires and
+    /// the sweeper dispatches the job like any whose worker went away. Only
+    /// the API origin takes a claimant; on any other the job is queued.
+    pub fn claimed_by(mut self, claimant: impl Into<String>, claim: NextClaim) -> Self {
+        self.claimant = Some(claimant.into());
+        self.claim_next = Some(claim);
+        self
+    }
+
+    /// The claim `job` is inserted under, if it is the claimed job: the
+    /// finishing worker's (or the API's claimant's) name and the lease's end.
     pub(crate) fn claim_of(&self, job: &NewJob) -> Option<(&str, i64)> {
-        match (&self.origin, self.claim_next) {
-            (Origin::Job(fence), Some(c)) if c.job_id == job.id => {
+        match (&self.origin, self.claim_next, &self.claimant) {
+            (Origin::Job(fence), Some(c), _) if c.job_id == job.id => {
                 Some((fence.worker.as_str(), c.lease_until_ms))
+            }
+            (Origin::Api, Some(c), Some(claimant)) if c.job_id == job.id => {
+                Some((claimant.as_str(), c.lease_until_ms))
             }
             _ => None,
         }

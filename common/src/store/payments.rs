@@ -1,8 +1,9 @@
 //! Payments and their activity log.
 
-use super::changeset::{Changeset, Committed};
+use super::changeset::{Changeset, Committed, NextClaim};
+use super::jobs::ClaimedJob;
 use super::rows::{self, payment_columns};
-use super::{Lane, Store, StoreError, StoreResult, UniqueKey};
+use super::{now_ms, Lane, Store, StoreError, StoreResult, UniqueKey};
 use crate::domain::{
     Amount, Currency, Description, JobMessage, NewEvent, NewJob, Payment, PaymentEvent, PaymentId,
     PaymentStatus, Provider,
@@ -50,19 +51,74 @@ impl Store {
         event: NewEvent,
         first_job: NewJob,
     ) -> StoreResult<CreateOutcome> {
+        Ok(self.create(new, event, first_job, None).await?.0)
+    }
+
+    /// [`Store::create_payment`], with the first job inserted already claimed
+    /// by `claimant` (attempt 1, leased for `lease_ms`) instead of queued:
+    /// the caller runs it itself (docs/priority.md, "The waited job runs
+    /// where its client waits"). The claim comes back when the payment is
+    /// new; a repeated idempotency key gives the existing payment and none.
+    pub async fn create_payment_claiming_first(
+        &self,
+        new: &NewPayment,
+        event: NewEvent,
+        first_job: NewJob,
+        claimant: &str,
+        lease_ms: i64,
+    ) -> StoreResult<(CreateOutcome, Option<ClaimedJob>)> {
+        let created_at_ms = now_ms();
+        let job = first_job.clone();
+        let claim = NextClaim {
+            job_id: job.id,
+            lease_until_ms: created_at_ms + lease_ms,
+        };
+        let (outcome, claimed) = self
+            .create(new, event, first_job, Some((claimant, claim)))
+            .await?;
+        let claimed = match (&outcome, claimed) {
+            (CreateOutcome::Created(payment, _), Some(id)) if id == job.id => Some(ClaimedJob {
+                id,
+                kind: job.kind(),
+                payment_id: job.payment_id,
+                payment: Some(payment.clone()),
+                payload: Ok(job.payload),
+                attempt: 1,
+                max_attempts: job.max_attempts,
+                worker: claimant.to_string(),
+                created_at_ms,
+            }),
+            _ => None,
+        };
+        Ok((outcome, claimed))
+    }
+
+    async fn create(
+        &self,
+        new: &NewPayment,
+        event: NewEvent,
+        first_job: NewJob,
+        claim: Option<(&str, NextClaim)>,
+    ) -> StoreResult<(CreateOutcome, Option<uuid::Uuid>)> {
         if let Some(key) = &new.idempotency_key {
             if let Some(existing) = self.payment_by_idempotency_key(key).await? {
-                return Ok(CreateOutcome::Existing(existing));
+                return Ok((CreateOutcome::Existing(existing), None));
             }
         }
-        let cs = Changeset::from_api()
+        let mut cs = Changeset::from_api()
             .create_payment(new.clone())
             .event(event)
             .job(first_job);
+        if let Some((claimant, claim)) = claim {
+            cs = cs.claimed_by(claimant, claim);
+        }
         match self.commit_in(&cs, Lane::Ack).await {
             Ok(Committed::Applied(applied)) => {
                 let payment = applied.payment.ok_or(StoreError::NotFound)?;
-                Ok(CreateOutcome::Created(payment, applied.messages))
+                Ok((
+                    CreateOutcome::Created(payment, applied.messages),
+                    applied.claimed_next,
+                ))
             }
             Ok(Committed::Duplicate) => Err(StoreError::Corrupt(
                 "an API changeset cannot be a duplicate".into(),
@@ -72,7 +128,7 @@ impl Store {
                 let key = new.idempotency_key.as_deref().unwrap_or_default();
                 self.payment_by_idempotency_key(key)
                     .await?
-                    .map(CreateOutcome::Existing)
+                    .map(|p| (CreateOutcome::Existing(p), None))
                     .ok_or(StoreError::Taken(UniqueKey::PaymentIdempotencyKey))
             }
             Err(e) => Err(e),

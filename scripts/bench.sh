@@ -61,6 +61,9 @@ SEED_WAIT_CONNS=${BENCH_SEED_WAIT_CONNECTIONS:-64 256 1024}
 # Whether the API the seed route waits on runs the payment's first jobs itself
 # (PAYGATE_API_RUNS_WAITED_JOBS; on by default with SECRET_KEY and the gateway set).
 API_RUNS_WAITED=${BENCH_API_RUNS_WAITED_JOBS:-true}
+# wait-idle counts the payments created since then (moved past payments left
+# unpaid on purpose).
+IDLE_SINCE=2000-01-01
 BACKLOG_S=${BENCH_BACKLOG_SECONDS:-8}
 PAGES=${BENCH_PAGES:-1000}
 PAGES_S=${BENCH_PAGES_SECONDS:-20}
@@ -269,7 +272,7 @@ run_scenarios() {
     --rate "$PIPE_RATE" --duration "$PIPE_DUR" --drain 45 >"$OUT/$mode-pipeline-${SLOW_MS}ms.json"
   summary_line "$OUT/$mode-pipeline-${SLOW_MS}ms.json"
   set_latency "$sandbox" 0
-  "$BENCH" wait-idle --api "$api" --admin-key "$key" --max-wait 30 --json >/dev/null
+  "$BENCH" wait-idle --since "$IDLE_SINCE" --api "$api" --admin-key "$key" --max-wait 30 --json >/dev/null
   fi
 
   if want webhook; then
@@ -298,7 +301,7 @@ run_scenarios() {
   "$BENCH" create --api "$api" --label "$mode" --json "${watch[@]}" --route v1 \
     --concurrency "$CONC" --duration "$DUR" >"$OUT/$mode-create-v1.json"
   summary_line "$OUT/$mode-create-v1.json"
-  "$BENCH" wait-idle --api "$api" --admin-key "$key" --max-wait 45 --json >"$WORK/idle.json"
+  "$BENCH" wait-idle --since "$IDLE_SINCE" --api "$api" --admin-key "$key" --max-wait 45 --json >"$WORK/idle.json"
   echo "  backlog drained: $(jq -c . "$WORK/idle.json")" >&2
 
   local half
@@ -308,7 +311,7 @@ run_scenarios() {
   "$BENCH" create --api "$api" --label "$mode" --json "${watch[@]}" --route v1 \
     --rate "$half" --duration "$DUR" >"$OUT/$mode-create-v1-open.json"
   summary_line "$OUT/$mode-create-v1-open.json"
-  "$BENCH" wait-idle --api "$api" --admin-key "$key" --max-wait 30 --json >/dev/null
+  "$BENCH" wait-idle --since "$IDLE_SINCE" --api "$api" --admin-key "$key" --max-wait 30 --json >/dev/null
 
   log "$mode: create seed route (PAYGATE_SEED_WAIT_MS=0, so it acknowledges at once), closed loop $CONC"
   "$BENCH" create --api "$api" --label "$mode" --json "${watch[@]}" --route seed \
@@ -363,6 +366,9 @@ seed_wait_unpaid_scenario() {
   "$BENCH" create --api "$api" --label "$mode-seed-wait-unpaid" --json "$@" --route seed \
     --concurrency "$CONC" --duration "$DUR" >"$OUT/$mode-create-seed-wait-unpaid.json"
   set_autopay "$sandbox" true
+  # Nobody pays those payments: the waits for an idle system that follow
+  # count only payments created after them.
+  IDLE_SINCE=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
   summary_line "$OUT/$mode-create-seed-wait-unpaid.json"
 }
 
@@ -412,7 +418,7 @@ seed_backlog_scenario() {
   "$BENCH" create --api "$wait_api" --label "$mode-seed-wait-backlog" --json "$@" --route seed \
     --concurrency "$CONC" --duration "$DUR" --warmup 0 >"$OUT/$mode-create-seed-wait-backlog.json"
   summary_line "$OUT/$mode-create-seed-wait-backlog.json"
-  "$BENCH" wait-idle --api "$api" --admin-key "$key" --max-wait 300 --json >"$OUT/$mode-backlog-drain.json"
+  "$BENCH" wait-idle --since "$IDLE_SINCE" --api "$api" --admin-key "$key" --max-wait 300 --json >"$OUT/$mode-backlog-drain.json"
   echo "  backlog drained: $(jq -c . "$OUT/$mode-backlog-drain.json")" >&2
 }
 
@@ -502,11 +508,11 @@ EOF
   if want seed_wait; then
     seed_wait_scenario scaled "$WAIT_API" "${WAIT_WATCH[@]}"
     seed_wait_unpaid_scenario scaled "$WAIT_API" "$SANDBOX" "${WAIT_WATCH[@]}"
-    "$BENCH" wait-idle --api "$API" --admin-key "$KEY" --max-wait 45 --json >/dev/null
+    "$BENCH" wait-idle --since "$IDLE_SINCE" --api "$API" --admin-key "$KEY" --max-wait 45 --json >/dev/null
   fi
   if want seed_slow; then
     seed_wait_slow_scenario scaled "$WAIT_API" "$SANDBOX" "${WAIT_WATCH[@]}"
-    "$BENCH" wait-idle --api "$API" --admin-key "$KEY" --max-wait 60 --json >/dev/null
+    "$BENCH" wait-idle --since "$IDLE_SINCE" --api "$API" --admin-key "$KEY" --max-wait 60 --json >/dev/null
   fi
   want backlog && seed_backlog_scenario scaled "$API" "$WAIT_API" "$KEY" "$WORKER_PIDS" "${WAIT_WATCH[@]}"
   want pages && pages_scenario scaled "$API" "$KEY" --watch "api=$API_PID" \
@@ -551,7 +557,7 @@ EOF
     >"$WORK/serve-wait.log" 2>&1 &
   SERVE_PID=$!; PIDS+=("$SERVE_PID")
   wait_http "$SERVE/readyz"
-  "$BENCH" wait-idle --api "$SERVE" --admin-key "$EKEY" --max-wait 60 --json >/dev/null
+  "$BENCH" wait-idle --since "$IDLE_SINCE" --api "$SERVE" --admin-key "$EKEY" --max-wait 60 --json >/dev/null
   want seed_wait && seed_wait_scenario embedded "$SERVE" --watch "serve=$SERVE_PID"
   stop_all
 fi

@@ -178,6 +178,10 @@ enum Scenario {
         /// Give up after this many seconds (exit status 0 either way; the output says).
         #[arg(long, default_value_t = 60.0)]
         max_wait: f64,
+        /// Only payments created since then (a date or an RFC 3339 time in
+        /// UTC, e.g. 2026-12-03T22:00:00Z) count.
+        #[arg(long, default_value = "2000-01-01")]
+        since: String,
     },
 }
 
@@ -236,8 +240,12 @@ fn main() -> ExitCode {
                 load,
                 pages,
             } => Ok((pages::pages(&common, &load, &pages).await?, common.json)),
-            Scenario::WaitIdle { common, max_wait } => Ok((
-                scenarios::wait_idle(&common, Duration::from_secs_f64(max_wait)).await?,
+            Scenario::WaitIdle {
+                common,
+                max_wait,
+                since,
+            } => Ok((
+                scenarios::wait_idle(&common, Duration::from_secs_f64(max_wait), &since).await?,
                 common.json,
             )),
         }

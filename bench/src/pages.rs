@@ -58,11 +58,13 @@ pub async fn pages(common: &Common, load: &LoadArgs, args: &PagesArgs) -> anyhow
     let http = client(common)?;
     let apis = apis(common);
     let setup_started = Instant::now();
+    // Only these payments are waited for below (others may never settle).
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let ids = create_payments(&http, &apis, args.pages).await?;
     // Let the payments settle (autopay completes them; without it they stay
     // `processing`): a page is measured while nothing happens to its payment.
     if common.admin_key.is_some() {
-        wait_idle(common, Duration::from_secs(60)).await?;
+        wait_idle(common, Duration::from_secs(60), &since).await?;
     }
     let tags = Arc::new(first_tags(&http, &apis, &ids).await?);
     let setup_s = setup_started.elapsed().as_secs_f64();

@@ -756,14 +756,15 @@ pub async fn pipeline(
 // wait-idle
 // ---------------------------------------------------------------------------
 
-pub async fn wait_idle(common: &Common, max_wait: Duration) -> anyhow::Result<Value> {
+/// Waits until no medogram payment created since `since` (a date or an
+/// RFC 3339 time) is pending or processing.
+pub async fn wait_idle(common: &Common, max_wait: Duration, since: &str) -> anyhow::Result<Value> {
     let key = common
         .admin_key
         .clone()
         .context("wait-idle needs --admin-key")?;
     let http = client(common)?;
     let base = apis(common)[0].clone();
-    let since = "2000-01-01";
     let started = Instant::now();
     loop {
         let pending = count(&http, &base, &key, "pending", since).await?;

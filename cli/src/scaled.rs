@@ -114,7 +114,7 @@ pub async fn api(cfg: Config) -> anyhow::Result<()> {
         Some(_) => tracing::info!(slots = cfg.worker_concurrency,
             "waited payments' first jobs run in this process (PAYGATE_API_RUNS_WAITED_JOBS)"),
         None => tracing::info!(
-            "waited payments' first jobs go to the workers (PAYGATE_API_RUNS_WAITED_JOBS is off: it needs SECRET_KEY and PAYMENT_GATEWAY_URL)"),
+            "waited payments' first jobs go to the workers (PAYGATE_API_RUNS_WAITED_JOBS is off: set false, or SECRET_KEY or PAYMENT_GATEWAY_URL missing)"),
     }
     let state = wiring::api_state(
         &cfg,

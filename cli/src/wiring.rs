@@ -90,8 +90,6 @@ pub fn engine(
     })
 }
 
-/// `watch` is the hub its waiting requests register with; `announcer` tells
-/// waiters (here and elsewhere) about the API's own payment changes.
 /// The runner of waited payments' first jobs in the process their clients
 /// wait on, when `PAYGATE_API_RUNS_WAITED_JOBS` is on: the worker's own
 /// runner on `engine`, with `PAYGATE_WORKER_CONCURRENCY` slots.
@@ -113,6 +111,8 @@ pub fn waited_jobs(cfg: &Config, engine: Arc<Engine>) -> Option<WaitedJobs> {
     ))
 }
 
+/// `watch` is the hub its waiting requests register with; `announcer` tells
+/// waiters (here and elsewhere) about the API's own payment changes.
 pub fn api_state(
     cfg: &Config,
     store: Store,

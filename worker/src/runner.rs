@@ -16,11 +16,16 @@ use tracing::Instrument;
 /// in the ledger, and anything that cannot be recorded is left for the sweeper
 /// (the lease expires and the job is dispatched again).
 pub async fn handle(engine: &Engine, msg: JobMessage) {
-    match msg.priority {
-        // A client is waiting: every statement of this job goes ahead of the
-        // background work's (docs/priority.md).
-        Priority::Waited => serving_a_waiting_client(run(engine, msg)).await,
-        Priority::Background => run(engine, msg).await,
+    in_its_lane(msg.priority, run(engine, msg)).await
+}
+
+/// Runs `work` in its priority's database lane: a client is waiting on a
+/// `waited` job, so every statement of it goes ahead of the background
+/// work's (docs/priority.md).
+async fn in_its_lane(priority: Priority, work: impl std::future::Future<Output = ()>) {
+    match priority {
+        Priority::Waited => serving_a_waiting_client(work).await,
+        Priority::Background => work.await,
     }
 }
 
@@ -52,10 +57,7 @@ async fn run(engine: &Engine, msg: JobMessage) {
 /// hand on, as a queue message's job would run. Never fails: what cannot be
 /// recorded is left to the lease and the sweeper.
 pub async fn run_claimed_job(engine: &Engine, claim: ClaimedJob, priority: Priority) {
-    match priority {
-        Priority::Waited => serving_a_waiting_client(run_chain(engine, claim, priority)).await,
-        Priority::Background => run_chain(engine, claim, priority).await,
-    }
+    in_its_lane(priority, run_chain(engine, claim, priority)).await
 }
 
 async fn run_chain(engine: &Engine, claim: ClaimedJob, priority: Priority) {

@@ -5,6 +5,7 @@
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Fields;
 use crate::state::AppState;
+use crate::waited_jobs::Ran;
 use paygate_common::domain::Checkout;
 use paygate_common::domain::{
     Amount, Description, EventKind, MoneyError, NewEvent, Order, Payment, PaymentId, PaymentStatus,
@@ -12,6 +13,7 @@ use paygate_common::domain::{
 };
 use paygate_common::domain::{JobMessage, JobPayload, NewJob};
 use paygate_common::gateways::{InvoiceRequest, Payer};
+use paygate_common::payment_watch::Waiter;
 use paygate_common::queue::dispatch_all;
 use paygate_common::store::{Changeset, CreateOutcome, NewOrder, NewPayment, StoreError};
 use std::time::{Duration, Instant};
@@ -56,18 +58,48 @@ impl CrazyMinerPaymentInput {
     }
 }
 
+/// A payment a request created (or found by its idempotency key), and how
+/// that request follows it when it is going to wait.
+pub struct Started {
+    pub payment: Payment,
+    /// False when the idempotency key was seen before.
+    pub created: bool,
+    follow: Option<Follow>,
+}
+
+/// How a request follows the payment it created, from before the create
+/// committed: nothing that changes it afterwards is missed, so the wait
+/// needs no first read (docs/priority.md, "The finish hands on the payment").
+struct Follow {
+    /// Registered with the watch hub before the create.
+    waiter: Waiter,
+    /// The run of its first jobs in this process, when it runs here.
+    ran: Option<Ran>,
+}
+
+impl Started {
+    /// Waits up to `bound` for the payment URL or a terminal status, as
+    /// [`wait_for_payment_url`] does, without reading what the create or the
+    /// jobs run here handed over.
+    pub async fn wait(self, state: &AppState, bound: Duration) -> ApiResult<Payment> {
+        wait_following(state, self.payment, self.follow, bound).await
+    }
+}
+
 /// Persists the payment with its first event and job in one transaction, then
 /// hands the job on: to this process when the request is going to wait `wait`
 /// for it and a waited-job slot is free (the create claims it;
-/// `crate::waited_jobs`), to the workers' queue otherwise. Returns the payment
-/// and whether it is new (false when the idempotency key was seen before).
+/// `crate::waited_jobs`), to the workers' queue otherwise.
 pub async fn create_crazyminer_payment(
     state: &AppState,
     input: CrazyMinerPaymentInput,
     idempotency_key: Option<String>,
     wait: Duration,
-) -> ApiResult<(Payment, bool)> {
+) -> ApiResult<Started> {
     let id = PaymentId::new();
+    // Registered before the create, so a change committed at any time after
+    // it wakes this request (a waiter registered later would need a read).
+    let waiter = (!wait.is_zero()).then(|| state.watch.watch(id));
     let new = NewPayment {
         id,
         provider: Provider::Medogram,
@@ -113,12 +145,22 @@ pub async fn create_crazyminer_payment(
                 metrics::counter!("paygate_waited_first_jobs_total", "runs_in" => runs_in)
                     .increment(1);
             }
-            if let (Some(slot), Some(claim)) = (slot, claimed) {
-                slot.start(claim);
-            }
-            Ok((payment, true))
+            let ran = match (slot, claimed) {
+                (Some(slot), Some(claim)) => Some(slot.start(claim)),
+                _ => None,
+            };
+            Ok(Started {
+                payment,
+                created: true,
+                follow: waiter.map(|waiter| Follow { waiter, ran }),
+            })
         }
-        CreateOutcome::Existing(payment) => Ok((payment, false)),
+        // Another payment than the one `waiter` follows: waiting reads it.
+        CreateOutcome::Existing(payment) => Ok(Started {
+            payment,
+            created: false,
+            follow: None,
+        }),
     }
 }
 
@@ -142,7 +184,16 @@ pub const SAFETY_REREAD: Duration = Duration::from_millis(500);
 /// [`SAFETY_REREAD`] without one.
 pub async fn wait_for_payment_url(
     state: &AppState,
+    payment: Payment,
+    bound: Duration,
+) -> ApiResult<Payment> {
+    wait_following(state, payment, None, bound).await
+}
+
+async fn wait_following(
+    state: &AppState,
     mut payment: Payment,
+    follow: Option<Follow>,
     bound: Duration,
 ) -> ApiResult<Payment> {
     let awaited = |p: &Payment| p.payment_url.is_some() || p.status.is_terminal();
@@ -150,19 +201,47 @@ pub async fn wait_for_payment_url(
         return Ok(payment);
     }
     let deadline = Instant::now() + bound;
-    // Registered before the re-read: a change committed after `payment` was
-    // read, even before this line, is seen by the read or wakes the waiter.
-    let mut waiter = state.watch.watch(payment.id);
+    // `current`: `payment` is known to be the newest state, so no read.
+    let (mut waiter, mut ran, mut current) = match follow {
+        // Followed since before the create committed.
+        Some(f) => (f.waiter, f.ran, true),
+        // Registered before the read: a change committed after `payment` was
+        // read, even before this line, is seen by the read or wakes the waiter.
+        None => (state.watch.watch(payment.id), None, false),
+    };
     loop {
-        payment = reload_payment(state, payment.id).await?;
+        if !current {
+            payment = reload_payment(state, payment.id).await?;
+        }
+        current = false;
         let now = Instant::now();
         if awaited(&payment) || now >= deadline {
             return Ok(payment);
         }
-        let pause = SAFETY_REREAD.min(deadline - now);
-        tokio::select! {
-            _ = waiter.changed() => {}
-            _ = tokio::time::sleep(pause) => {}
+        match ran.as_mut() {
+            // Its jobs run here: their end brings the payment, and until then
+            // every wake-up is their own announcement (read for nothing).
+            Some(run) => {
+                tokio::select! {
+                    left = run => {
+                        ran = None;
+                        if let Ok(Some(p)) = left {
+                            if p.id == payment.id && p.version >= payment.version {
+                                payment = p;
+                                current = true;
+                            }
+                        }
+                    }
+                    _ = tokio::time::sleep(deadline - now) => {}
+                }
+            }
+            None => {
+                let pause = SAFETY_REREAD.min(deadline - now);
+                tokio::select! {
+                    _ = waiter.changed() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
         }
     }
 }

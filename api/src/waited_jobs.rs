@@ -12,15 +12,25 @@
 //! Nothing here changes what a job does or how it is recorded: retries go to
 //! the queue as always, and if this process dies mid-job the claim's lease
 //! expires and a worker's sweeper dispatches the job again.
+//!
+//! The run hands the waiting request the payment as its last finish left it
+//! ([`Ran`]), so the request answers without reading it again.
 
+use paygate_common::domain::Payment;
 use paygate_common::store::ClaimedJob;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-type Run = dyn Fn(ClaimedJob) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
+type Run =
+    dyn Fn(ClaimedJob) -> Pin<Box<dyn Future<Output = Option<Payment>> + Send>> + Send + Sync;
+
+/// The end of a run started here: the payment as the last finish left it
+/// (`None` when that finish did not return it, or the run ended without
+/// recording — the request reads the payment then).
+pub type Ran = oneshot::Receiver<Option<Payment>>;
 
 /// The runner of waited jobs in this process, and its slots.
 #[derive(Clone)]
@@ -56,7 +66,7 @@ impl WaitedJobs {
     pub fn new<F, Fut>(claimant: &str, lease: Duration, slots: usize, run: F) -> Self
     where
         F: Fn(ClaimedJob) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = Option<Payment>> + Send + 'static,
     {
         let capacity = u32::try_from(slots.max(1)).unwrap_or(u32::MAX);
         WaitedJobs {
@@ -108,14 +118,19 @@ impl Slot {
 
     /// Runs the claimed job in a task of its own (a client that hangs up does
     /// not cut it short); the slot frees when the job and the jobs its
-    /// finishes hand on are done.
-    pub fn start(self, claim: ClaimedJob) {
+    /// finishes hand on are done, and the returned [`Ran`] then has the
+    /// payment.
+    pub fn start(self, claim: ClaimedJob) -> Ran {
         let work = (self.jobs.run)(claim);
         let permit = self.permit;
+        let (tell, ran) = oneshot::channel();
         tokio::spawn(async move {
-            work.await;
+            let left = work.await;
             drop(permit);
+            // The request may have gone (its client hung up): nobody to tell.
+            let _ = tell.send(left);
         });
+        ran
     }
 }
 
@@ -133,15 +148,17 @@ mod tests {
                 if let Some(rx) = rx.lock().await.take() {
                     let _ = rx.await;
                 }
+                None
             }
         });
         let slot = jobs.slot().expect("one slot");
         assert_eq!(slot.claimant(), "api-1");
         assert_eq!(slot.lease_ms(), 5000);
         assert!(jobs.slot().is_none(), "the only slot is taken");
-        slot.start(claim());
+        let ran = slot.start(claim());
         assert!(jobs.slot().is_none(), "taken while the job runs");
         tx.send(()).unwrap();
+        assert_eq!(ran.await.ok(), Some(None), "the run's end is told");
         jobs.drain(Duration::from_secs(5)).await;
         assert!(jobs.slot().is_some(), "free once the job ended");
     }

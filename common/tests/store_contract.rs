@@ -682,6 +682,11 @@ mod contracts {
         assert_eq!(committed.version, 1);
         assert_eq!(next.payment.as_ref(), Some(&committed), "as committed");
         assert_eq!(
+            finished.payment.as_ref(),
+            Some(&committed),
+            "the finish hands on the payment it changed"
+        );
+        assert_eq!(
             (next.id, next.kind, next.attempt, next.max_attempts),
             (taken_id, JobKind::VerifyPayment, 1, 4)
         );
@@ -699,11 +704,13 @@ mod contracts {
             "its lease is live"
         );
         assert_eq!(job(&store, queued_id).await.status, JobStatus::Queued);
-        // Its worker finishes it with the claim it was handed.
-        store
-            .finish_job(&next, &policies(), JobFinish::default())
+        // Its worker finishes it with the claim it was handed; that finish
+        // changes no payment, so it hands none on.
+        let unchanged = store
+            .finish_job_and_take_next(&next, &policies(), JobFinish::default())
             .await
             .expect("the handed claim finishes");
+        assert_eq!(unchanged.payment, None);
         assert_eq!(job(&store, taken_id).await.status, JobStatus::Succeeded);
 
         // A next job whose dedupe key exists is the existing job: not taken.

@@ -22,7 +22,7 @@ pub async fn handle(engine: &Engine, msg: JobMessage) {
 /// Runs `work` in its priority's database lane: a client is waiting on a
 /// `waited` job, so every statement of it goes ahead of the background
 /// work's (docs/priority.md).
-async fn in_its_lane(priority: Priority, work: impl std::future::Future<Output = ()>) {
+async fn in_its_lane<T>(priority: Priority, work: impl std::future::Future<Output = T>) -> T {
     match priority {
         Priority::Waited => serving_a_waiting_client(work).await,
         Priority::Background => work.await,
@@ -56,14 +56,24 @@ async fn run(engine: &Engine, msg: JobMessage) {
 /// "The waited job runs where its client waits") — and the jobs its finishes
 /// hand on, as a queue message's job would run. Never fails: what cannot be
 /// recorded is left to the lease and the sweeper.
-pub async fn run_claimed_job(engine: &Engine, claim: ClaimedJob, priority: Priority) {
+///
+/// Returns the payment as the last finish left it, when that finish changed
+/// it (its statement returns the row): the client waiting in this process
+/// answers from it without reading the payment again (docs/priority.md, "The
+/// finish hands on the payment"). `None`: read it.
+pub async fn run_claimed_job(
+    engine: &Engine,
+    claim: ClaimedJob,
+    priority: Priority,
+) -> Option<Payment> {
     in_its_lane(priority, run_chain(engine, claim, priority)).await
 }
 
-async fn run_chain(engine: &Engine, claim: ClaimedJob, priority: Priority) {
+async fn run_chain(engine: &Engine, claim: ClaimedJob, priority: Priority) -> Option<Payment> {
     // A job may hand its worker the next one, claimed in its finish
     // (`next_to_take`): run those here, in this slot, one after another.
     let mut next = Some(claim);
+    let mut left = None;
     while let Some(claim) = next.take() {
         let span = tracing::info_span!("job",
             job_id = %claim.id,
@@ -73,13 +83,19 @@ async fn run_chain(engine: &Engine, claim: ClaimedJob, priority: Priority) {
             worker = %engine.worker_id,
             priority = priority.as_str(),
         );
-        next = run_claimed(engine, claim, priority).instrument(span).await;
+        (next, left) = run_claimed(engine, claim, priority).instrument(span).await;
     }
+    left
 }
 
 /// Runs one claimed attempt and records it; returns the next job when the
-/// finish claimed one for this worker.
-async fn run_claimed(engine: &Engine, claim: ClaimedJob, priority: Priority) -> Option<ClaimedJob> {
+/// finish claimed one for this worker, and the payment as the finish left it
+/// when the finish returned it.
+async fn run_claimed(
+    engine: &Engine,
+    claim: ClaimedJob,
+    priority: Priority,
+) -> (Option<ClaimedJob>, Option<Payment>) {
     let kind = claim.kind.as_str();
     if claim.attempt == 1 {
         let waited = (chrono::Utc::now().timestamp_millis() - claim.created_at_ms).max(0);
@@ -117,9 +133,9 @@ async fn run_claimed(engine: &Engine, claim: ClaimedJob, priority: Priority) -> 
     };
     metrics::histogram!("paygate_job_duration_seconds", "kind" => kind)
         .record(started.elapsed().as_secs_f64());
-    let next = record(engine, &claim, payment.as_ref(), step, priority).await;
+    let recorded = record(engine, &claim, payment.as_ref(), step, priority).await;
     metrics::gauge!("paygate_jobs_in_flight").decrement(1.0);
-    next
+    recorded
 }
 
 async fn execute(engine: &Engine, claim: &ClaimedJob) -> (Option<Payment>, Step) {
@@ -253,7 +269,7 @@ async fn record(
     payment: Option<&Payment>,
     step: Step,
     priority: Priority,
-) -> Option<ClaimedJob> {
+) -> (Option<ClaimedJob>, Option<Payment>) {
     let finish = to_finish(engine, claim, payment, step, priority);
     let kind = claim.kind.as_str();
     let result = finish.result.clone();
@@ -316,7 +332,7 @@ async fn record(
                 metrics::counter!("paygate_jobs_chained_total", "kind" => next.kind.as_str())
                     .increment(1);
             }
-            finished.next
+            (finished.next, finished.payment)
         }
         Err(StoreError::Conflict) => {
             // Someone changed the payment since we read it (a racing callback or
@@ -336,15 +352,15 @@ async fn record(
             }
             metrics::counter!("paygate_jobs_total", "kind" => kind, "outcome" => "retried")
                 .increment(1);
-            None
+            (None, None)
         }
         Err(StoreError::LeaseLost) => {
             tracing::warn!("job lease lost before finishing; another worker owns it now");
-            None
+            (None, None)
         }
         Err(e) => {
             tracing::warn!(error = %e, "could not record the job outcome; it will run again after its lease");
-            None
+            (None, None)
         }
     }
 }

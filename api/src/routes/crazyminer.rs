@@ -7,7 +7,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, Fields, JsonObject};
 use crate::idempotency::{idempotent, IdempotencyKey};
 use crate::payments::{
-    create_crazyminer_payment, failed_to_start, load_payment, reload_payment, wait_for_payment_url,
+    create_crazyminer_payment, failed_to_start, load_payment, reload_payment,
     CrazyMinerPaymentInput,
 };
 use crate::state::AppState;
@@ -83,9 +83,8 @@ async fn create(
 ) -> ApiResult<Response> {
     crate::extract::check_user_identifier(&state.settings, &Fields(&body))?;
     let input = CrazyMinerPaymentInput::parse(&Fields(&body))?;
-    let (payment, _) =
-        create_crazyminer_payment(&state, input, key, state.settings.seed_wait).await?;
-    let payment = wait_for_payment_url(&state, payment, state.settings.seed_wait).await?;
+    let started = create_crazyminer_payment(&state, input, key, state.settings.seed_wait).await?;
+    let payment = started.wait(&state, state.settings.seed_wait).await?;
     if let Some(e) = failed_to_start(&payment) {
         return Err(e.with("transaction_id", payment.id.to_string()));
     }

@@ -7,8 +7,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Admin, Caller, Fields, JsonObject};
 use crate::idempotency::{idempotent, IdempotencyKey};
 use crate::payments::{
-    create_crazyminer_payment, load_payment, reload_payment, wait_for_payment_url,
-    CrazyMinerPaymentInput,
+    create_crazyminer_payment, load_payment, reload_payment, CrazyMinerPaymentInput,
 };
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
@@ -134,11 +133,11 @@ async fn create(
     crate::extract::check_user_identifier(&state.settings, &fields)?;
     let input = CrazyMinerPaymentInput::parse(&fields)?;
     let wait = preferred_wait(&headers, state.settings.max_wait);
-    let (payment, created) =
-        create_crazyminer_payment(&state, input, key, wait.unwrap_or_default()).await?;
+    let started = create_crazyminer_payment(&state, input, key, wait.unwrap_or_default()).await?;
+    let created = started.created;
     let payment = match wait {
-        Some(bound) => wait_for_payment_url(&state, payment, bound).await?,
-        None => payment,
+        Some(bound) => started.wait(&state, bound).await?,
+        None => started.payment,
     };
     let ready = payment.payment_url.is_some() || payment.status.is_terminal();
     let code = match (wait.is_some() && ready, created) {

@@ -234,7 +234,9 @@ macro_rules! pay_cte {
             "::bigint, completed_at), updated_at = ",
             now!(),
             ", version = version + 1 WHERE id IN (SELECT id FROM held) AND (SELECT ok FROM go) \
-               RETURNING id)"
+               RETURNING ",
+            payment_columns!(),
+            ")"
         )
     };
 }
@@ -260,13 +262,14 @@ macro_rules! ord_cte {
 }
 
 /// The result columns a shape without a new payment, order or gateway
-/// transaction answers after `checked, went, fenced, recorded`.
+/// transaction answers after `checked, went, fenced, recorded`: the changed
+/// payment's row in the payment's columns (`Applied::changed`).
 macro_rules! no_new_rows {
     () => {
         concat!(
             "NULL::bigint AS new_order_id, NULL::bigint AS txn_id, ",
             due_messages!(),
-            ", NULL::text AS id"
+            ", pay.* FROM (SELECT 1) AS one LEFT JOIN pay ON TRUE"
         )
     };
 }
@@ -721,9 +724,17 @@ impl Store {
                 )),
             };
         }
-        let payment = match row.try_get::<Option<String>, _>("id")? {
+        // The payment columns hold the created payment (the create and the
+        // every-part shapes) or the changed one (a finish's and a gateway
+        // call's shapes, `no_new_rows!`).
+        let returned = match row.try_get::<Option<String>, _>("id")? {
             Some(_) => Some(rows::payment(&row)?),
             None => None,
+        };
+        let (payment, changed) = if cs.payment.is_some() {
+            (returned, None)
+        } else {
+            (None, returned.filter(|_| cs.change.is_some()))
         };
         let order = match row.try_get::<Option<i64>, _>("new_order_id")? {
             Some(id) => Some(self.order(id).await?.ok_or(StoreError::NotFound)?),
@@ -731,6 +742,7 @@ impl Store {
         };
         Ok(Committed::Applied(Box::new(Applied {
             payment,
+            changed,
             order,
             gateway_txn_id: row.try_get("txn_id")?,
             messages: json_rows::messages(&row.try_get::<String, _>("messages")?)?,

@@ -188,6 +188,7 @@ impl Batch {
                 "gateway_txn" => applied.gateway_txn_id = Some(row.try_get("id")?),
                 "order" => order_id = Some(row.try_get::<i64, _>("id")?),
                 "payment" => applied.payment = Some(rows::payment(&row)?),
+                "changed" => applied.changed = Some(rows::payment(&row)?),
                 "job" if row.try_get::<Option<String>, _>("locked_by")?.is_some() => {
                     // Claimed by the finishing attempt: its worker runs it, no message.
                     applied.claimed_next = Some(rows::job_id(&row.try_get::<String, _>("id")?)?);
@@ -358,7 +359,8 @@ fn change_payment(b: &mut Batch, c: &PaymentChange, now: i64) {
          tracking_code = COALESCE({}, tracking_code), \
          encrypted_user_data = COALESCE({}, encrypted_user_data), \
          completed_at = COALESCE({}, completed_at), updated_at = {}, version = version + 1 \
-         WHERE id = {} AND version = {} AND COALESCE(status, '') = {}",
+         WHERE id = {} AND version = {} AND COALESCE(status, '') = {} \
+         RETURNING 'changed' AS part, {}",
         b.text(
             c.new_status
                 .unwrap_or(c.expected_status)
@@ -376,6 +378,7 @@ fn change_payment(b: &mut Batch, c: &PaymentChange, now: i64) {
         b.text(c.id.to_string()),
         b.int(c.expected_version),
         b.text(c.expected_status.as_str().to_string()),
+        payment_columns!(),
     );
     b.statement(&sql);
     b.gate(Gate::MovedOn);

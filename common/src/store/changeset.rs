@@ -113,6 +113,13 @@ pub enum Committed {
 pub struct Applied {
     /// The payment the changeset created, as stored.
     pub payment: Option<Payment>,
+    /// The payment the changeset changed, as stored after the change, when
+    /// the statement returns it: SQLite always, PostgreSQL for a job's finish
+    /// and a gateway's call (the shapes with their own statement). `None`
+    /// means read it. It saves the read a waiting client and a chained job
+    /// would make right after (docs/priority.md, "The finish hands on the
+    /// payment").
+    pub changed: Option<Payment>,
     /// The order the changeset created, as stored.
     pub order: Option<Order>,
     /// The id of the gateway transaction row written, if any.

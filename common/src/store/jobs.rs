@@ -61,6 +61,9 @@ pub struct Finished {
     pub messages: Vec<JobMessage>,
     /// The next job, claimed for this worker by the finish: run it now.
     pub next: Option<ClaimedJob>,
+    /// The payment as the finish left it, when the finish changed it and its
+    /// statement returned the row (`Applied::changed`); `None`: read it.
+    pub payment: Option<Payment>,
 }
 
 impl JobFinish {
@@ -332,10 +335,11 @@ impl Store {
                 ))
             }
         };
+        let changed = applied.changed;
         let next = match (applied.claimed_next, asked) {
             (Some(id), Some(job)) if id == job.id => {
                 // Committed already: a failed read must not fail the finish.
-                match self.claimed_payment(&job).await {
+                match self.claimed_payment(&job, changed.as_ref()).await {
                     Ok(payment) => Some(ClaimedJob {
                         id,
                         kind: job.kind(),
@@ -364,14 +368,21 @@ impl Store {
         Ok(Finished {
             messages: applied.messages,
             next,
+            payment: changed,
         })
     }
 
-    /// The payment a claimed next job works on, as committed.
-    async fn claimed_payment(&self, job: &NewJob) -> StoreResult<Option<Payment>> {
-        match job.payment_id {
-            Some(id) => self.payment(id).await,
-            None => Ok(None),
+    /// The payment a claimed next job works on, as committed: the one the
+    /// finish returned when it is that payment, read otherwise.
+    async fn claimed_payment(
+        &self,
+        job: &NewJob,
+        changed: Option<&Payment>,
+    ) -> StoreResult<Option<Payment>> {
+        match (job.payment_id, changed) {
+            (Some(id), Some(p)) if p.id == id => Ok(Some(p.clone())),
+            (Some(id), _) => self.payment(id).await,
+            (None, _) => Ok(None),
         }
     }
 

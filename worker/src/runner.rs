@@ -336,8 +336,13 @@ async fn record(
         }
         Err(StoreError::Conflict) => {
             // Someone changed the payment since we read it (a racing callback or
-            // a duplicate job). Decide again from fresh state, shortly.
-            tracing::info!("payment changed concurrently; retrying the job");
+            // a duplicate job), or the reference the gateway gave is already
+            // another payment's (the store reports both as a conflict; seen
+            // with a restarted simulator, PERFORMANCE.md "The embedded seed
+            // route's `202`s"). Decide again from fresh state, shortly.
+            tracing::info!(
+                "payment changed concurrently, or its gateway reference is another payment's; retrying the job"
+            );
             let retry = JobFinish {
                 result: JobResult::Retry {
                     run_at_ms: chrono::Utc::now().timestamp_millis()

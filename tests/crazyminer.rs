@@ -919,24 +919,172 @@ async fn health_readiness_and_metrics() {
     )
     .await;
     assert!(v["payment_url"].is_string());
-    let m = client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics(&s).await;
     assert!(
         m.contains(r#"paygate_payments_created_total{provider="medogram"} 1"#),
         "{m}"
     );
     assert!(m.contains(r#"paygate_http_requests_total{route="/crazyminer/payment/create/",method="POST",status="201"} 1"#), "{m}");
     assert!(m.contains("paygate_jobs_total"));
-    // The user fetch claimed the invoice in its own finish: no queue round trip.
+    // The invoice ran inside the user fetch's attempt: one finish for both.
     assert!(
-        m.contains(r#"paygate_jobs_chained_total{kind="create_invoice"} 1"#),
+        m.contains(r#"paygate_jobs_run_inside_total{kind="create_invoice"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"paygate_jobs_total{kind="create_invoice",outcome="succeeded"} 1"#),
         "{m}"
     );
     assert!(!m.contains("09123456789"));
+}
+
+async fn metrics(s: &Server) -> String {
+    client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The payment's jobs, from the admin API.
+async fn jobs_of(s: &Server, id: &str) -> Vec<Value> {
+    let v: Value = client()
+        .get(s.url(&format!("/v1/admin/jobs?payment_id={id}")))
+        .bearer_auth(&s.admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["jobs"].as_array().unwrap().clone()
+}
+
+async fn event_kinds(s: &Server, id: &str) -> Vec<String> {
+    let v: Value = client()
+        .get(s.url(&format!("/v1/payments/{id}/events")))
+        .bearer_auth(&s.admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn job_of<'a>(jobs: &'a [Value], kind: &str) -> &'a Value {
+    let of_kind: Vec<&Value> = jobs.iter().filter(|j| j["kind"] == kind).collect();
+    assert_eq!(of_kind.len(), 1, "one {kind} job: {jobs:?}");
+    of_kind[0]
+}
+
+/// The seed route's invoice runs inside its user fetch's attempt and both
+/// are recorded by one write: each job in the ledger, succeeded at its first
+/// attempt, and the activity log in the order the work happened.
+#[tokio::test]
+async fn the_invoice_runs_inside_the_user_fetch_and_both_are_recorded() {
+    let s = Server::serve(&[]);
+    let (code, body) = create(
+        &s,
+        json!({"amount": 100000, "user_identifier": "09123456789"}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let id = body["transaction_id"].as_str().unwrap();
+    let jobs = jobs_of(&s, id).await;
+    for kind in ["fetch_user", "create_invoice"] {
+        let job = job_of(&jobs, kind);
+        assert_eq!(
+            (&job["status"], &job["attempts"]),
+            (&json!("succeeded"), &json!(1)),
+            "{jobs:?}"
+        );
+    }
+    assert_eq!(
+        event_kinds(&s, id).await,
+        ["request", "user_fetch", "invoice", "status_change"]
+    );
+    assert_eq!(sandbox_stats(&s).await["invoices_by_factor"][id], 1);
+
+    // Background work does the same: a /v1 create nobody waits on.
+    let r = client()
+        .post(s.url("/v1/payments"))
+        .json(&json!({"amount": 150000, "user_identifier": "09123456780"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let v: Value = r.json().await.unwrap();
+    let id = v["id"].as_str().unwrap();
+    wait_status(&s, id, "processing").await;
+    let jobs = jobs_of(&s, id).await;
+    for kind in ["fetch_user", "create_invoice"] {
+        let job = job_of(&jobs, kind);
+        assert_eq!(
+            (&job["status"], &job["attempts"]),
+            (&json!("succeeded"), &json!(1)),
+            "{jobs:?}"
+        );
+    }
+    let m = metrics(&s).await;
+    assert!(
+        m.contains(r#"paygate_jobs_run_inside_total{kind="create_invoice"} 2"#),
+        "{m}"
+    );
+}
+
+/// When the invoice that ran inside the user fetch fails, the user fetch is
+/// recorded as done and the invoice as a job of its own with its first
+/// attempt spent and a retry scheduled by its policy, as if it had run on
+/// its own.
+#[tokio::test]
+async fn an_invoice_that_fails_inside_the_user_fetch_is_retried_as_its_own_job() {
+    // The payer comes from one server's simulator; the gateway is unreachable.
+    let users = Server::serve(&[]);
+    let user_url = format!("{}/sandbox/medogram", users.base);
+    let s = Server::serve(&[
+        ("PAYGATE_USER_URL", user_url.as_str()),
+        ("PAYMENT_GATEWAY_URL", "http://127.0.0.1:9/gw"),
+        ("PAYGATE_SEED_WAIT_MS", "300"),
+        // The first retry is far away: the ledger shows the first attempt.
+        ("PAYGATE_RETRY_BASE_MS", "60000"),
+        ("PAYGATE_RETRY_MAX_MS", "120000"),
+    ]);
+    let (code, body) = create(
+        &s,
+        json!({"amount": 100000, "user_identifier": "09123456789"}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    let id = body["transaction_id"].as_str().unwrap();
+    let jobs = eventually("the invoice's retry", Duration::from_secs(10), || async {
+        let jobs = jobs_of(&s, id).await;
+        let invoice = jobs.iter().find(|j| j["kind"] == "create_invoice")?;
+        (invoice["status"] == "queued").then_some(jobs)
+    })
+    .await;
+    let fetch = job_of(&jobs, "fetch_user");
+    assert_eq!(
+        (&fetch["status"], &fetch["attempts"]),
+        (&json!("succeeded"), &json!(1))
+    );
+    let invoice = job_of(&jobs, "create_invoice");
+    assert_eq!(invoice["attempts"], 1, "{jobs:?}");
+    assert!(
+        invoice["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{jobs:?}"
+    );
+    assert_eq!(status_of(&s, id).await["status"], "pending");
+    assert_eq!(event_kinds(&s, id).await, ["request", "user_fetch"]);
 }

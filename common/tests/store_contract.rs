@@ -655,6 +655,83 @@ mod contracts {
             .expect("finish")
     }
 
+    /// A finish can insert one of its next jobs as already succeeded, its
+    /// work done inside the finishing attempt: attempt 1, no queue message,
+    /// nothing for a worker or the sweeper to take, in the same write as the
+    /// attempt's payment change. A job with its dedupe key already there is
+    /// that job, left as it is.
+    pub async fn a_finish_records_the_next_job_it_ran_inside(store: Store) {
+        let (p, job_id) = create(&store, Provider::Medogram, "u-ran").await;
+        let first = claim(&store, job_id, "worker-a", LONG_LEASE).await;
+        let ran = new_job(JobKind::CreateInvoice, p.id, 5).dedupe(format!("invoice:{}", p.id));
+        let queued = new_job(JobKind::UpdateOrder, p.id, 5);
+        let (ran_id, queued_id) = (ran.id, queued.id);
+        let finished = store
+            .finish_job_and_take_next(
+                &first,
+                &policies(),
+                JobFinish {
+                    change: Some(to_processing(&p, "G-ran")),
+                    next_jobs: vec![ran, queued],
+                    ran_next: Some(ran_id),
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .expect("finish");
+        assert_eq!(
+            finished.messages,
+            vec![JobMessage::new(queued_id, JobKind::UpdateOrder)],
+            "the job run inside has no message; the other one does"
+        );
+        assert!(finished.next.is_none());
+        let committed = payment(&store, p.id).await;
+        assert_eq!(
+            (committed.version, committed.status),
+            (1, PaymentStatus::Processing)
+        );
+        assert_eq!(finished.payment.as_ref(), Some(&committed));
+        assert_eq!(job(&store, job_id).await.status, JobStatus::Succeeded);
+        let rec = job(&store, ran_id).await;
+        assert_eq!(
+            (rec.kind, rec.status, rec.attempts, rec.max_attempts),
+            (JobKind::CreateInvoice, JobStatus::Succeeded, 1, 5)
+        );
+        assert!(store
+            .claim_job(ran_id, "worker-b", LONG_LEASE)
+            .await
+            .unwrap()
+            .is_none());
+        sleep_ms(5).await;
+        let due = store.take_due_for_dispatch(0, 100).await.unwrap();
+        assert!(!ids(&due).contains(&ran_id), "{due:?}");
+
+        // Its dedupe key taken already: the existing job stays as it was.
+        let (q, q_job) = create(&store, Provider::Medogram, "u-ran-dedupe").await;
+        let key = format!("invoice:{}", q.id);
+        let existing = new_job(JobKind::CreateInvoice, q.id, 5).dedupe(key.clone());
+        let existing_id = existing.id;
+        store.enqueue_jobs(&[existing]).await.unwrap();
+        let claimed = claim(&store, q_job, "worker-a", LONG_LEASE).await;
+        let again = new_job(JobKind::CreateInvoice, q.id, 5).dedupe(key);
+        let again_id = again.id;
+        store
+            .finish_job_and_take_next(
+                &claimed,
+                &policies(),
+                JobFinish {
+                    next_jobs: vec![again],
+                    ran_next: Some(again_id),
+                    ..JobFinish::default()
+                },
+            )
+            .await
+            .expect("finish");
+        assert!(store.job(again_id).await.unwrap().is_none());
+        let rec = job(&store, existing_id).await;
+        assert_eq!((rec.status, rec.attempts), (JobStatus::Queued, 0));
+    }
+
     /// A finish can insert one of its next jobs already claimed by its own
     /// worker: running, attempt 1, no queue message, handed back with the
     /// payment as committed, and fenced like any claim. A job whose dedupe
@@ -2460,6 +2537,9 @@ contract_tests! {
     a_finish_claims_the_next_job_for_its_worker =>
         sqlite_a_finish_claims_the_next_job_for_its_worker,
         postgres_a_finish_claims_the_next_job_for_its_worker;
+    a_finish_records_the_next_job_it_ran_inside =>
+        sqlite_a_finish_records_the_next_job_it_ran_inside,
+        postgres_a_finish_records_the_next_job_it_ran_inside;
     a_create_claims_its_first_job_for_the_waiting_process =>
         sqlite_a_create_claims_its_first_job_for_the_waiting_process,
         postgres_a_create_claims_its_first_job_for_the_waiting_process;

@@ -4,13 +4,14 @@
 use crate::jobs::{self, Effects, Step};
 use crate::Engine;
 use paygate_common::domain::NewJob;
-use paygate_common::domain::{JobMessage, Payment, Priority};
+use paygate_common::domain::{JobMessage, Payment, PaymentChange, Priority};
 use paygate_common::queue::dispatch_all;
 use paygate_common::store::{
     serving_a_waiting_client, ClaimedJob, JobFinish, JobResult, NextClaim, StoreError,
 };
 use std::time::{Duration, Instant};
 use tracing::Instrument;
+use uuid::Uuid;
 
 /// Handles one message from the queue. Never fails: every outcome is recorded
 /// in the ledger, and anything that cannot be recorded is left for the sweeper
@@ -69,12 +70,20 @@ pub async fn run_claimed_job(
     in_its_lane(priority, run_chain(engine, claim, priority)).await
 }
 
+/// A claimed job for this slot to run next, and its attempt's step when
+/// that already ran inside the attempt before it ([`Inside`]) and could not
+/// be recorded in that attempt's finish.
+struct Next {
+    claim: ClaimedJob,
+    ran: Option<Step>,
+}
+
 async fn run_chain(engine: &Engine, claim: ClaimedJob, priority: Priority) -> Option<Payment> {
     // A job may hand its worker the next one, claimed in its finish
     // (`next_to_take`): run those here, in this slot, one after another.
-    let mut next = Some(claim);
+    let mut next = Some(Next { claim, ran: None });
     let mut left = None;
-    while let Some(claim) = next.take() {
+    while let Some(Next { claim, ran }) = next.take() {
         let span = tracing::info_span!("job",
             job_id = %claim.id,
             kind = claim.kind.as_str(),
@@ -83,20 +92,29 @@ async fn run_chain(engine: &Engine, claim: ClaimedJob, priority: Priority) -> Op
             worker = %engine.worker_id,
             priority = priority.as_str(),
         );
-        (next, left) = run_claimed(engine, claim, priority).instrument(span).await;
+        (next, left) = run_claimed(engine, claim, ran, priority)
+            .instrument(span)
+            .await;
     }
     left
 }
 
-/// Runs one claimed attempt and records it; returns the next job when the
-/// finish claimed one for this worker, and the payment as the finish left it
-/// when the finish returned it.
+/// Runs one claimed attempt (unless `ran` is its step, already run) and
+/// records it; returns the next job when the finish claimed one for this
+/// worker, and the payment as the finish left it when the finish returned it.
 async fn run_claimed(
     engine: &Engine,
     claim: ClaimedJob,
+    ran: Option<Step>,
     priority: Priority,
-) -> (Option<ClaimedJob>, Option<Payment>) {
+) -> (Option<Next>, Option<Payment>) {
     let kind = claim.kind.as_str();
+    if let Some(step) = ran {
+        // Its work ran inside the attempt before it (counted there); only
+        // its outcome is left to record.
+        let payment = claim.payment.clone();
+        return record(engine, &claim, payment.as_ref(), step, None, priority).await;
+    }
     if claim.attempt == 1 {
         let waited = (chrono::Utc::now().timestamp_millis() - claim.created_at_ms).max(0);
         metrics::histogram!("paygate_job_queue_wait_seconds",
@@ -108,7 +126,7 @@ async fn run_claimed(
     let started = Instant::now();
     // Heartbeat: a handler may make several slow calls in a row; keep the lease
     // alive while it works so no other worker starts the same job meanwhile.
-    let (payment, step) = {
+    let (payment, step, inside) = {
         let beat = engine.job_lease / 3;
         let heartbeat = async {
             loop {
@@ -127,15 +145,135 @@ async fn run_claimed(
         // turn at the beat: the renewal waits for the turn the paused work
         // holds — found by the schemathesis run, webhook deliveries.)
         tokio::select! {
-            out = execute(engine, &claim) => out,
+            out = execute_with_inside(engine, &claim) => out,
             () = heartbeat => unreachable!("the heartbeat loops until the work ends"),
         }
     };
     metrics::histogram!("paygate_job_duration_seconds", "kind" => kind)
         .record(started.elapsed().as_secs_f64());
-    let recorded = record(engine, &claim, payment.as_ref(), step, priority).await;
+    let recorded = record(engine, &claim, payment.as_ref(), step, inside, priority).await;
     metrics::gauge!("paygate_jobs_in_flight").decrement(1.0);
     recorded
+}
+
+/// A job's follow-up whose work ran inside the same attempt, right after the
+/// job's own, on the payment as the job's change leaves it: a payment's
+/// invoice inside its user fetch (docs/priority.md, "The invoice runs inside
+/// the user fetch"). When both are done, one finish records both
+/// ([`merged_finish`]); otherwise the job's finish claims the follow-up for
+/// this slot and its step is recorded against that claim, so a failed
+/// invoice is retried and counted like any.
+struct Inside {
+    job: NewJob,
+    step: Step,
+}
+
+/// Runs the claimed job and, when its follow-up may run inside the same
+/// attempt ([`follow_up_inside`]), that one too.
+async fn execute_with_inside(
+    engine: &Engine,
+    claim: &ClaimedJob,
+) -> (Option<Payment>, Step, Option<Inside>) {
+    let (payment, step) = execute(engine, claim).await;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let follow = match (&step, payment.as_ref()) {
+        (Step::Done(effects), Some(p)) => follow_up_inside(claim, p, effects, now_ms),
+        _ => None,
+    };
+    let Some((job, after)) = follow else {
+        return (payment, step, None);
+    };
+    let kind = job.kind();
+    metrics::counter!("paygate_jobs_total", "kind" => kind.as_str(), "outcome" => "started")
+        .increment(1);
+    let started = Instant::now();
+    let step_inside = jobs::handler(kind)
+        .run(engine, Some(&after), &job.payload)
+        .await;
+    metrics::histogram!("paygate_job_duration_seconds", "kind" => kind.as_str())
+        .record(started.elapsed().as_secs_f64());
+    let inside = Inside {
+        job,
+        step: step_inside,
+    };
+    (payment, step, Some(inside))
+}
+
+/// The follow-up of a finished attempt that runs inside it, and the payment
+/// it starts from: the first next job due now for the same payment
+/// ([`follow_up`]), when the attempt's own effects move no status, no order
+/// and no refund (a write records one status move, and the follow-ups it
+/// brings are that move's: `PaymentChange::then`). Background work too: it
+/// holds the slot for the two calls a chain would, but the follow-up needs
+/// no queue message, claim or finish of its own.
+fn follow_up_inside(
+    claim: &ClaimedJob,
+    payment: &Payment,
+    effects: &Effects,
+    now_ms: i64,
+) -> Option<(NewJob, Payment)> {
+    let job = follow_up(claim, &effects.next, now_ms)?.clone();
+    let moves = effects
+        .change
+        .as_ref()
+        .is_some_and(|c| c.new_status.is_some());
+    if moves || effects.order_status.is_some() || effects.refund.is_some() {
+        return None;
+    }
+    let after = match &effects.change {
+        Some(change) => payment.after(change, chrono::Utc::now()),
+        None => payment.clone(),
+    };
+    Some((job, after))
+}
+
+/// The two attempts' payment changes as one write (`PaymentChange::then`);
+/// `None` when they cannot be one, and the attempts are then recorded one
+/// after the other.
+fn one_change(
+    first: &Option<PaymentChange>,
+    second: &Option<PaymentChange>,
+) -> Option<Option<PaymentChange>> {
+    match (first.clone(), second.clone()) {
+        (Some(a), Some(b)) => a.then(b).map(Some),
+        (a, b) => Some(b.or(a)),
+    }
+}
+
+/// One finish for an attempt and the follow-up that ran inside it, both
+/// done: `change` (the two as one: [`one_change`]), both attempts' events in
+/// order, every next job with the follow-up's inserted already succeeded
+/// (`JobFinish::ran_next`).
+fn merged_finish(
+    engine: &Engine,
+    claim: &ClaimedJob,
+    change: Option<PaymentChange>,
+    first: Effects,
+    inside: &NewJob,
+    second: Effects,
+    priority: Priority,
+) -> JobFinish {
+    let claim_next = next_to_take(
+        claim,
+        &second.next,
+        priority,
+        engine.job_lease,
+        chrono::Utc::now().timestamp_millis(),
+    );
+    let mut events = first.events;
+    events.extend(second.events);
+    let mut next_jobs = first.next;
+    next_jobs.extend(second.next);
+    JobFinish {
+        change,
+        order_status: second.order_status,
+        events,
+        next_jobs,
+        result: JobResult::Succeeded,
+        refund: second.refund,
+        claim_next,
+        ran_next: Some(inside.id),
+    }
 }
 
 async fn execute(engine: &Engine, claim: &ClaimedJob) -> (Option<Payment>, Step) {
@@ -165,6 +303,7 @@ fn finish_with(effects: Effects, result: JobResult) -> JobFinish {
         result,
         refund: effects.refund,
         claim_next: None,
+        ran_next: None,
     }
 }
 
@@ -180,7 +319,9 @@ fn finish_with(effects: Effects, result: JobResult) -> JobFinish {
 /// waited work queued behind a backlog takes the next free slot
 /// (docs/priority.md). Chaining it too held each background slot through two
 /// jobs and doubled the seed route's p99 under a 10 000-payment backlog
-/// (PERFORMANCE.md, same section).
+/// (PERFORMANCE.md, same section). A follow-up that runs inside the attempt
+/// ([`follow_up_inside`]) is another matter: it saves its own claim and
+/// finish, so background work does that.
 fn next_to_take(
     claim: &ClaimedJob,
     next: &[NewJob],
@@ -191,14 +332,22 @@ fn next_to_take(
     if priority != Priority::Waited {
         return None;
     }
-    next.iter()
-        .find(|j| {
-            j.run_at_ms <= now_ms && j.payment_id.is_some() && j.payment_id == claim.payment_id
-        })
-        .map(|j| NextClaim {
-            job_id: j.id,
-            lease_until_ms: now_ms + lease.as_millis() as i64,
-        })
+    follow_up(claim, next, now_ms).map(|j| claimed_for(j, lease, now_ms))
+}
+
+/// The first of `next` that is due now and works on the claimed job's
+/// payment: the one a slot may take on (chained, or run inside).
+fn follow_up<'a>(claim: &ClaimedJob, next: &'a [NewJob], now_ms: i64) -> Option<&'a NewJob> {
+    next.iter().find(|j| {
+        j.run_at_ms <= now_ms && j.payment_id.is_some() && j.payment_id == claim.payment_id
+    })
+}
+
+fn claimed_for(job: &NewJob, lease: Duration, now_ms: i64) -> NextClaim {
+    NextClaim {
+        job_id: job.id,
+        lease_until_ms: now_ms + lease.as_millis() as i64,
+    }
 }
 
 fn to_finish(
@@ -263,14 +412,75 @@ fn outcome_label(result: &JobResult) -> &'static str {
     }
 }
 
+/// The attempt's finish, with the follow-up that ran inside it: one finish
+/// for both when both are done, else the attempt's own finish (which claims
+/// the follow-up for this slot) and the follow-up's step, to be recorded
+/// against that claim (its job id and step).
+fn finish_of(
+    engine: &Engine,
+    claim: &ClaimedJob,
+    payment: Option<&Payment>,
+    step: Step,
+    inside: Option<Inside>,
+    priority: Priority,
+) -> (JobFinish, Option<(Uuid, Step)>) {
+    let Some(inside) = inside else {
+        return (to_finish(engine, claim, payment, step, priority), None);
+    };
+    let Inside { job, step: second } = inside;
+    match (step, second) {
+        (Step::Done(first), Step::Done(second)) => {
+            match one_change(&first.change, &second.change) {
+                Some(change) => (
+                    merged_finish(engine, claim, change, first, &job, second, priority),
+                    None,
+                ),
+                None => (
+                    taking(engine, claim, payment, Step::Done(first), &job, priority),
+                    Some((job.id, Step::Done(second))),
+                ),
+            }
+        }
+        (step, second) => (
+            taking(engine, claim, payment, step, &job, priority),
+            Some((job.id, second)),
+        ),
+    }
+}
+
+/// The attempt's own finish, claiming `inside` (the follow-up whose work
+/// already ran) for this slot, whatever the priority: its step is recorded
+/// against that claim next, without running it again.
+fn taking(
+    engine: &Engine,
+    claim: &ClaimedJob,
+    payment: Option<&Payment>,
+    step: Step,
+    inside: &NewJob,
+    priority: Priority,
+) -> JobFinish {
+    let finish = to_finish(engine, claim, payment, step, priority);
+    if finish.result != JobResult::Succeeded {
+        return finish;
+    }
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    JobFinish {
+        claim_next: Some(claimed_for(inside, engine.job_lease, now_ms)),
+        ..finish
+    }
+}
+
 async fn record(
     engine: &Engine,
     claim: &ClaimedJob,
     payment: Option<&Payment>,
     step: Step,
+    inside: Option<Inside>,
     priority: Priority,
-) -> (Option<ClaimedJob>, Option<Payment>) {
-    let finish = to_finish(engine, claim, payment, step, priority);
+) -> (Option<Next>, Option<Payment>) {
+    let inside_kind = inside.as_ref().map(|i| i.job.kind().as_str());
+    let (finish, left_to_record) = finish_of(engine, claim, payment, step, inside, priority);
+    let merged = finish.ran_next.is_some();
     let kind = claim.kind.as_str();
     let result = finish.result.clone();
     let change = finish.change.clone();
@@ -328,11 +538,31 @@ async fn record(
                 .map(|m| m.follow_up_of(priority))
                 .collect();
             dispatch_all(engine.queue.as_ref(), &messages).await;
+            if let (true, Some(inside)) = (merged, inside_kind) {
+                metrics::counter!("paygate_jobs_total", "kind" => inside, "outcome" => "succeeded")
+                    .increment(1);
+                metrics::counter!("paygate_jobs_run_inside_total", "kind" => inside).increment(1);
+            }
             if let Some(next) = &finished.next {
                 metrics::counter!("paygate_jobs_chained_total", "kind" => next.kind.as_str())
                     .increment(1);
             }
-            (finished.next, finished.payment)
+            let next = match (finished.next, left_to_record) {
+                (Some(claim), Some((id, step))) if claim.id == id => Some(Next {
+                    claim,
+                    ran: Some(step),
+                }),
+                (next, Some(_)) => {
+                    // Not taken (a job with its dedupe key exists): that job
+                    // owns the work and does it again, as after a crash.
+                    tracing::info!(
+                        "the follow-up that ran inside this attempt was not taken; its existing job will run"
+                    );
+                    next.map(|claim| Next { claim, ran: None })
+                }
+                (next, None) => next.map(|claim| Next { claim, ran: None }),
+            };
+            (next, finished.payment)
         }
         Err(StoreError::Conflict) => {
             // Someone changed the payment since we read it (a racing callback or
@@ -376,7 +606,7 @@ pub const DB_BACKOFF: Duration = Duration::from_secs(1);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paygate_common::domain::{JobKind, JobPayload, PaymentId, RetryPolicies};
+    use paygate_common::domain::{JobKind, JobPayload, PaymentId, PaymentStatus, RetryPolicies};
 
     const WAITED: Priority = Priority::Waited;
 
@@ -420,6 +650,70 @@ mod tests {
             "not another payment's, not a later one"
         );
         assert_eq!(taken.lease_until_ms, 26_000);
+    }
+
+    fn pending(id: PaymentId) -> Payment {
+        let now = chrono::Utc::now();
+        Payment {
+            id,
+            provider: paygate_common::domain::Provider::Medogram,
+            merchant_ref: "09123456789".into(),
+            amount: paygate_common::domain::Amount::from_minor(100_000).unwrap(),
+            currency: paygate_common::domain::Currency::Irr,
+            description: Default::default(),
+            status: PaymentStatus::Pending,
+            status_reason: None,
+            payment_url: None,
+            gateway_ref: None,
+            gateway_trans_id: None,
+            tracking_code: None,
+            encrypted_user_data: None,
+            idempotency_key: None,
+            order_id: None,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn the_next_job_runs_inside_only_after_work_that_moves_no_status() {
+        let p = PaymentId::new();
+        let payment = pending(p);
+        let claim = claim_for(Some(p));
+        let invoice = job(Some(p), 1_000);
+        let sealed = Effects {
+            change: Some(payment.change().encrypted_user_data("token".into())),
+            next: vec![invoice.clone()],
+            ..Effects::default()
+        };
+        let (inside, after) = follow_up_inside(&claim, &payment, &sealed, 1_000).expect("inside");
+        assert_eq!(inside.id, invoice.id);
+        assert_eq!(after.encrypted_user_data.as_deref(), Some("token"));
+        assert_eq!(after.version, 1, "the payment as the change leaves it");
+        // A job not due yet, or another payment's: not inside.
+        assert!(follow_up_inside(&claim, &payment, &sealed, 999).is_none());
+        assert!(follow_up_inside(&claim_for(None), &payment, &sealed, 1_000).is_none());
+        // A status move keeps its own write.
+        let moves = Effects {
+            change: Some(
+                payment
+                    .change()
+                    .status(PaymentStatus::Failed, Some("x"))
+                    .unwrap(),
+            ),
+            next: vec![invoice.clone()],
+            ..Effects::default()
+        };
+        assert!(follow_up_inside(&claim, &payment, &moves, 1_000).is_none());
+        // No change: the next job starts from the payment as it is.
+        let unchanged = Effects {
+            next: vec![invoice],
+            ..Effects::default()
+        };
+        let (_, after) = follow_up_inside(&claim, &payment, &unchanged, 1_000).unwrap();
+        assert_eq!(after, payment);
     }
 
     #[test]

@@ -197,6 +197,36 @@ impl Payment {
         Ok((change, events))
     }
 
+    /// The payment as the store leaves it once `change` applies: each field
+    /// `change` sets replaces the stored one, the version moves on by one,
+    /// as both appliers write it. A job that runs inside the attempt that
+    /// made `change`, before that attempt's one write, starts from this
+    /// (docs/priority.md, "The invoice runs inside the user fetch"). `now`
+    /// stands for the write's time.
+    pub fn after(&self, change: &PaymentChange, now: DateTime<Utc>) -> Payment {
+        let mut p = self.clone();
+        if let Some(status) = change.new_status {
+            p.status = status;
+        }
+        if change.completes() {
+            p.completed_at = Some(now);
+        }
+        fn set(field: &mut Option<String>, to: &Option<String>) {
+            if let Some(v) = to {
+                *field = Some(v.clone());
+            }
+        }
+        set(&mut p.status_reason, &change.status_reason);
+        set(&mut p.payment_url, &change.payment_url);
+        set(&mut p.gateway_ref, &change.gateway_ref);
+        set(&mut p.gateway_trans_id, &change.gateway_trans_id);
+        set(&mut p.tracking_code, &change.tracking_code);
+        set(&mut p.encrypted_user_data, &change.encrypted_user_data);
+        p.updated_at = now;
+        p.version += 1;
+        p
+    }
+
     pub fn change(&self) -> PaymentChange {
         PaymentChange {
             id: self.id,
@@ -247,6 +277,31 @@ impl PaymentChange {
         self.status_reason = Some(LATE_SETTLEMENT.to_string());
         self.late_settlement = true;
         Ok(self)
+    }
+    /// This change and `next` as one write from this change's version:
+    /// `next` was built from the payment as this change leaves it
+    /// ([`Payment::after`]), and its fields go over this one's. `None` when
+    /// they cannot be one write: another payment, `next` not built on this
+    /// change's result, or this change moves the status (a write records
+    /// one move, and the follow-ups it brings are that move's; folding two
+    /// moves into one would skip the first's).
+    pub fn then(self, next: PaymentChange) -> Option<PaymentChange> {
+        let builds_on_this = next.id == self.id
+            && next.expected_version == self.expected_version + 1
+            && next.expected_status == self.expected_status;
+        if !builds_on_this || self.new_status.is_some() {
+            return None;
+        }
+        Some(PaymentChange {
+            expected_version: self.expected_version,
+            status_reason: next.status_reason.or(self.status_reason),
+            payment_url: next.payment_url.or(self.payment_url),
+            gateway_ref: next.gateway_ref.or(self.gateway_ref),
+            gateway_trans_id: next.gateway_trans_id.or(self.gateway_trans_id),
+            tracking_code: next.tracking_code.or(self.tracking_code),
+            encrypted_user_data: next.encrypted_user_data.or(self.encrypted_user_data),
+            ..next
+        })
     }
     pub fn payment_url(mut self, url: String) -> Self {
         self.payment_url = Some(url);
@@ -320,25 +375,10 @@ mod tests {
     fn change_refuses_illegal_transitions() {
         let now = Utc::now();
         let p = Payment {
-            id: PaymentId::new(),
-            provider: Provider::Medogram,
-            merchant_ref: "09123456789".into(),
-            amount: Amount::from_minor(100000).unwrap(),
-            currency: Currency::Irr,
-            description: Description::default(),
             status: PaymentStatus::Completed,
-            status_reason: None,
-            payment_url: None,
-            gateway_ref: None,
-            gateway_trans_id: None,
-            tracking_code: None,
-            encrypted_user_data: None,
-            idempotency_key: None,
-            order_id: None,
-            created_at: now,
-            updated_at: now,
             completed_at: Some(now),
             version: 3,
+            ..pending()
         };
         assert!(p.change().status(PaymentStatus::Failed, None).is_err());
         let ok = Payment {
@@ -357,27 +397,11 @@ mod tests {
 
     #[test]
     fn late_settlement_is_its_own_path_from_failed_or_cancelled_only() {
-        let now = Utc::now();
         let p = |status| Payment {
-            id: PaymentId::new(),
-            provider: Provider::Medogram,
-            merchant_ref: "09123456789".into(),
-            amount: Amount::from_minor(100000).unwrap(),
-            currency: Currency::Irr,
-            description: Description::default(),
             status,
             status_reason: Some(EXPIRED.into()),
-            payment_url: None,
-            gateway_ref: None,
-            gateway_trans_id: None,
-            tracking_code: None,
-            encrypted_user_data: None,
-            idempotency_key: None,
-            order_id: None,
-            created_at: now,
-            updated_at: now,
-            completed_at: None,
             version: 5,
+            ..pending()
         };
         for st in [PaymentStatus::Failed, PaymentStatus::Cancelled] {
             // The ordinary path refuses …
@@ -399,5 +423,115 @@ mod tests {
         ] {
             assert!(p(st).change().settle_late().is_err(), "{st}");
         }
+    }
+
+    fn pending() -> Payment {
+        let now = Utc::now();
+        Payment {
+            id: PaymentId::new(),
+            provider: Provider::Medogram,
+            merchant_ref: "09123456789".into(),
+            amount: Amount::from_minor(100000).unwrap(),
+            currency: Currency::Irr,
+            description: Description::default(),
+            status: PaymentStatus::Pending,
+            status_reason: None,
+            payment_url: None,
+            gateway_ref: None,
+            gateway_trans_id: None,
+            tracking_code: None,
+            encrypted_user_data: None,
+            idempotency_key: None,
+            order_id: None,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            version: 2,
+        }
+    }
+
+    #[test]
+    fn after_applies_the_change_as_the_store_writes_it() {
+        let p = Payment {
+            tracking_code: Some("kept".into()),
+            ..pending()
+        };
+        let now = Utc::now();
+        let change = p.change().encrypted_user_data("token".into());
+        let after = p.after(&change, now);
+        assert_eq!(after.encrypted_user_data.as_deref(), Some("token"));
+        assert_eq!(
+            after.tracking_code.as_deref(),
+            Some("kept"),
+            "unset fields stay"
+        );
+        assert_eq!((after.version, after.status), (3, PaymentStatus::Pending));
+        assert_eq!(after.updated_at, now);
+        let (invoice, _) = after
+            .invoiced("https://pay/1".into(), Some("G-1".into()))
+            .unwrap();
+        let done = after.after(&invoice, now);
+        assert_eq!(done.status, PaymentStatus::Processing);
+        assert_eq!(done.payment_url.as_deref(), Some("https://pay/1"));
+        assert_eq!(done.completed_at, None);
+        let processing = Payment {
+            status: PaymentStatus::Processing,
+            ..pending()
+        };
+        let completes = processing
+            .change()
+            .status(PaymentStatus::Completed, None)
+            .unwrap();
+        assert_eq!(processing.after(&completes, now).completed_at, Some(now));
+    }
+
+    #[test]
+    fn a_change_and_the_one_built_on_it_are_one_write() {
+        let p = pending();
+        let now = Utc::now();
+        let first = p.change().encrypted_user_data("token".into());
+        let (second, _) = p
+            .after(&first, now)
+            .invoiced("https://pay/1".into(), Some("G-1".into()))
+            .unwrap();
+        let both = first.clone().then(second.clone()).expect("one write");
+        assert_eq!(both.expected_version, p.version, "from the first's version");
+        assert_eq!(both.expected_status, PaymentStatus::Pending);
+        assert_eq!(both.new_status, Some(PaymentStatus::Processing));
+        assert_eq!(both.encrypted_user_data.as_deref(), Some("token"));
+        assert_eq!(both.gateway_ref.as_deref(), Some("G-1"));
+        // Writing both at once leaves what writing them one after the other does.
+        let one = p.after(&both, now);
+        let two = p.after(&first, now).after(&second, now);
+        assert_eq!(
+            one,
+            Payment {
+                version: two.version - 1,
+                ..two
+            }
+        );
+
+        // Not built on the first's result: another version, another payment.
+        let (stale, _) = p.invoiced("https://pay/2".into(), None).unwrap();
+        assert!(first.clone().then(stale).is_none());
+        let other = pending();
+        let (theirs, _) = other
+            .after(&other.change(), now)
+            .invoiced("https://pay/3".into(), None)
+            .unwrap();
+        assert!(first.then(theirs).is_none());
+        // A first change that moves the status is not folded.
+        let processing = Payment {
+            status: PaymentStatus::Processing,
+            ..pending()
+        };
+        let moves = processing
+            .change()
+            .status(PaymentStatus::Completed, None)
+            .unwrap();
+        let after = processing.after(&moves, now);
+        assert!(moves
+            .then(after.change().tracking_code("T".into()))
+            .is_none());
     }
 }

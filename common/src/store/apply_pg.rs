@@ -86,13 +86,13 @@ macro_rules! events_and_jobs {
             $guard,
             " ORDER BY n), \
              nj AS (INSERT INTO jobs (id, kind, payment_id, payload, dedupe_key, status, attempts, \
-               max_attempts, run_at, dispatched_at, locked_by, lease_until, created_at, \
-               updated_at) \
+               max_attempts, run_at, dispatched_at, locked_by, lease_until, finished_at, \
+               created_at, updated_at) \
                SELECT x->>'id', x->>'kind', x->>'payment_id', x->>'payload', x->>'dedupe_key', \
-               CASE WHEN x->>'locked_by' IS NULL THEN 'queued' ELSE 'running' END, \
-               CASE WHEN x->>'locked_by' IS NULL THEN 0 ELSE 1 END, \
+               x->>'status', (x->>'attempts')::bigint, \
                (x->>'max_attempts')::bigint, (x->>'run_at')::bigint, \
-               (x->>'dispatched_at')::bigint, x->>'locked_by', (x->>'lease_until')::bigint, ",
+               (x->>'dispatched_at')::bigint, x->>'locked_by', (x->>'lease_until')::bigint, \
+               (x->>'finished_at')::bigint, ",
             now!(),
             ", ",
             now!(),
@@ -659,7 +659,7 @@ fn doc(cs: &Changeset, now: i64) -> Doc<'_> {
         jobs: cs
             .jobs
             .iter()
-            .map(|j| json_rows::JobRow::of(j, now, cs.claim_of(j)))
+            .map(|j| json_rows::JobRow::of(j, now, cs.claim_of(j), cs.ran_inside_this(j)))
             .collect(),
     }
 }

@@ -27,6 +27,7 @@
 
 use super::changeset::{Applied, Changeset, Committed, GatewayTxnWrite, Origin};
 use super::jobs::Outcome;
+use super::json_rows::JobStart;
 use super::rows::{self, job_message, payment_columns};
 use super::NewRefund;
 use super::{commit_error, now_ms, Lane, Store, StoreError, StoreResult};
@@ -46,7 +47,7 @@ impl Store {
     pub(super) async fn commit_sqlite(&self, cs: &Changeset, lane: Lane) -> StoreResult<Committed> {
         let now = now_ms();
         let batch = batch(cs, now);
-        let ran = batch.run(self, lane, now).await;
+        let ran = batch.run(self, lane).await;
         match ran {
             Ok(Some((applied, order_id))) => {
                 let order = match order_id {
@@ -149,12 +150,7 @@ impl Batch {
     /// Runs the command on SQLite's writer thread and reads its rows. `None`
     /// when the origin was a duplicate. The second value is the new order's
     /// id, read after commit.
-    async fn run(
-        self,
-        store: &Store,
-        lane: Lane,
-        now: i64,
-    ) -> StoreResult<Option<(Applied, Option<i64>)>> {
+    async fn run(self, store: &Store, lane: Lane) -> StoreResult<Option<(Applied, Option<i64>)>> {
         let mut args = AnyArguments::default();
         for v in self.values {
             let added = match v {
@@ -194,8 +190,10 @@ impl Batch {
                     applied.claimed_next = Some(rows::job_id(&row.try_get::<String, _>("id")?)?);
                 }
                 "job" => {
-                    // A job not due yet is not pushed: the sweeper sends it when it is.
-                    if row.try_get::<i64, _>("run_at")? <= now {
+                    // Pushed only if marked dispatched: a job not due yet is
+                    // sent by the sweeper when it is, and one the finishing
+                    // attempt ran itself is done.
+                    if row.try_get::<Option<i64>, _>("dispatched_at")?.is_some() {
                         applied.messages.push(job_message(
                             &row.try_get::<String, _>("id")?,
                             &row.try_get::<String, _>("kind")?,
@@ -305,7 +303,7 @@ fn batch(cs: &Changeset, now: i64) -> Batch {
         insert_event(&mut b, e, now);
     }
     for job in &cs.jobs {
-        insert_job(&mut b, job, cs.claim_of(job), now);
+        insert_job(&mut b, job, cs.claim_of(job), cs.ran_inside_this(job), now);
     }
     b
 }
@@ -478,32 +476,34 @@ fn insert_event(b: &mut Batch, e: &NewEvent, now: i64) {
 /// marked dispatched because the caller pushes it right after commit (its
 /// row comes back, see [`Batch::run`]); if that push is lost, the sweeper
 /// notices the stale mark. The job the finishing attempt claims (`claim`: its
-/// worker and lease end) is inserted running under that claim, with no mark.
+/// worker and lease end) is inserted running under that claim, with no mark;
+/// the one whose work it ran itself (`ran`), succeeded, with no mark.
 ///
 /// A `notify` job is written only while an endpoint is enabled, as on
 /// PostgreSQL (apply_pg.rs, `notify_has_a_listener`).
-fn insert_job(b: &mut Batch, job: &NewJob, claim: Option<(&str, i64)>, now: i64) {
-    let due_now = claim.is_none() && job.run_at_ms <= now;
-    let (status, attempts) = match claim {
-        Some(_) => ("running", 1),
-        None => ("queued", 0),
-    };
+fn insert_job(b: &mut Batch, job: &NewJob, claim: Option<(&str, i64)>, ran: bool, now: i64) {
+    let start = JobStart::of(job, now, claim, ran);
+    let claim = claim.filter(|_| !ran);
+    let (status, attempts) = (start.status, start.attempts);
     let kind = b.text(job.kind().as_str().to_string());
     let sql = format!(
         "INSERT INTO jobs (id, kind, payment_id, payload, dedupe_key, status, attempts, \
-         max_attempts, run_at, dispatched_at, locked_by, lease_until, created_at, updated_at) \
-         SELECT {}, {kind}, {}, {}, {}, '{status}', {attempts}, {}, {}, {}, {}, {}, {}, {} \
+         max_attempts, run_at, dispatched_at, locked_by, lease_until, finished_at, created_at, \
+         updated_at) \
+         SELECT {}, {kind}, {}, {}, {}, '{status}', {attempts}, {}, {}, {}, {}, {}, {}, {}, {} \
          WHERE {kind} <> 'notify' OR EXISTS (SELECT 1 FROM webhook_endpoints WHERE status = 'enabled') \
-         ON CONFLICT (dedupe_key) DO NOTHING RETURNING 'job' AS part, id, kind, run_at, locked_by",
+         ON CONFLICT (dedupe_key) DO NOTHING \
+         RETURNING 'job' AS part, id, kind, dispatched_at, locked_by",
         b.text(job.id.to_string()),
         b.text(job.payment_id.map(|p| p.to_string())),
         b.text(job.payload.args_json().to_string()),
         b.text(job.dedupe_key.clone()),
         b.int(i64::from(job.max_attempts)),
         b.int(job.run_at_ms),
-        b.int(due_now.then_some(now)),
+        b.int(start.dispatched.then_some(now)),
         b.text(claim.map(|(worker, _)| worker.to_string())),
         b.int(claim.map(|(_, until)| until)),
+        b.int(start.finished.then_some(now)),
         b.int(now),
         b.int(now),
     );

@@ -91,6 +91,9 @@ pub struct Changeset {
     /// Who claims `claim_next` when the origin is the API:
     /// [`Changeset::claimed_by`].
     pub(crate) claimant: Option<String>,
+    /// One of `jobs` whose work the finishing attempt did itself, inserted
+    /// already succeeded (a job's origin only): [`Changeset::ran_inside`].
+    pub(crate) ran_inside: Option<uuid::Uuid>,
 }
 
 /// The next job a finishing attempt takes for its own worker, and until when.
@@ -148,6 +151,7 @@ impl Changeset {
             refund_change: None,
             claim_next: None,
             claimant: None,
+            ran_inside: None,
         }
     }
 
@@ -268,6 +272,23 @@ impl Changeset {
         self.claimant = Some(claimant.into());
         self.claim_next = Some(claim);
         self
+    }
+
+    /// Inserts the job `job_id` of this changeset's jobs as already
+    /// succeeded (attempt 1, finished now, no queue message): the finishing
+    /// attempt ran that job's work too, and this one write records both
+    /// (docs/priority.md, "The invoice runs inside the user fetch"). The
+    /// job's row stays in the ledger like any other's, and its dedupe key
+    /// still keeps a second one out. Only a job's finish can do this; on any
+    /// other origin the job is inserted queued.
+    pub fn ran_inside(mut self, job_id: uuid::Uuid) -> Self {
+        self.ran_inside = Some(job_id);
+        self
+    }
+
+    /// `job` is the one the finishing attempt ran inside itself.
+    pub(crate) fn ran_inside_this(&self, job: &NewJob) -> bool {
+        matches!(self.origin, Origin::Job(_)) && self.ran_inside == Some(job.id)
     }
 
     /// The claim `job` is inserted under, if it is the claimed job: the

@@ -38,6 +38,25 @@ pub struct ClaimedJob {
     pub created_at_ms: i64,
 }
 
+impl ClaimedJob {
+    /// The claim on `job` as a write inserted it, already claimed by
+    /// `worker` (attempt 1): `Changeset::claimed_by`. `payment` is the job's
+    /// payment as that write left it.
+    pub fn inserted(job: NewJob, worker: &str, payment: Option<Payment>, at_ms: i64) -> Self {
+        ClaimedJob {
+            id: job.id,
+            kind: job.kind(),
+            payment_id: job.payment_id,
+            payment,
+            payload: Ok(job.payload),
+            attempt: 1,
+            max_attempts: job.max_attempts,
+            worker: worker.to_string(),
+            created_at_ms: at_ms,
+        }
+    }
+}
+
 /// How a claimed job ends this attempt, with the changes it made.
 #[derive(Debug, Default)]
 pub struct JobFinish {
@@ -52,6 +71,9 @@ pub struct JobFinish {
     /// One of `next_jobs` that this attempt's worker claims as the finish
     /// inserts it ([`Store::finish_job_and_take_next`]).
     pub claim_next: Option<NextClaim>,
+    /// One of `next_jobs` whose work this attempt did itself: inserted
+    /// already succeeded ([`Changeset::ran_inside`]).
+    pub ran_next: Option<uuid::Uuid>,
 }
 
 /// What a finished attempt leaves behind.
@@ -81,6 +103,9 @@ impl JobFinish {
         }
         if let Some(claim) = self.claim_next {
             cs = cs.claiming_next(claim);
+        }
+        if let Some(job_id) = self.ran_next {
+            cs = cs.ran_inside(job_id);
         }
         cs.events(self.events).jobs(self.next_jobs)
     }

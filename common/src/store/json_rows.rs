@@ -30,7 +30,8 @@ impl<'a> EventRow<'a> {
 /// A job due now is marked dispatched (its message is pushed right after
 /// commit), as the SQLite applier does. The job the finishing attempt claims
 /// for itself (`claim`: its worker and lease end) is inserted running under
-/// that claim instead, with no message.
+/// that claim instead, with no message; the one whose work it ran itself
+/// (`ran`) is inserted succeeded, with no message.
 #[derive(Debug, Serialize)]
 pub(crate) struct JobRow {
     id: String,
@@ -38,26 +39,69 @@ pub(crate) struct JobRow {
     payment_id: Option<String>,
     payload: String,
     dedupe_key: Option<String>,
+    status: &'static str,
+    attempts: i64,
     max_attempts: i64,
     run_at: i64,
     dispatched_at: Option<i64>,
     locked_by: Option<String>,
     lease_until: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+/// How a new job row starts: its status, attempts, and whether it is marked
+/// dispatched (due now, its message pushed after the commit). Both appliers
+/// write these.
+pub(crate) struct JobStart {
+    pub status: &'static str,
+    pub attempts: i64,
+    pub dispatched: bool,
+    pub finished: bool,
+}
+
+impl JobStart {
+    pub(crate) fn of(j: &NewJob, now: i64, claim: Option<(&str, i64)>, ran: bool) -> Self {
+        match (ran, claim) {
+            (true, _) => JobStart {
+                status: "succeeded",
+                attempts: 1,
+                dispatched: false,
+                finished: true,
+            },
+            (false, Some(_)) => JobStart {
+                status: "running",
+                attempts: 1,
+                dispatched: false,
+                finished: false,
+            },
+            (false, None) => JobStart {
+                status: "queued",
+                attempts: 0,
+                dispatched: j.run_at_ms <= now,
+                finished: false,
+            },
+        }
+    }
 }
 
 impl JobRow {
-    pub(crate) fn of(j: &NewJob, now: i64, claim: Option<(&str, i64)>) -> Self {
+    pub(crate) fn of(j: &NewJob, now: i64, claim: Option<(&str, i64)>, ran: bool) -> Self {
+        let start = JobStart::of(j, now, claim, ran);
+        let claim = claim.filter(|_| !ran);
         JobRow {
             id: j.id.to_string(),
             kind: j.kind().as_str(),
             payment_id: j.payment_id.map(|p| p.to_string()),
             payload: j.payload.args_json().to_string(),
             dedupe_key: j.dedupe_key.clone(),
+            status: start.status,
+            attempts: start.attempts,
             max_attempts: i64::from(j.max_attempts),
             run_at: j.run_at_ms,
-            dispatched_at: (claim.is_none() && j.run_at_ms <= now).then_some(now),
+            dispatched_at: start.dispatched.then_some(now),
             locked_by: claim.map(|(worker, _)| worker.to_string()),
             lease_until: claim.map(|(_, until)| until),
+            finished_at: start.finished.then_some(now),
         }
     }
 }
@@ -92,8 +136,8 @@ mod tests {
         .run_at(2_000);
         let due = NewJob::new(JobPayload::FetchUser, Some(pid), &policies).run_at(1_000);
         let v: Value = serde_json::to_value([
-            JobRow::of(&due, 1_000, None),
-            JobRow::of(&later, 1_000, None),
+            JobRow::of(&due, 1_000, None, false),
+            JobRow::of(&later, 1_000, None, false),
         ])
         .unwrap();
         assert_eq!(v[0]["dispatched_at"], json!(1_000));
@@ -105,10 +149,24 @@ mod tests {
         assert_eq!(v[1]["kind"], json!("verify_payment"));
         assert_eq!(v[0]["locked_by"], Value::Null);
         // The job a finishing attempt claims: running under the claim, no message.
-        let v = serde_json::to_value(JobRow::of(&due, 1_000, Some(("w-1", 61_000)))).unwrap();
+        let v =
+            serde_json::to_value(JobRow::of(&due, 1_000, Some(("w-1", 61_000)), false)).unwrap();
         assert_eq!(v["dispatched_at"], Value::Null);
         assert_eq!(v["locked_by"], json!("w-1"));
         assert_eq!(v["lease_until"], json!(61_000));
+        assert_eq!(
+            (&v["status"], &v["attempts"]),
+            (&json!("running"), &json!(1))
+        );
+        // The job whose work the finishing attempt ran: succeeded, no message.
+        let v = serde_json::to_value(JobRow::of(&due, 1_000, None, true)).unwrap();
+        assert_eq!(v["dispatched_at"], Value::Null);
+        assert_eq!(v["locked_by"], Value::Null);
+        assert_eq!(
+            (&v["status"], &v["attempts"]),
+            (&json!("succeeded"), &json!(1))
+        );
+        assert_eq!(v["finished_at"], json!(1_000));
     }
 
     #[test]

@@ -145,7 +145,7 @@ async fn run_claimed(
         // turn at the beat: the renewal waits for the turn the paused work
         // holds — found by the schemathesis run, webhook deliveries.)
         tokio::select! {
-            out = execute_with_inside(engine, &claim) => out,
+            out = execute_with_inside(engine, &claim, priority) => out,
             () = heartbeat => unreachable!("the heartbeat loops until the work ends"),
         }
     };
@@ -156,9 +156,9 @@ async fn run_claimed(
     recorded
 }
 
-/// A job's follow-up whose work ran inside the same attempt, right after the
-/// job's own, on the payment as the job's change leaves it: a payment's
-/// invoice inside its user fetch (docs/priority.md, "The invoice runs inside
+/// A waited job's follow-up whose work ran inside the same attempt, right
+/// after the job's own, on the payment as the job's change leaves it: the
+/// invoice inside the user fetch (docs/priority.md, "The invoice runs inside
 /// the user fetch"). When both are done, one finish records both
 /// ([`merged_finish`]); otherwise the job's finish claims the follow-up for
 /// this slot and its step is recorded against that claim, so a failed
@@ -173,11 +173,12 @@ struct Inside {
 async fn execute_with_inside(
     engine: &Engine,
     claim: &ClaimedJob,
+    priority: Priority,
 ) -> (Option<Payment>, Step, Option<Inside>) {
     let (payment, step) = execute(engine, claim).await;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let follow = match (&step, payment.as_ref()) {
-        (Step::Done(effects), Some(p)) => follow_up_inside(claim, p, effects, now_ms),
+        (Step::Done(effects), Some(p)) => follow_up_inside(claim, p, effects, priority, now_ms),
         _ => None,
     };
     let Some((job, after)) = follow else {
@@ -199,19 +200,27 @@ async fn execute_with_inside(
     (payment, step, Some(inside))
 }
 
-/// The follow-up of a finished attempt that runs inside it, and the payment
-/// it starts from: the first next job due now for the same payment
+/// The follow-up of a finished waited attempt that runs inside it, and the
+/// payment it starts from: the first next job due now for the same payment
 /// ([`follow_up`]), when the attempt's own effects move no status, no order
 /// and no refund (a write records one status move, and the follow-ups it
-/// brings are that move's: `PaymentChange::then`). Background work too: it
-/// holds the slot for the two calls a chain would, but the follow-up needs
-/// no queue message, claim or finish of its own.
+/// brings are that move's: `PaymentChange::then`).
+///
+/// Not background work. Measured with it on too, a burst of `/v1` creates
+/// finished twice as soon, but its invoices, and so the payers' callbacks,
+/// then landed while the creates were still coming in, and the API
+/// acknowledged a quarter to a half fewer of them (PERFORMANCE.md, "The
+/// invoice runs inside the user fetch").
 fn follow_up_inside(
     claim: &ClaimedJob,
     payment: &Payment,
     effects: &Effects,
+    priority: Priority,
     now_ms: i64,
 ) -> Option<(NewJob, Payment)> {
+    if priority != Priority::Waited {
+        return None;
+    }
     let job = follow_up(claim, &effects.next, now_ms)?.clone();
     let moves = effects
         .change
@@ -319,9 +328,7 @@ fn finish_with(effects: Effects, result: JobResult) -> JobFinish {
 /// waited work queued behind a backlog takes the next free slot
 /// (docs/priority.md). Chaining it too held each background slot through two
 /// jobs and doubled the seed route's p99 under a 10 000-payment backlog
-/// (PERFORMANCE.md, same section). A follow-up that runs inside the attempt
-/// ([`follow_up_inside`]) is another matter: it saves its own claim and
-/// finish, so background work does that.
+/// (PERFORMANCE.md, same section).
 fn next_to_take(
     claim: &ClaimedJob,
     next: &[NewJob],
@@ -688,13 +695,16 @@ mod tests {
             next: vec![invoice.clone()],
             ..Effects::default()
         };
-        let (inside, after) = follow_up_inside(&claim, &payment, &sealed, 1_000).expect("inside");
+        let (inside, after) =
+            follow_up_inside(&claim, &payment, &sealed, WAITED, 1_000).expect("inside");
         assert_eq!(inside.id, invoice.id);
         assert_eq!(after.encrypted_user_data.as_deref(), Some("token"));
         assert_eq!(after.version, 1, "the payment as the change leaves it");
-        // A job not due yet, or another payment's: not inside.
-        assert!(follow_up_inside(&claim, &payment, &sealed, 999).is_none());
-        assert!(follow_up_inside(&claim_for(None), &payment, &sealed, 1_000).is_none());
+        // Background work, a job not due yet, or another payment's: not inside.
+        let background = Priority::Background;
+        assert!(follow_up_inside(&claim, &payment, &sealed, background, 1_000).is_none());
+        assert!(follow_up_inside(&claim, &payment, &sealed, WAITED, 999).is_none());
+        assert!(follow_up_inside(&claim_for(None), &payment, &sealed, WAITED, 1_000).is_none());
         // A status move keeps its own write.
         let moves = Effects {
             change: Some(
@@ -706,13 +716,13 @@ mod tests {
             next: vec![invoice.clone()],
             ..Effects::default()
         };
-        assert!(follow_up_inside(&claim, &payment, &moves, 1_000).is_none());
+        assert!(follow_up_inside(&claim, &payment, &moves, WAITED, 1_000).is_none());
         // No change: the next job starts from the payment as it is.
         let unchanged = Effects {
             next: vec![invoice],
             ..Effects::default()
         };
-        let (_, after) = follow_up_inside(&claim, &payment, &unchanged, 1_000).unwrap();
+        let (_, after) = follow_up_inside(&claim, &payment, &unchanged, WAITED, 1_000).unwrap();
         assert_eq!(after, payment);
     }
 

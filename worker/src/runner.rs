@@ -221,7 +221,6 @@ fn follow_up_inside(
     if priority != Priority::Waited {
         return None;
     }
-    let job = follow_up(claim, &effects.next, now_ms)?.clone();
     let moves = effects
         .change
         .as_ref()
@@ -229,6 +228,7 @@ fn follow_up_inside(
     if moves || effects.order_status.is_some() || effects.refund.is_some() {
         return None;
     }
+    let job = follow_up(claim, &effects.next, now_ms)?.clone();
     let after = match &effects.change {
         Some(change) => payment.after(change, chrono::Utc::now()),
         None => payment.clone(),
@@ -455,9 +455,10 @@ fn finish_of(
     }
 }
 
-/// The attempt's own finish, claiming `inside` (the follow-up whose work
-/// already ran) for this slot, whatever the priority: its step is recorded
-/// against that claim next, without running it again.
+/// The attempt's own finish (always a success: a follow-up runs inside only
+/// after one), claiming `inside`, the follow-up whose work already ran, for
+/// this slot: its step is recorded against that claim next, without running
+/// it again.
 fn taking(
     engine: &Engine,
     claim: &ClaimedJob,
@@ -467,9 +468,6 @@ fn taking(
     priority: Priority,
 ) -> JobFinish {
     let finish = to_finish(engine, claim, payment, step, priority);
-    if finish.result != JobResult::Succeeded {
-        return finish;
-    }
     let now_ms = chrono::Utc::now().timestamp_millis();
     JobFinish {
         claim_next: Some(claimed_for(inside, engine.job_lease, now_ms)),

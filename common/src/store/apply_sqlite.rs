@@ -483,8 +483,7 @@ fn insert_event(b: &mut Batch, e: &NewEvent, now: i64) {
 /// PostgreSQL (apply_pg.rs, `notify_has_a_listener`).
 fn insert_job(b: &mut Batch, job: &NewJob, claim: Option<(&str, i64)>, ran: bool, now: i64) {
     let start = JobStart::of(job, now, claim, ran);
-    let claim = claim.filter(|_| !ran);
-    let (status, attempts) = (start.status, start.attempts);
+    let (status, attempts) = (start.status.as_str(), start.attempts);
     let kind = b.text(job.kind().as_str().to_string());
     let sql = format!(
         "INSERT INTO jobs (id, kind, payment_id, payload, dedupe_key, status, attempts, \
@@ -501,8 +500,8 @@ fn insert_job(b: &mut Batch, job: &NewJob, claim: Option<(&str, i64)>, ran: bool
         b.int(i64::from(job.max_attempts)),
         b.int(job.run_at_ms),
         b.int(start.dispatched.then_some(now)),
-        b.text(claim.map(|(worker, _)| worker.to_string())),
-        b.int(claim.map(|(_, until)| until)),
+        b.text(start.claim.map(|(worker, _)| worker.to_string())),
+        b.int(start.claim.map(|(_, until)| until)),
         b.int(start.finished.then_some(now)),
         b.int(now),
         b.int(now),

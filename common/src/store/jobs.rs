@@ -38,25 +38,6 @@ pub struct ClaimedJob {
     pub created_at_ms: i64,
 }
 
-impl ClaimedJob {
-    /// The claim on `job` as a write inserted it, already claimed by
-    /// `worker` (attempt 1): `Changeset::claimed_by`. `payment` is the job's
-    /// payment as that write left it.
-    pub fn inserted(job: NewJob, worker: &str, payment: Option<Payment>, at_ms: i64) -> Self {
-        ClaimedJob {
-            id: job.id,
-            kind: job.kind(),
-            payment_id: job.payment_id,
-            payment,
-            payload: Ok(job.payload),
-            attempt: 1,
-            max_attempts: job.max_attempts,
-            worker: worker.to_string(),
-            created_at_ms: at_ms,
-        }
-    }
-}
-
 /// How a claimed job ends this attempt, with the changes it made.
 #[derive(Debug, Default)]
 pub struct JobFinish {

@@ -4,7 +4,7 @@
 
 use super::rows::job_message;
 use super::StoreResult;
-use crate::domain::{JobMessage, NewEvent, NewJob};
+use crate::domain::{JobMessage, JobStatus, NewEvent, NewJob};
 use serde::Serialize;
 
 /// `detail` is the JSON text stored in the column, as the one-row insert stores it.
@@ -49,37 +49,34 @@ pub(crate) struct JobRow {
     finished_at: Option<i64>,
 }
 
-/// How a new job row starts: its status, attempts, and whether it is marked
-/// dispatched (due now, its message pushed after the commit). Both appliers
-/// write these.
-pub(crate) struct JobStart {
-    pub status: &'static str,
+/// How a new job row starts: its status and attempts, the claim it is
+/// inserted under (the finishing attempt's or the API claimant's), and
+/// whether it is marked dispatched (due now and queued: its message is
+/// pushed after the commit) or finished. Both appliers write these.
+pub(crate) struct JobStart<'a> {
+    pub status: JobStatus,
     pub attempts: i64,
+    pub claim: Option<(&'a str, i64)>,
     pub dispatched: bool,
     pub finished: bool,
 }
 
-impl JobStart {
-    pub(crate) fn of(j: &NewJob, now: i64, claim: Option<(&str, i64)>, ran: bool) -> Self {
-        match (ran, claim) {
-            (true, _) => JobStart {
-                status: "succeeded",
-                attempts: 1,
-                dispatched: false,
-                finished: true,
-            },
-            (false, Some(_)) => JobStart {
-                status: "running",
-                attempts: 1,
-                dispatched: false,
-                finished: false,
-            },
-            (false, None) => JobStart {
-                status: "queued",
-                attempts: 0,
-                dispatched: j.run_at_ms <= now,
-                finished: false,
-            },
+impl<'a> JobStart<'a> {
+    /// `claim`: the claim the job is inserted under, if it is the claimed
+    /// one; `ran`: the finishing attempt did its work itself (it wins over
+    /// a claim: there is nothing left to run).
+    pub(crate) fn of(j: &NewJob, now: i64, claim: Option<(&'a str, i64)>, ran: bool) -> Self {
+        let (status, attempts) = match (ran, claim) {
+            (true, _) => (JobStatus::Succeeded, 1),
+            (false, Some(_)) => (JobStatus::Running, 1),
+            (false, None) => (JobStatus::Queued, 0),
+        };
+        JobStart {
+            status,
+            attempts,
+            claim: claim.filter(|_| !ran),
+            dispatched: status == JobStatus::Queued && j.run_at_ms <= now,
+            finished: ran,
         }
     }
 }
@@ -87,20 +84,19 @@ impl JobStart {
 impl JobRow {
     pub(crate) fn of(j: &NewJob, now: i64, claim: Option<(&str, i64)>, ran: bool) -> Self {
         let start = JobStart::of(j, now, claim, ran);
-        let claim = claim.filter(|_| !ran);
         JobRow {
             id: j.id.to_string(),
             kind: j.kind().as_str(),
             payment_id: j.payment_id.map(|p| p.to_string()),
             payload: j.payload.args_json().to_string(),
             dedupe_key: j.dedupe_key.clone(),
-            status: start.status,
+            status: start.status.as_str(),
             attempts: start.attempts,
             max_attempts: i64::from(j.max_attempts),
             run_at: j.run_at_ms,
             dispatched_at: start.dispatched.then_some(now),
-            locked_by: claim.map(|(worker, _)| worker.to_string()),
-            lease_until: claim.map(|(_, until)| until),
+            locked_by: start.claim.map(|(worker, _)| worker.to_string()),
+            lease_until: start.claim.map(|(_, until)| until),
             finished_at: start.finished.then_some(now),
         }
     }

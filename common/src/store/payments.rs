@@ -77,9 +77,17 @@ impl Store {
             .create(new, event, first_job, Some((claimant, claim)))
             .await?;
         let claimed = match (&outcome, claimed) {
-            (CreateOutcome::Created(payment, _), Some(id)) if id == job.id => Some(
-                ClaimedJob::inserted(job, claimant, Some(payment.clone()), created_at_ms),
-            ),
+            (CreateOutcome::Created(payment, _), Some(id)) if id == job.id => Some(ClaimedJob {
+                id,
+                kind: job.kind(),
+                payment_id: job.payment_id,
+                payment: Some(payment.clone()),
+                payload: Ok(job.payload),
+                attempt: 1,
+                max_attempts: job.max_attempts,
+                worker: claimant.to_string(),
+                created_at_ms,
+            }),
             _ => None,
         };
         Ok((outcome, claimed))

@@ -32,7 +32,8 @@
 # BENCH_PG_SCHEMA_SQL (SQL run once after the migrations, for schema experiments),
 # BENCH_PG_SSLMODE (default "disable": plain TCP on loopback, for pgbench and paygate
 # alike; set it empty for the libpq/sqlx default "prefer", which negotiates TLS even on
-# loopback and costs both about 30% here), BENCH_OUT (results folder,
+# loopback and costs both about 30% here), BENCH_PAYGATE (the paygate binary to measure,
+# default target/release/paygate: another build's, for A/B runs), BENCH_OUT (results folder,
 # default target/bench), BENCH_SKIP_BUILD=1, BENCH_ONLY=scaled|embedded, BENCH_SCENARIOS (a
 # subset, for experiments: any of seed_wait seed_slow backlog pipeline webhook payme click
 # pages create; default all).
@@ -82,7 +83,7 @@ PG_URL="postgres://postgres@$PG_HOST:$PG_PORT/$DB${SSLMODE:+?sslmode=$SSLMODE}"
 REDIS_URL="redis://127.0.0.1:6379"
 QUEUE="paygate:bench"
 
-PAYGATE="$ROOT/target/release/paygate"
+PAYGATE=${BENCH_PAYGATE:-$ROOT/target/release/paygate}
 BENCH="$ROOT/target/release/paygate-bench"
 WORK=$(mktemp -d /tmp/paygate-bench.XXXXXX)
 mkdir -p "$OUT"

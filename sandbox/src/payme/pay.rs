@@ -8,7 +8,6 @@ use super::link::Link;
 use super::rpc::{self, Reply};
 use super::Payme;
 use serde_json::{json, Map, Value};
-use std::time::Duration;
 
 /// Reason 2: debit operation error in the processing centre.
 const REASON_DEBIT_ERROR: i64 = 2;
@@ -36,9 +35,7 @@ pub(super) async fn call(
     method: &str,
     params: Value,
 ) -> Result<Reply, String> {
-    if cfg.latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(cfg.latency_ms)).await;
-    }
+    crate::faults::latency(cfg.latency_ms).await;
     let id = p.next_request_id();
     let exchange = if cfg.duplicate_calls {
         let (a, b) = tokio::join!(

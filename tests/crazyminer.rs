@@ -1043,6 +1043,36 @@ async fn the_invoice_runs_inside_the_user_fetch_and_both_are_recorded() {
     );
 }
 
+/// The seed route's payer is fetched beside its create (docs/priority.md,
+/// "The payer's fetch starts beside the create"): the user fetch job takes up
+/// that fetch, so the main server is asked once per payment, and the job is
+/// recorded as before.
+#[tokio::test]
+async fn the_payers_fetch_starts_beside_the_create_and_is_made_once() {
+    let s = Server::serve(&[]);
+    for phone in ["09123456781", "09123456782"] {
+        let (code, body) = create(&s, json!({"amount": 100000, "user_identifier": phone})).await;
+        assert_eq!(code, StatusCode::CREATED, "{body}");
+        let id = body["transaction_id"].as_str().unwrap();
+        let job = job_of(&jobs_of(&s, id).await, "fetch_user").clone();
+        assert_eq!(
+            (&job["status"], &job["attempts"]),
+            (&json!("succeeded"), &json!(1)),
+            "{job}"
+        );
+    }
+    assert_eq!(sandbox_stats(&s).await["user_fetches_total"], 2);
+    let m = metrics(&s).await;
+    assert!(
+        m.contains(r#"paygate_user_fetch_ahead_total{outcome="taken"} 2"#),
+        "{m}"
+    );
+    assert!(
+        !m.contains(r#"paygate_user_fetch_ahead_total{outcome="cancelled"}"#),
+        "{m}"
+    );
+}
+
 /// When the invoice that ran inside the user fetch fails, the user fetch is
 /// recorded as done and the invoice as a job of its own with its first
 /// attempt spent and a retry scheduled by its policy, as if it had run on

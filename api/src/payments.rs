@@ -116,10 +116,13 @@ pub async fn create_crazyminer_payment(
             "currency": new.currency.code(),
         }));
     let job = NewJob::once_per_payment(JobPayload::FetchUser, id, &state.settings.retry);
-    let slot = match &state.waited_jobs {
+    let mut slot = match &state.waited_jobs {
         Some(jobs) if !wait.is_zero() => jobs.slot(),
         _ => None,
     };
+    if let Some(slot) = &mut slot {
+        slot.head_start(&new, &job);
+    }
     let (outcome, claimed) = match &slot {
         Some(slot) => {
             state

@@ -16,8 +16,8 @@
 //! The run hands the waiting request the payment as its last finish left it
 //! ([`Ran`]), so the request answers without reading it again.
 
-use paygate_common::domain::Payment;
-use paygate_common::store::ClaimedJob;
+use paygate_common::domain::{NewJob, Payment};
+use paygate_common::store::{ClaimedJob, NewPayment};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,6 +26,11 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 type Run =
     dyn Fn(ClaimedJob) -> Pin<Box<dyn Future<Output = Option<Payment>> + Send>> + Send + Sync;
+
+/// What a job's run can start before its create commits; the guard it
+/// returns lives until the run ends (or the create claims nothing) and
+/// cancels what was not used when dropped.
+type HeadStart = dyn Fn(&NewPayment, &NewJob) -> Option<Box<dyn Send>> + Send + Sync;
 
 /// The end of a run started here: the payment as the last finish left it
 /// (`None` when that finish did not return it, or the run ended without
@@ -40,6 +45,7 @@ pub struct WaitedJobs {
     slots: Arc<Semaphore>,
     capacity: u32,
     run: Arc<Run>,
+    head_start: Option<Arc<HeadStart>>,
 }
 
 impl std::fmt::Debug for WaitedJobs {
@@ -57,6 +63,8 @@ impl std::fmt::Debug for WaitedJobs {
 pub struct Slot {
     jobs: WaitedJobs,
     permit: OwnedSemaphorePermit,
+    /// What [`Slot::head_start`] got going, kept until the run ends.
+    started_ahead: Option<Box<dyn Send>>,
 }
 
 impl WaitedJobs {
@@ -75,7 +83,18 @@ impl WaitedJobs {
             slots: Arc::new(Semaphore::new(capacity as usize)),
             capacity,
             run: Arc::new(move |claim| Box::pin(run(claim))),
+            head_start: None,
         }
+    }
+
+    /// Lets a run start work before its create commits ([`Slot::head_start`]):
+    /// `f` gets the payment about to be created and its first job.
+    pub fn with_head_start<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&NewPayment, &NewJob) -> Option<Box<dyn Send>> + Send + Sync + 'static,
+    {
+        self.head_start = Some(Arc::new(f));
+        self
     }
 
     /// A free slot, or `None` when every slot is busy: the create then queues
@@ -85,6 +104,7 @@ impl WaitedJobs {
         Some(Slot {
             jobs: self.clone(),
             permit,
+            started_ahead: None,
         })
     }
 
@@ -116,16 +136,28 @@ impl Slot {
         i64::try_from(self.jobs.lease.as_millis()).unwrap_or(i64::MAX)
     }
 
+    /// Starts what the job can do before `payment` and `job` are stored (the
+    /// payer's fetch: docs/priority.md, "The payer's fetch starts beside the
+    /// create"), so that its wait overlaps the create's. Call it before the
+    /// create; if the create claims nothing, dropping the slot cancels it.
+    pub fn head_start(&mut self, payment: &NewPayment, job: &NewJob) {
+        if let Some(f) = &self.jobs.head_start {
+            self.started_ahead = f(payment, job);
+        }
+    }
+
     /// Runs the claimed job in a task of its own (a client that hangs up does
     /// not cut it short); the slot frees when the job and the jobs its
     /// finishes hand on are done, and the returned [`Ran`] then has the
     /// payment.
     pub fn start(self, claim: ClaimedJob) -> Ran {
         let work = (self.jobs.run)(claim);
-        let permit = self.permit;
+        let (permit, started_ahead) = (self.permit, self.started_ahead);
         let (tell, ran) = oneshot::channel();
         tokio::spawn(async move {
             let left = work.await;
+            // Whatever the run did not take up ends with it.
+            drop(started_ahead);
             drop(permit);
             // The request may have gone (its client hung up): nobody to tell.
             let _ = tell.send(left);
@@ -161,6 +193,68 @@ mod tests {
         assert_eq!(ran.await.ok(), Some(None), "the run's end is told");
         jobs.drain(Duration::from_secs(5)).await;
         assert!(jobs.slot().is_some(), "free once the job ended");
+    }
+
+    /// Flags its own drop: stands for a fetch made ahead.
+    struct Started(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Started {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_head_start_lives_until_its_run_ends_or_with_an_unused_slot() {
+        use paygate_common::domain::{
+            Amount, Description, JobPayload, PaymentId, Provider, RetryPolicies,
+        };
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let rx = Arc::new(tokio::sync::Mutex::new(Some(rx)));
+        let ended = Arc::new(AtomicBool::new(false));
+        let flag = ended.clone();
+        let jobs = WaitedJobs::new("api-1", Duration::from_secs(5), 2, move |_claim| {
+            let rx = rx.clone();
+            async move {
+                if let Some(rx) = rx.lock().await.take() {
+                    let _ = rx.await;
+                }
+                None
+            }
+        })
+        .with_head_start(move |_payment, job| {
+            matches!(job.payload, JobPayload::FetchUser)
+                .then(|| Box::new(Started(flag.clone())) as Box<dyn Send>)
+        });
+        let id = PaymentId::new();
+        let payment = NewPayment {
+            id,
+            provider: Provider::Medogram,
+            merchant_ref: "09123456789".into(),
+            amount: Amount::from_minor(100_000).unwrap(),
+            currency: Provider::Medogram.currency(),
+            description: Description::default(),
+            idempotency_key: None,
+            order_id: None,
+        };
+        let job = NewJob::once_per_payment(JobPayload::FetchUser, id, &RetryPolicies::default());
+
+        // Kept while the run goes on, dropped when it ends.
+        let mut slot = jobs.slot().expect("a slot");
+        slot.head_start(&payment, &job);
+        let ran = slot.start(claim());
+        tokio::task::yield_now().await;
+        assert!(!ended.load(Ordering::SeqCst), "kept while the job runs");
+        tx.send(()).unwrap();
+        ran.await.unwrap();
+        assert!(ended.load(Ordering::SeqCst), "dropped when the run ended");
+
+        // A create that claimed nothing drops its slot, and what it started.
+        ended.store(false, Ordering::SeqCst);
+        let mut slot = jobs.slot().expect("a slot");
+        slot.head_start(&payment, &job);
+        drop(slot);
+        assert!(ended.load(Ordering::SeqCst), "dropped with the unused slot");
     }
 
     fn claim() -> ClaimedJob {

@@ -98,17 +98,18 @@ pub fn waited_jobs(cfg: &Config, engine: Arc<Engine>) -> Option<WaitedJobs> {
         return None;
     }
     let (claimant, lease) = (engine.worker_id.clone(), engine.job_lease);
-    Some(WaitedJobs::new(
-        &claimant,
-        lease,
-        cfg.worker_concurrency,
-        move |claim| {
+    let ahead = engine.clone();
+    Some(
+        WaitedJobs::new(&claimant, lease, cfg.worker_concurrency, move |claim| {
             let engine = engine.clone();
             async move {
                 paygate_worker::runner::run_claimed_job(&engine, claim, Priority::Waited).await
             }
-        },
-    ))
+        })
+        .with_head_start(move |payment, job| {
+            paygate_worker::jobs::head_start(&ahead, payment, job)
+        }),
+    )
 }
 
 /// `watch` is the hub its waiting requests register with; `announcer` tells

@@ -40,7 +40,12 @@ async fn run(engine: &Engine, payment: &Payment) -> Step {
             refund: None,
         });
     }
-    let profile = match engine.users.fetch(&payment.merchant_ref).await {
+    // Takes up the fetch the create started ahead when it ran in this process.
+    let profile = match engine
+        .users
+        .fetch_for(payment.id, &payment.merchant_ref)
+        .await
+    {
         Ok(Some(profile)) => profile,
         Ok(None) => {
             return Step::Fail {

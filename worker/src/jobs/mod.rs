@@ -18,6 +18,7 @@ use paygate_common::domain::{
     PaymentStatus, RefundChange,
 };
 use paygate_common::gateways::GatewayError;
+use paygate_common::store::NewPayment;
 use std::time::Duration;
 
 /// A kind of job: how one attempt runs, and what giving up on it means for
@@ -66,6 +67,23 @@ pub fn handler(kind: JobKind) -> &'static dyn JobHandler {
         JobKind::DeliverWebhook => &deliver_webhook::DeliverWebhook,
     }
 }
+
+/// What a waited job's run can start before its create commits, kept alive
+/// by the returned guard until the run ends (docs/priority.md, "The payer's
+/// fetch starts beside the create"). Only reads that change nothing anywhere
+/// qualify, since the create may still fail: the payer's profile for
+/// `fetch_user`. `None` when the job has nothing to start.
+pub fn head_start(engine: &Engine, payment: &NewPayment, job: &NewJob) -> Option<HeadStart> {
+    match job.payload {
+        JobPayload::FetchUser => Some(Box::new(
+            engine.users.fetch_ahead(payment.id, &payment.merchant_ref),
+        )),
+        _ => None,
+    }
+}
+
+/// A guard over work started ahead; dropping it cancels what was not used.
+pub type HeadStart = Box<dyn Send>;
 
 /// The step that ends a payment job whose payment does not exist.
 pub fn missing_payment() -> Step {

@@ -32,7 +32,9 @@
 # BENCH_PG_SCHEMA_SQL (SQL run once after the migrations, for schema experiments),
 # BENCH_PG_SSLMODE (default "disable": plain TCP on loopback, for pgbench and paygate
 # alike; set it empty for the libpq/sqlx default "prefer", which negotiates TLS even on
-# loopback and costs both about 30% here), BENCH_PAYGATE (the paygate binary to measure,
+# loopback and costs both about 30% here), BENCH_API_WAITED_SLOTS (the waited-job slots of
+# the API the seed route waits on, default the workers' BENCH_WORKER_CONCURRENCY; see
+# PERFORMANCE.md for 1024), BENCH_PAYGATE (the paygate binary to measure,
 # default target/release/paygate: another build's, for A/B runs), BENCH_OUT (results folder,
 # default target/bench), BENCH_SKIP_BUILD=1, BENCH_ONLY=scaled|embedded, BENCH_SCENARIOS (a
 # subset, for experiments: any of seed_wait seed_slow backlog pipeline webhook payme click
@@ -501,7 +503,8 @@ EOF
   WAIT_PORT=$(free_port); WAIT_API="http://127.0.0.1:$WAIT_PORT"
   { cat "$SCALED_ENV"; echo "PAYGATE_LISTEN=127.0.0.1:$WAIT_PORT"
     echo "PAYGATE_SEED_WAIT_MS=$SEED_WAIT_MS"
-    echo "PAYGATE_API_RUNS_WAITED_JOBS=$API_RUNS_WAITED"; } >"$WORK/api-wait.env"
+    echo "PAYGATE_API_RUNS_WAITED_JOBS=$API_RUNS_WAITED"
+    [ -n "${BENCH_API_WAITED_SLOTS:-}" ] && echo "PAYGATE_WORKER_CONCURRENCY=$BENCH_API_WAITED_SLOTS"; } >"$WORK/api-wait.env"
   start api-wait "$WORK/api-wait.env" api; WAIT_PID=$STARTED
   wait_http "$WAIT_API/readyz"
   WAIT_WATCH=(--watch "api=$WAIT_PID" --watch "workers=$WORKER_PIDS" --watch "sandbox=$SB_PID"

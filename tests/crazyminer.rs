@@ -7,7 +7,7 @@ mod support;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{client, eventually, Server};
+use support::{client, events_of, eventually, jobs_of, metrics_text, Server};
 
 const CREATE: &str = "/crazyminer/payment/create/";
 
@@ -919,7 +919,7 @@ async fn health_readiness_and_metrics() {
     )
     .await;
     assert!(v["payment_url"].is_string());
-    let m = metrics(&s).await;
+    let m = metrics_text(&s).await;
     assert!(
         m.contains(r#"paygate_payments_created_total{provider="medogram"} 1"#),
         "{m}"
@@ -938,44 +938,9 @@ async fn health_readiness_and_metrics() {
     assert!(!m.contains("09123456789"));
 }
 
-async fn metrics(s: &Server) -> String {
-    client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The payment's jobs, from the admin API.
-async fn jobs_of(s: &Server, id: &str) -> Vec<Value> {
-    let v: Value = client()
-        .get(s.url(&format!("/v1/admin/jobs?payment_id={id}")))
-        .bearer_auth(&s.admin_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["jobs"].as_array().unwrap().clone()
-}
-
 async fn event_kinds(s: &Server, id: &str) -> Vec<String> {
-    let v: Value = client()
-        .get(s.url(&format!("/v1/payments/{id}/events")))
-        .bearer_auth(&s.admin_key)
-        .send()
+    events_of(s, id)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["events"]
-        .as_array()
-        .unwrap()
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_string())
         .collect()
@@ -1036,7 +1001,7 @@ async fn the_invoice_runs_inside_the_user_fetch_and_both_are_recorded() {
             "{jobs:?}"
         );
     }
-    let m = metrics(&s).await;
+    let m = metrics_text(&s).await;
     assert!(
         m.contains(r#"paygate_jobs_run_inside_total{kind="create_invoice"} 1"#),
         "{m}"
@@ -1062,7 +1027,7 @@ async fn the_payers_fetch_starts_beside_the_create_and_is_made_once() {
         );
     }
     assert_eq!(sandbox_stats(&s).await["user_fetches_total"], 2);
-    let m = metrics(&s).await;
+    let m = metrics_text(&s).await;
     assert!(
         m.contains(r#"paygate_user_fetch_ahead_total{outcome="taken"} 2"#),
         "{m}"

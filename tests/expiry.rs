@@ -19,7 +19,7 @@ use md5::{Digest, Md5};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{client, eventually, Server};
+use support::{admin_get, client, events_of, eventually, jobs_of, Server};
 
 // ---------------------------------------------------------------------------
 // Shared helpers
@@ -28,37 +28,6 @@ use support::{client, eventually, Server};
 async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// The admin key `serve` prints on first start (read here if the harness
-/// returned before that line was written).
-async fn admin_key(s: &Server) -> String {
-    if !s.admin_key.is_empty() {
-        return s.admin_key.clone();
-    }
-    eventually("the admin API key", Duration::from_secs(10), || async {
-        let out = std::fs::read_to_string(s.dir.join("stdout.log")).unwrap_or_default();
-        out.lines()
-            .filter(|l| l.contains("admin API key"))
-            .flat_map(|l| l.split_whitespace())
-            .find(|w| w.starts_with("pgk_"))
-            .map(str::to_string)
-    })
-    .await
-}
-
-async fn admin_get(s: &Server, path: &str) -> Value {
-    let (code, v) = json_of(
-        client()
-            .get(s.url(path))
-            .bearer_auth(admin_key(s).await)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(code, StatusCode::OK, "{path}: {v}");
-    v
 }
 
 async fn payment(s: &Server, id: &str) -> Value {
@@ -77,24 +46,10 @@ async fn wait_payment(s: &Server, id: &str, want: &str) -> Value {
     .await
 }
 
-async fn events_of(s: &Server, id: &str) -> Vec<Value> {
-    admin_get(s, &format!("/v1/payments/{id}/events")).await["events"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 fn has_event(events: &[Value], kind: &str, text: &str) -> bool {
     events
         .iter()
         .any(|e| e["kind"] == kind && e["message"].as_str().unwrap_or("").contains(text))
-}
-
-async fn jobs_of(s: &Server, id: &str) -> Vec<Value> {
-    admin_get(s, &format!("/v1/admin/jobs?payment_id={id}")).await["jobs"]
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 /// The value of a Prometheus sample with these labels, if present.

@@ -188,6 +188,66 @@ where
     }
 }
 
+/// The admin key `serve` prints on first start (read from its output if
+/// [`Server::start`] returned before that line was written).
+pub async fn admin_key(s: &Server) -> String {
+    if !s.admin_key.is_empty() {
+        return s.admin_key.clone();
+    }
+    eventually("the admin API key", Duration::from_secs(10), || async {
+        let out = std::fs::read_to_string(s.dir.join("stdout.log")).unwrap_or_default();
+        out.lines()
+            .filter(|l| l.contains("admin API key"))
+            .flat_map(|l| l.split_whitespace())
+            .find(|w| w.starts_with("pgk_"))
+            .map(str::to_string)
+    })
+    .await
+}
+
+/// GET an admin route with the server's admin key; anything but `200` fails
+/// the test with the body.
+pub async fn admin_get(s: &Server, path: &str) -> serde_json::Value {
+    let r = client()
+        .get(s.url(path))
+        .bearer_auth(admin_key(s).await)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, reqwest::StatusCode::OK, "{path}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The payment's jobs in the ledger (`GET /v1/admin/jobs`).
+pub async fn jobs_of(s: &Server, payment_id: &str) -> Vec<serde_json::Value> {
+    admin_get(s, &format!("/v1/admin/jobs?payment_id={payment_id}")).await["jobs"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The payment's activity log (`GET /v1/payments/{id}/events`).
+pub async fn events_of(s: &Server, payment_id: &str) -> Vec<serde_json::Value> {
+    admin_get(s, &format!("/v1/payments/{payment_id}/events")).await["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The Prometheus exposition text of `/metrics`.
+pub async fn metrics_text(s: &Server) -> String {
+    client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Any `paygate` subcommand as a child process, killed when dropped.
 pub struct Proc {
     pub name: String,

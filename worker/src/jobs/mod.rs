@@ -73,7 +73,7 @@ pub fn handler(kind: JobKind) -> &'static dyn JobHandler {
 /// fetch starts beside the create"). Only reads that change nothing anywhere
 /// qualify, since the create may still fail: the payer's profile for
 /// `fetch_user`. `None` when the job has nothing to start.
-pub fn head_start(engine: &Engine, payment: &NewPayment, job: &NewJob) -> Option<HeadStart> {
+pub fn head_start(engine: &Engine, payment: &NewPayment, job: &NewJob) -> Option<StartedAhead> {
     match job.payload {
         JobPayload::FetchUser => Some(Box::new(
             engine.users.fetch_ahead(payment.id, &payment.merchant_ref),
@@ -83,7 +83,7 @@ pub fn head_start(engine: &Engine, payment: &NewPayment, job: &NewJob) -> Option
 }
 
 /// A guard over work started ahead; dropping it cancels what was not used.
-pub type HeadStart = Box<dyn Send>;
+pub type StartedAhead = Box<dyn Send>;
 
 /// The step that ends a payment job whose payment does not exist.
 pub fn missing_payment() -> Step {

@@ -12,7 +12,7 @@ use atmos_checkout::{press, transaction_id};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{client, eventually, Server};
+use support::{admin_key, client, eventually, Server};
 
 /// The simulator's store and callback-signing key, which `paygate serve` uses
 /// when no `ATMOS_*` variable is set.
@@ -214,23 +214,6 @@ async fn set_atmos(s: &Server, patch: Value) {
         "sandbox config: {}",
         r.text().await.unwrap()
     );
-}
-
-/// The admin key `serve` prints on first start. The harness may return
-/// before that line is written (it follows "listening on"), so read it here.
-async fn admin_key(s: &Server) -> String {
-    if !s.admin_key.is_empty() {
-        return s.admin_key.clone();
-    }
-    eventually("the admin API key", Duration::from_secs(10), || async {
-        let out = std::fs::read_to_string(s.dir.join("stdout.log")).unwrap_or_default();
-        out.lines()
-            .filter(|l| l.contains("admin API key"))
-            .flat_map(|l| l.split_whitespace())
-            .find(|w| w.starts_with("pgk_"))
-            .map(str::to_string)
-    })
-    .await
 }
 
 async fn jobs_of(s: &Server, payment_id: &str) -> Vec<Value> {

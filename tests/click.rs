@@ -13,8 +13,7 @@ use paygate_sandbox::AmountFormat;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::process::Command;
-use std::time::Duration;
-use support::{client, eventually, Server};
+use support::{admin_key, client, Server};
 
 /// The simulator's credentials, which `paygate serve` uses when no `CLICK_*`
 /// variable is set.
@@ -65,21 +64,6 @@ async fn order(s: &Server, id: i64) -> Value {
     .await;
     assert_eq!(code, StatusCode::OK, "{body}");
     body
-}
-
-async fn admin_key(s: &Server) -> String {
-    if !s.admin_key.is_empty() {
-        return s.admin_key.clone();
-    }
-    eventually("the admin API key", Duration::from_secs(10), || async {
-        let out = std::fs::read_to_string(s.dir.join("stdout.log")).unwrap_or_default();
-        out.lines()
-            .filter(|l| l.contains("admin API key"))
-            .flat_map(|l| l.split_whitespace())
-            .find(|w| w.starts_with("pgk_"))
-            .map(str::to_string)
-    })
-    .await
 }
 
 async fn admin_list(s: &Server, path: &str, field: &str) -> Vec<Value> {

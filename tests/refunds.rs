@@ -10,7 +10,7 @@ mod support;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{client, eventually, Server};
+use support::{admin_key, client, eventually, Server};
 
 async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
     let status = r.status();
@@ -19,21 +19,6 @@ async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
 
 async fn get_json(s: &Server, path: &str) -> (StatusCode, Value) {
     json_of(client().get(s.url(path)).send().await.unwrap()).await
-}
-
-async fn admin_key(s: &Server) -> String {
-    if !s.admin_key.is_empty() {
-        return s.admin_key.clone();
-    }
-    eventually("the admin API key", Duration::from_secs(10), || async {
-        let out = std::fs::read_to_string(s.dir.join("stdout.log")).unwrap_or_default();
-        out.lines()
-            .filter(|l| l.contains("admin API key"))
-            .flat_map(|l| l.split_whitespace())
-            .find(|w| w.starts_with("pgk_"))
-            .map(str::to_string)
-    })
-    .await
 }
 
 /// Creates a shop order paid through `payment_type`; its id and pay link.

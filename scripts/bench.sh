@@ -609,6 +609,28 @@ verdict() {
     print "met" }'
 }
 SW() { f "scaled-create-seed-wait-${SLOW_MS}ms-c$1.json" "$2"; }
+# One line of the CPU budget: what a payment cost each watched process and the
+# machine in a scenario (cpu_pct x 10 / rate = ms of one core per payment), and
+# the most it may cost for the target's rate on this machine (capacity x 10 /
+# rate). "not any of them" is the machine's CPU outside the watched processes
+# (kernel threads, interrupts, anything else running). Args: label, JSON file, jq
+# path of the rate, the target's rate or null.
+budget() {
+  [ -f "$OUT/$2" ] || return 0
+  jq -r --arg name "$1" --argjson rate "$(f "$2" "$3")" --argjson need "${4:-null}" '
+    def ms(pct; rate): if pct == null or rate == null or rate == 0 then "-"
+      else (pct * 10 / rate * 100 | round) / 100 | tostring end;
+    .cpu_pct as $c
+    | "\($name): \($rate)/s; "
+      + ([$c | to_entries[] | select(.key != "machine" and .key != "machine_capacity")
+          | "\(.key) \(ms(.value; $rate))"] | join(", "))
+      + ", not any of them \(ms($c.machine - ([$c | to_entries[]
+          | select(.key != "machine" and .key != "machine_capacity") | .value] | add); $rate))"
+      + "; machine \(ms($c.machine; $rate))"
+      + (if $need == null or $c.machine_capacity == null then ""
+         else "; \($need | round)/s leaves \(ms($c.machine_capacity; $need))" end)' "$OUT/$2"
+}
+
 S_SW0_PENDING=$(f scaled-create-seed-wait.json '.seed_answers.still_pending_202 // null')
 S_SW0_ERR=$(f scaled-create-seed-wait.json .errors)
 S_BL_QUEUED=$(f scaled-backlog-fill.json .ok)
@@ -698,6 +720,19 @@ E_PIPE_SLOW=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s)
   trow "under a backlog >= 10000: seed route all 201, p99 < 1000 ms, drains" \
     "queued $S_BL_QUEUED; $S_BL_RPS/s p99 $S_BL_P99 ms; 202s $S_BL_PENDING; drained in ${S_BL_DRAIN}s" \
     "$(verdict "$S_BL_QUEUED >= 10000 && $S_BL_P99 < 1000 && $S_BL_PENDING == 0 && $S_BL_ERR == 0 && $S_BL_IDLE == 1")"
+  echo
+  echo "CPU per payment (ms of one core; each process, then the machine) against what the target leaves (the whole machine's capacity / the target's rate):"
+  budget "1. seed route with its wait, gw 0 ms" scaled-create-seed-wait.json .throughput_rps \
+    "$(awk -v c="$S_CREATE" 'BEGIN { if (c == "null" || c == "") print "null"; else print 0.6 * c }')"
+  budget "   the same, nobody paying" scaled-create-seed-wait-unpaid.json .throughput_rps null
+  budget "   /v1 create, workers running (its yardstick)" scaled-create-v1.json .throughput_rps null
+  for c in $SEED_WAIT_CONNS; do
+    case $c in 256 | 1024) need=550 ;; *) need=null ;; esac
+    budget "2. seed route with its wait, gw ${SLOW_MS} ms, closed $c" \
+      "scaled-create-seed-wait-${SLOW_MS}ms-c$c.json" .throughput_rps "$need"
+  done
+  budget "3a. scaled pipeline, gw 0 ms" scaled-pipeline-0ms.json .completed_per_s 500
+  budget "3c. embedded pipeline, gw 0 ms" embedded-pipeline-0ms.json .completed_per_s 500
   echo
   echo "pgbench at ${S_OPEN_RATE}/s: p50 ${PG_HALF_P50} ms, p99 ${PG_HALF_P99} ms; at ${S_PAUSED_OPEN_RATE}/s: p50 ${PG_PHALF_P50} ms, p99 ${PG_PHALF_P99} ms"
   echo "payme per call p50/p99 ms: scaled: $(payme_calls scaled-payme.json); embedded: $(payme_calls embedded-payme.json)"

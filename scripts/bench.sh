@@ -32,7 +32,9 @@
 # BENCH_PG_SCHEMA_SQL (SQL run once after the migrations, for schema experiments),
 # BENCH_PG_SSLMODE (default "disable": plain TCP on loopback, for pgbench and paygate
 # alike; set it empty for the libpq/sqlx default "prefer", which negotiates TLS even on
-# loopback and costs both about 30% here), BENCH_API_WAITED_SLOTS (the waited-job slots of
+# loopback and costs both about 30% here), BENCH_PG_SOCKET (PostgreSQL's Unix socket
+# directory, e.g. /var/run/postgresql: paygate and pgbench connect through it instead of TCP
+# on loopback; measured in PERFORMANCE.md, not the default), BENCH_API_WAITED_SLOTS (the waited-job slots of
 # the API the seed route waits on, default the workers' BENCH_WORKER_CONCURRENCY; see
 # PERFORMANCE.md for 1024), BENCH_PAYGATE (the paygate binary to measure,
 # default target/release/paygate: another build's, for A/B runs), BENCH_OUT (results folder,
@@ -81,6 +83,12 @@ PG_ADMIN="postgres://postgres@$PG_HOST:$PG_PORT/postgres"
 DB=paygate_bench
 SSLMODE=${BENCH_PG_SSLMODE-disable}
 PG_URL="postgres://postgres@$PG_HOST:$PG_PORT/$DB${SSLMODE:+?sslmode=$SSLMODE}"
+PG_SOCKET=${BENCH_PG_SOCKET:-}
+PGB_HOST=$PG_HOST
+if [ -n "$PG_SOCKET" ]; then
+  PG_URL="postgres://postgres@localhost/$DB?host=$PG_SOCKET"
+  PGB_HOST=$PG_SOCKET
+fi
 [ -n "$SSLMODE" ] && export PGSSLMODE=$SSLMODE
 REDIS_URL="redis://127.0.0.1:6379"
 QUEUE="paygate:bench"
@@ -222,7 +230,7 @@ INSERT INTO payment_events (payment_id, kind, message, detail, created_at) VALUE
 INSERT INTO jobs (id, kind, payment_id, payload, dedupe_key, status, attempts, max_attempts, run_at, dispatched_at, created_at, updated_at) VALUES (gen_random_uuid()::text, 'fetch_user', :pid, 'null', 'fetch_user:' || :pid, 'queued', 0, 8, 0, 0, 0, 0) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, kind;
 COMMIT;
 EOF
-pgbench -n -M prepared -h $PG_HOST -p $PG_PORT -U postgres -c "$CONC" -j 2 -T "$DUR" -f "$WORK/create.sql" "$DB" >"$WORK/pgbench.txt" 2>&1 &
+pgbench -n -M prepared -h $PGB_HOST -p $PG_PORT -U postgres -c "$CONC" -j 2 -T "$DUR" -f "$WORK/create.sql" "$DB" >"$WORK/pgbench.txt" 2>&1 &
 PGB=$!
 cpu_of_comm postgres 1 $((DUR - 2)) >"$WORK/pgbench-pg-cpu.txt" &
 cpu_of_comm pgbench 1 $((DUR - 2)) >"$WORK/pgbench-client-cpu.txt"
@@ -237,7 +245,7 @@ echo "pgbench: $PG_TPS tps at $CONC clients (latency average $PG_LAT ms); CPU: p
 # (with -R pgbench counts latency from the scheduled start, like paygate-bench's open loop).
 pgbench_at_rate() { # rate -> prints "p50 p99"
   rm -f "$WORK"/pgblog*
-  (cd "$WORK" && pgbench -n -M prepared -h $PG_HOST -p $PG_PORT -U postgres -c "$CONC" -j 2 -T "$DUR" \
+  (cd "$WORK" && pgbench -n -M prepared -h $PGB_HOST -p $PG_PORT -U postgres -c "$CONC" -j 2 -T "$DUR" \
     -R "$1" -l --log-prefix=pgblog -f "$WORK/create.sql" "$DB" >"$WORK/pgbench-rate.txt" 2>&1)
   cat "$WORK"/pgblog* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {
     if (NR == 0) { print "null null"; exit }

@@ -555,7 +555,10 @@ async fn latency_is_added() {
     }));
     let start = std::time::Instant::now();
     call(&r, form(SEND, &[])).await;
-    assert!(start.elapsed() >= std::time::Duration::from_millis(150));
+    // The simulator asks tokio's timer for 1.5 ms less than set, because the
+    // timer usually wakes that much late (`faults::latency`: right on
+    // average). A timer that happens to wake on time answers after 148.5 ms.
+    assert!(start.elapsed() >= std::time::Duration::from_micros(148_500));
 }
 
 #[tokio::test]

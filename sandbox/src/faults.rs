@@ -74,8 +74,10 @@ mod tests {
 
     #[tokio::test]
     async fn latency_is_about_what_it_is_set_to() {
-        // Early by at most the lateness taken off; late only by scheduling
-        // (a generous bound: the suite runs beside other tests on two cores).
+        // Early by at most the lateness taken off; late only by scheduling.
+        // The upper bound only catches a wrong unit (seconds for
+        // milliseconds): the suite runs beside other tests on two cores, and
+        // how late a loaded machine wakes a task is not this test's business.
         for ms in [1, 5, 20] {
             let started = std::time::Instant::now();
             latency(ms).await;
@@ -86,13 +88,13 @@ mod tests {
                 "{ms} ms took {took:?}"
             );
             assert!(
-                took < wanted + Duration::from_millis(50),
+                took < wanted + Duration::from_secs(1),
                 "{ms} ms took {took:?}"
             );
         }
         let started = std::time::Instant::now();
         latency(0).await;
-        assert!(started.elapsed() < Duration::from_millis(50));
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[test]

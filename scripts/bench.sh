@@ -628,7 +628,7 @@ budget() {
   jq -r --arg name "$1" --argjson rate "$(f "$2" "$3")" --argjson need "${4:-null}" '
     def ms(pct; rate): if pct == null or rate == null or rate == 0 then "-"
       else (pct * 10 / rate * 100 | round) / 100 | tostring end;
-    .cpu_pct as $c
+    (.cpu_pct // {}) as $c
     | "\($name): \($rate)/s; "
       + ([$c | to_entries[] | select(.key != "machine" and .key != "machine_capacity")
           | "\(.key) \(ms(.value; $rate))"] | join(", "))
@@ -636,7 +636,8 @@ budget() {
           | select(.key != "machine" and .key != "machine_capacity") | .value] | add); $rate))"
       + "; machine \(ms($c.machine; $rate))"
       + (if $need == null or $c.machine_capacity == null then ""
-         else "; \($need | round)/s leaves \(ms($c.machine_capacity; $need))" end)' "$OUT/$2"
+         else "; \($need | round)/s leaves \(ms($c.machine_capacity; $need))" end)' "$OUT/$2" ||
+    echo "$1: -"  # the summary goes on without this line
 }
 
 S_SW0_PENDING=$(f scaled-create-seed-wait.json '.seed_answers.still_pending_202 // null')

@@ -12,7 +12,7 @@ use atmos_checkout::{press, transaction_id};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{admin_key, client, eventually, Server};
+use support::{client, events_of, eventually, jobs_of, metric, Server};
 
 /// The simulator's store and callback-signing key, which `paygate serve` uses
 /// when no `ATMOS_*` variable is set.
@@ -216,57 +216,8 @@ async fn set_atmos(s: &Server, patch: Value) {
     );
 }
 
-async fn jobs_of(s: &Server, payment_id: &str) -> Vec<Value> {
-    let r = client()
-        .get(s.url(&format!("/v1/admin/jobs?payment_id={payment_id}")))
-        .bearer_auth(admin_key(s).await)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{text}");
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["jobs"].as_array().unwrap().clone()
-}
-
 fn count_kind(jobs: &[Value], kind: &str) -> usize {
     jobs.iter().filter(|j| j["kind"] == kind).count()
-}
-
-async fn events_of(s: &Server, payment_id: &str) -> Vec<Value> {
-    let r = client()
-        .get(s.url(&format!("/v1/payments/{payment_id}/events")))
-        .bearer_auth(admin_key(s).await)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{text}");
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["events"].as_array().unwrap().clone()
-}
-
-/// The value of a Prometheus sample with these labels (any label order), if present.
-async fn metric(s: &Server, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let text = client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 fn webhook_metric(outcome: &str) -> [(&str, &str); 2] {

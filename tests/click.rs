@@ -13,7 +13,7 @@ use paygate_sandbox::AmountFormat;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::process::Command;
-use support::{admin_key, client, Server};
+use support::{admin_key, client, events_of, jobs_of, metric, Server};
 
 /// The simulator's credentials, which `paygate serve` uses when no `CLICK_*`
 /// variable is set.
@@ -64,52 +64,6 @@ async fn order(s: &Server, id: i64) -> Value {
     .await;
     assert_eq!(code, StatusCode::OK, "{body}");
     body
-}
-
-async fn admin_list(s: &Server, path: &str, field: &str) -> Vec<Value> {
-    let r = client()
-        .get(s.url(path))
-        .bearer_auth(admin_key(s).await)
-        .send()
-        .await
-        .unwrap();
-    let (code, v) = json_of(r).await;
-    assert_eq!(code, StatusCode::OK, "{v}");
-    v[field].as_array().unwrap().clone()
-}
-
-async fn events_of(s: &Server, payment_id: &str) -> Vec<Value> {
-    admin_list(s, &format!("/v1/payments/{payment_id}/events"), "events").await
-}
-
-async fn jobs_of(s: &Server, payment_id: &str) -> Vec<Value> {
-    admin_list(
-        s,
-        &format!("/v1/admin/jobs?payment_id={payment_id}"),
-        "jobs",
-    )
-    .await
-}
-
-/// The value of a Prometheus sample with these labels, if present.
-async fn metric(s: &Server, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let text = client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 async fn click_calls(s: &Server, outcome: &str) -> f64 {

@@ -19,7 +19,7 @@ use md5::{Digest, Md5};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{admin_get, client, events_of, eventually, jobs_of, Server};
+use support::{admin_get, client, events_of, eventually, jobs_of, metric, Server};
 
 // ---------------------------------------------------------------------------
 // Shared helpers
@@ -50,27 +50,6 @@ fn has_event(events: &[Value], kind: &str, text: &str) -> bool {
     events
         .iter()
         .any(|e| e["kind"] == kind && e["message"].as_str().unwrap_or("").contains(text))
-}
-
-/// The value of a Prometheus sample with these labels, if present.
-async fn metric(s: &Server, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let text = client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 async fn order(s: &Server, id: i64) -> Value {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::{client, Server};
+use support::{client, metrics_text, Server};
 
 fn connect(s: &Server) -> TcpStream {
     let addr = s.base.trim_start_matches("http://");
@@ -224,14 +224,7 @@ async fn creates_are_rate_limited_per_client() {
             .status(),
         StatusCode::OK
     );
-    let m = client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics_text(&s).await;
     assert!(
         m.contains("paygate_rate_limited_total{route=\"/v1/payments\"} 1"),
         "{m}"

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
-use support::{client, eventually, Server};
+use support::{client, eventually, metrics_text, Server};
 use webhooks::{verify_all, Receiver};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -220,14 +220,7 @@ async fn a_merchant_down_for_a_while_gets_every_event_once_it_is_back() {
     assert!(bodies.values().all(|b| b.len() == 1));
     assert_eq!(bodies.len(), 5);
 
-    let metrics = client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s).await;
     assert!(
         metrics.contains("paygate_webhook_deliveries_total{outcome=\"delivered\"} 5"),
         "{metrics}"
@@ -360,14 +353,7 @@ async fn endpoints_are_managed_filtered_rotated_disabled_and_redriven() {
         outcomes.contains(&"exhausted") && outcomes.contains(&"failed"),
         "{attempts}"
     );
-    let metrics = client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s).await;
     assert!(
         metrics.contains("paygate_webhook_endpoints_disabled_total{reason=\"failing\"} 1"),
         "{metrics}"
@@ -563,14 +549,7 @@ async fn a_slow_merchant_does_not_hold_the_slots_payments_need() {
     }
     // Exactly one delivery is with the merchant; the others wait their turn.
     assert_eq!(merchant.all().len(), 1);
-    let metrics = client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s).await;
     let deferred = metrics
         .lines()
         .find(|l| l.starts_with("paygate_webhook_deliveries_total{outcome=\"deferred\"}"))

@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{client, eventually, Server};
+use support::{client, eventually, metrics_text, Server};
 
 fn metric(scrape: &str, series: &str) -> f64 {
     scrape
@@ -16,17 +16,6 @@ fn metric(scrape: &str, series: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{series} not in the scrape"))
-}
-
-async fn scrape(s: &Server) -> String {
-    client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -105,7 +94,7 @@ async fn metrics_count_a_real_flow_exactly() {
         .unwrap();
     let forged_order = r["order_id"].as_i64().unwrap();
     eventually("the forged callback", Duration::from_secs(20), || async {
-        let m = scrape(&s).await;
+        let m = metrics_text(&s).await;
         (metric(
             &m,
             r#"paygate_webhooks_total{provider="atmos",outcome="bad_signature"}"#,
@@ -116,7 +105,7 @@ async fn metrics_count_a_real_flow_exactly() {
     // Jobs settle a moment after payments do.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let m = scrape(&s).await;
+    let m = metrics_text(&s).await;
     assert_eq!(
         metric(&m, r#"paygate_payments_created_total{provider="medogram"}"#),
         3.0

@@ -8,7 +8,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::process::Command;
-use support::{client, Server};
+use support::{client, metrics_text, Server};
 
 /// `Authorization: Basic base64("Paycom:sandbox-payme-key-0123456789abcdefgh")`,
 /// the simulator's cashbox key, written out so the tests do not build it
@@ -115,14 +115,7 @@ async fn an_order_gets_a_payme_link_at_once_and_the_simulator_pays_it() {
         messages.iter().any(|m| m.contains("performed")),
         "{messages:?}"
     );
-    let metrics = client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s).await;
     assert!(
         metrics
             .lines()

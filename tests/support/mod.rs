@@ -248,6 +248,22 @@ pub async fn metrics_text(s: &Server) -> String {
         .unwrap()
 }
 
+/// The value of a Prometheus sample of `name` carrying these labels, if
+/// present.
+pub async fn metric(s: &Server, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics_text(s)
+        .await
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Any `paygate` subcommand as a child process, killed when dropped.
 pub struct Proc {
     pub name: String,

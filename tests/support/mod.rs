@@ -251,10 +251,11 @@ pub async fn metrics_text(s: &Server) -> String {
 /// The value of a Prometheus sample of `name` carrying these labels, if
 /// present.
 pub async fn metric(s: &Server, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let sample = format!("{name}{{");
     metrics_text(s)
         .await
         .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| l.starts_with(&sample))
         .find(|l| {
             labels
                 .iter()

@@ -34,7 +34,10 @@
 # alike; set it empty for the libpq/sqlx default "prefer", which negotiates TLS even on
 # loopback and costs both about 30% here), BENCH_PG_SOCKET (PostgreSQL's Unix socket
 # directory, e.g. /var/run/postgresql: paygate and pgbench connect through it instead of TCP
-# on loopback; measured in PERFORMANCE.md, not the default), BENCH_API_WAITED_SLOTS (the waited-job slots of
+# on loopback; measured in PERFORMANCE.md, not the default), BENCH_PG_URL_EXTRA (appended to
+# paygate's DATABASE_URL only, for connection-setting experiments, e.g.
+# "&options=-c%20synchronous_commit%3Doff"; PERFORMANCE.md says what it measured),
+# BENCH_API_WAITED_SLOTS (the waited-job slots of
 # the API the seed route waits on, default the workers' BENCH_WORKER_CONCURRENCY; see
 # PERFORMANCE.md for 1024), BENCH_PAYGATE (the paygate binary to measure,
 # default target/release/paygate: another build's, for A/B runs), BENCH_OUT (results folder,
@@ -198,7 +201,7 @@ redis-cli -h 127.0.0.1 -p 6379 --scan --pattern "$QUEUE*" | xargs -r -n 100 redi
 
 COMMON_ENV="$WORK/common.env"
 cat >"$COMMON_ENV" <<EOF
-DATABASE_URL=$PG_URL
+DATABASE_URL='$PG_URL${BENCH_PG_URL_EXTRA:-}'
 REDIS_URL=$REDIS_URL
 PAYGATE_REDIS_QUEUE=$QUEUE
 SECRET_KEY=paygate-bench-secret

@@ -14,6 +14,25 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use uuid::Uuid;
 
+/// A PostgreSQL condition that is always true and commits the statement's own
+/// implicit transaction without waiting for its WAL to reach the disk
+/// (`synchronous_commit = off` for that transaction only, set from inside the
+/// statement so it costs no extra round trip). Only for bookkeeping whose loss
+/// in a database crash is the ordinary case of a worker that went away: a
+/// claim or a lease renewal lost that way leaves the job as it was before
+/// (queued, or running under an expired lease), and the sweeper dispatches it
+/// again; a lost claim also leaves its attempt uncounted, so a crash can grant
+/// one attempt more. Nothing outside the database acts on a claim alone, and
+/// the attempt's finish commits synchronously, which flushes the WAL up to
+/// it, the claim included: no finish is ever durable without its claim.
+/// Everything a client, a gateway or a merchant is told about stays
+/// synchronous (PERFORMANCE.md, "Claims without waiting for the disk").
+macro_rules! no_flush_on_postgres {
+    () => {
+        " AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
+    };
+}
+
 /// A job this worker holds. `attempt` is the fencing token: finishing only
 /// succeeds while the ledger still shows this attempt running under our name.
 ///
@@ -198,27 +217,30 @@ impl Store {
     ) -> StoreResult<Option<ClaimedJob>> {
         let now = now_ms();
         macro_rules! claim_sql {
-            () => {
-                "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $1, \
-                 locked_by = $2, updated_at = $3, dispatched_at = NULL \
-                 WHERE id = $4 AND ((status = 'queued' AND run_at <= $3) \
-                    OR (status = 'running' AND lease_until < $3)) \
-                 RETURNING id AS job_id, kind AS job_kind, payment_id AS job_payment_id, \
-                 payload AS job_payload, attempts AS job_attempts, \
-                 max_attempts AS job_max_attempts, created_at AS job_created_at"
+            ($($also:tt)*) => {
+                concat!(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $1, \
+                     locked_by = $2, updated_at = $3, dispatched_at = NULL \
+                     WHERE id = $4 AND ((status = 'queued' AND run_at <= $3) \
+                        OR (status = 'running' AND lease_until < $3))",
+                    $($also)*,
+                    " RETURNING id AS job_id, kind AS job_kind, payment_id AS job_payment_id, \
+                     payload AS job_payload, attempts AS job_attempts, \
+                     max_attempts AS job_max_attempts, created_at AS job_created_at"
+                )
             };
         }
         let sql = match self.dialect() {
             Dialect::Postgres => concat!(
                 "WITH c AS (",
-                claim_sql!(),
+                claim_sql!(no_flush_on_postgres!()),
                 ") SELECT c.*, p.* FROM c LEFT JOIN payments p ON p.id = c.job_payment_id"
             ),
             // The job's payment in the same command: one hand-off to
             // SQLite's thread instead of two (apply_sqlite.rs says why that
             // counts). `changes()` is the claim's: no claim, no payment row.
             Dialect::Sqlite => concat!(
-                claim_sql!(),
+                claim_sql!(""),
                 "; SELECT ",
                 payment_columns!(),
                 " FROM payments WHERE changes() = 1 \
@@ -283,16 +305,23 @@ impl Store {
     /// handler works). False when the claim is no longer ours.
     pub async fn renew_lease(&self, claim: &ClaimedJob, lease_ms: i64) -> StoreResult<bool> {
         let now = now_ms();
-        let r = sqlx::query(
-            "UPDATE jobs SET lease_until = $1 WHERE id = $2 \
-             AND locked_by = $3 AND attempts = $4",
-        )
-        .bind(now + lease_ms)
-        .bind(claim.id.to_string())
-        .bind(&claim.worker)
-        .bind(i64::from(claim.attempt))
-        .execute(&mut *self.writer(Lane::Background).await?)
-        .await?;
+        macro_rules! renew_sql {
+            () => {
+                "UPDATE jobs SET lease_until = $1 WHERE id = $2 \
+                 AND locked_by = $3 AND attempts = $4"
+            };
+        }
+        let sql = match self.dialect() {
+            Dialect::Postgres => concat!(renew_sql!(), no_flush_on_postgres!()),
+            Dialect::Sqlite => renew_sql!(),
+        };
+        let r = sqlx::query(sql)
+            .bind(now + lease_ms)
+            .bind(claim.id.to_string())
+            .bind(&claim.worker)
+            .bind(i64::from(claim.attempt))
+            .execute(&mut *self.writer(Lane::Background).await?)
+            .await?;
         Ok(r.rows_affected() == 1)
     }
 

@@ -630,6 +630,43 @@ mod contracts {
             .is_none());
     }
 
+    /// 3b. A heartbeat extends the holder's lease and only the holder's: a
+    /// renewed job is not taken over when its first lease runs out, and a
+    /// worker whose attempt was taken over cannot renew it back.
+    pub async fn a_lease_is_renewed_only_by_its_holder(store: Store) {
+        let (_, kept) = create(&store, Provider::Medogram, "u-1").await;
+        let holder = claim(&store, kept, "worker-a", 1).await;
+        assert!(store.renew_lease(&holder, LONG_LEASE).await.unwrap());
+        sleep_ms(20).await;
+        assert!(
+            store
+                .claim_job(kept, "worker-b", LONG_LEASE)
+                .await
+                .unwrap()
+                .is_none(),
+            "the renewed lease still holds after the first one ran out"
+        );
+        let rec = job(&store, kept).await;
+        assert_eq!((rec.status, rec.attempts), (JobStatus::Running, 1));
+
+        let (_, lost) = create(&store, Provider::Medogram, "u-2").await;
+        let stale = claim(&store, lost, "worker-a", 1).await;
+        sleep_ms(20).await;
+        let current = claim(&store, lost, "worker-b", LONG_LEASE).await;
+        assert_eq!(current.attempt, 2);
+        assert!(
+            !store.renew_lease(&stale, LONG_LEASE).await.unwrap(),
+            "a taken-over attempt cannot be renewed"
+        );
+        assert!(store.renew_lease(&current, LONG_LEASE).await.unwrap());
+        assert!(store
+            .claim_job(lost, "worker-c", LONG_LEASE)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(job(&store, lost).await.attempts, 2);
+    }
+
     /// Finishes `claim` with `finish`, taking `next` for its worker for `lease_ms`.
     async fn taking(
         store: &Store,
@@ -2518,6 +2555,9 @@ contract_tests! {
         postgres_idempotency_key_returns_the_first_payment;
     claim_job_is_fenced_by_its_lease =>
         sqlite_claim_job_is_fenced_by_its_lease, postgres_claim_job_is_fenced_by_its_lease;
+    a_lease_is_renewed_only_by_its_holder =>
+        sqlite_a_lease_is_renewed_only_by_its_holder,
+        postgres_a_lease_is_renewed_only_by_its_holder;
     finish_job_is_all_or_nothing =>
         sqlite_finish_job_is_all_or_nothing, postgres_finish_job_is_all_or_nothing;
     notify_jobs_need_an_enabled_endpoint =>

@@ -277,6 +277,16 @@ mod contracts {
             .unwrap_or_else(|| panic!("job {job_id} should be claimable by {worker}"))
     }
 
+    /// True when `worker` cannot take `job_id` now (finished, not yet due, or
+    /// held under a live lease).
+    async fn claims_nothing(store: &Store, job_id: Uuid, worker: &str) -> bool {
+        store
+            .claim_job(job_id, worker, LONG_LEASE)
+            .await
+            .expect("claim_job")
+            .is_none()
+    }
+
     async fn payment(store: &Store, id: PaymentId) -> Payment {
         store
             .payment(id)
@@ -551,38 +561,22 @@ mod contracts {
             }
             other => panic!("expected Created, got {other:?}"),
         }
-        assert!(store
-            .claim_job(later_job_id, "worker-a", LONG_LEASE)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(claims_nothing(&store, later_job_id, "worker-a").await);
         assert_eq!(job(&store, later_job_id).await.status, JobStatus::Queued);
         assert_eq!(job(&store, later_job_id).await.attempts, 0);
 
         // A live lease: a duplicate delivery gets nothing.
         let live = create(&store, Provider::Medogram, "u-3").await.1;
         claim(&store, live, "worker-a", LONG_LEASE).await;
-        assert!(store
-            .claim_job(live, "worker-b", LONG_LEASE)
-            .await
-            .unwrap()
-            .is_none());
-        assert!(store
-            .claim_job(live, "worker-a", LONG_LEASE)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(claims_nothing(&store, live, "worker-b").await);
+        assert!(claims_nothing(&store, live, "worker-a").await);
         assert_eq!(job(&store, live).await.attempts, 1);
 
         // The 1 ms lease of the first claim expires; another worker takes over.
         sleep_ms(20).await;
         let second = claim(&store, job_id, "worker-b", LONG_LEASE).await;
         assert_eq!(second.attempt, 2);
-        assert!(store
-            .claim_job(job_id, "worker-c", LONG_LEASE)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(claims_nothing(&store, job_id, "worker-c").await);
 
         // The first worker comes back: everything it tries is refused.
         let stale_next = new_job(JobKind::VerifyPayment, p.id, 5);
@@ -623,11 +617,7 @@ mod contracts {
         assert_eq!(job(&store, job_id).await.status, JobStatus::Succeeded);
         assert_eq!(payment(&store, p.id).await.version, 1);
         // A finished job cannot be claimed again.
-        assert!(store
-            .claim_job(job_id, "worker-a", LONG_LEASE)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(claims_nothing(&store, job_id, "worker-a").await);
     }
 
     /// 3b. A heartbeat extends the holder's lease and only the holder's: a
@@ -639,11 +629,7 @@ mod contracts {
         assert!(store.renew_lease(&holder, LONG_LEASE).await.unwrap());
         sleep_ms(20).await;
         assert!(
-            store
-                .claim_job(kept, "worker-b", LONG_LEASE)
-                .await
-                .unwrap()
-                .is_none(),
+            claims_nothing(&store, kept, "worker-b").await,
             "the renewed lease still holds after the first one ran out"
         );
         let rec = job(&store, kept).await;
@@ -659,11 +645,7 @@ mod contracts {
             "a taken-over attempt cannot be renewed"
         );
         assert!(store.renew_lease(&current, LONG_LEASE).await.unwrap());
-        assert!(store
-            .claim_job(lost, "worker-c", LONG_LEASE)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(claims_nothing(&store, lost, "worker-c").await);
         assert_eq!(job(&store, lost).await.attempts, 2);
     }
 
@@ -734,11 +716,7 @@ mod contracts {
             (rec.kind, rec.status, rec.attempts, rec.max_attempts),
             (JobKind::CreateInvoice, JobStatus::Succeeded, 1, 5)
         );
-        assert!(store
-            .claim_job(ran_id, "worker-b", LONG_LEASE)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(claims_nothing(&store, ran_id, "worker-b").await);
         sleep_ms(5).await;
         let due = store.take_due_for_dispatch(0, 100).await.unwrap();
         assert!(!ids(&due).contains(&ran_id), "{due:?}");
@@ -810,11 +788,7 @@ mod contracts {
         let rec = job(&store, taken_id).await;
         assert_eq!((rec.status, rec.attempts), (JobStatus::Running, 1));
         assert!(
-            store
-                .claim_job(taken_id, "worker-b", LONG_LEASE)
-                .await
-                .unwrap()
-                .is_none(),
+            claims_nothing(&store, taken_id, "worker-b").await,
             "its lease is live"
         );
         assert_eq!(job(&store, queued_id).await.status, JobStatus::Queued);
@@ -906,11 +880,7 @@ mod contracts {
         let rec = job(&store, job_id).await;
         assert_eq!((rec.status, rec.attempts), (JobStatus::Running, 1));
         assert!(
-            store
-                .claim_job(job_id, "worker-b", LONG_LEASE)
-                .await
-                .unwrap()
-                .is_none(),
+            claims_nothing(&store, job_id, "worker-b").await,
             "its lease is live"
         );
         assert!(
@@ -1816,11 +1786,7 @@ mod contracts {
         assert_eq!(rec.run_at_ms, retry_at);
         assert_eq!(rec.attempts, 1);
         assert_eq!(rec.last_error.as_deref(), Some("gateway timeout"));
-        assert!(store
-            .claim_job(job_id, "w", LONG_LEASE)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(claims_nothing(&store, job_id, "w").await);
         assert!(!ids(&store.take_due_for_dispatch(0, 100).await.unwrap()).contains(&job_id));
 
         let wait = retry_at + 30 - now_ms();
@@ -1873,11 +1839,7 @@ mod contracts {
             .unwrap()
             .is_empty());
         assert_eq!(store.list_jobs(None, None, 10).await.unwrap().len(), 1);
-        assert!(store
-            .claim_job(job_id, "w", LONG_LEASE)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(claims_nothing(&store, job_id, "w").await);
         assert!(store
             .take_due_for_dispatch(0, 100)
             .await

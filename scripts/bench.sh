@@ -451,7 +451,7 @@ summary_line() {
           (if .scenario == "webhook" then "first: rps=\(.groups.first.throughput_rps) p50/p99=\(.groups.first.latency_ms.p50)/\(.groups.first.latency_ms.p99) ms; repeat: rps=\(.groups.repeat.throughput_rps) p50/p99=\(.groups.repeat.latency_ms.p50)/\(.groups.repeat.latency_ms.p99) ms; errors=\(.errors)"
            elif .scenario == "payme" then "payments/s=\(.payments_per_s) paid=\(.orders_paid)/\(.setup.orders_ready) p50/p99 ms: check=\(.calls.CheckPerformTransaction.latency_ms.p50)/\(.calls.CheckPerformTransaction.latency_ms.p99) create=\(.calls.CreateTransaction.latency_ms.p50)/\(.calls.CreateTransaction.latency_ms.p99) perform=\(.calls.PerformTransaction.latency_ms.p50)/\(.calls.PerformTransaction.latency_ms.p99); repeat perform: rps=\(.repeat.throughput_rps // null) p50/p99=\(.repeat.latency_ms.p50 // null)/\(.repeat.latency_ms.p99 // null) ms; errors=\(.errors + (.repeat.errors // 0))"
            elif .scenario == "click" then "payments/s=\(.payments_per_s) paid=\(.orders_paid)/\(.setup.orders_ready) p50/p99 ms: prepare=\(.calls.prepare.latency_ms.p50)/\(.calls.prepare.latency_ms.p99) complete=\(.calls.complete.latency_ms.p50)/\(.calls.complete.latency_ms.p99); repeat complete: rps=\(.repeat.throughput_rps // null) p50/p99=\(.repeat.latency_ms.p50 // null)/\(.repeat.latency_ms.p99 // null) ms; errors=\(.errors + (.repeat.errors // 0))"
-           elif .scenario == "pipeline" then "completed/s=\(.completed_per_s) p50/p99 create->completed=\(.create_to_completed_ms.p50)/\(.create_to_completed_ms.p99) ms created=\(.created) completed=\(.completed) failed=\(.failed)"
+           elif .scenario == "pipeline" then "completed/s=\(.completed_per_s) full=\(.completed_per_s_steady) p50/p99 create->completed=\(.create_to_completed_ms.p50)/\(.create_to_completed_ms.p99) ms created=\(.created) completed=\(.completed) failed=\(.failed)"
            else "rps=\(.throughput_rps) p50/p99=\(.latency_ms.p50)/\(.latency_ms.p99) ms errors=\(.errors)\(if .seed_answers then " answers 201 (URL)/202 (pending)=\(.seed_answers.with_payment_url_201)/\(.seed_answers.still_pending_202)" else "" end)" end),
           "cpu=\(.cpu_pct | tostring)"] | join("  ")' "$1" >&2
 }
@@ -668,10 +668,18 @@ payme_calls() {
 click_calls() {
   f "$1" '"prepare \(.calls.prepare.latency_ms.p50)/\(.calls.prepare.latency_ms.p99), complete \(.calls.complete.latency_ms.p50)/\(.calls.complete.latency_ms.p99), repeated complete \(.repeat.latency_ms.p50 // null)/\(.repeat.latency_ms.p99 // null)"'
 }
-S_PIPE=$(f scaled-pipeline-0ms.json .completed_per_s)
-S_PIPE_SLOW=$(f "scaled-pipeline-${SLOW_MS}ms.json" .completed_per_s)
-E_PIPE=$(f embedded-pipeline-0ms.json .completed_per_s)
-E_PIPE_SLOW=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s)
+# The pipeline's rate once it is full (targets 3a-3c), and beside it the
+# whole run's (first create to last completion, which also counts the first
+# payment's own create->completed time; PERFORMANCE.md, "The pipeline's rate
+# once it is full").
+S_PIPE=$(f scaled-pipeline-0ms.json .completed_per_s_steady)
+S_PIPE_SLOW=$(f "scaled-pipeline-${SLOW_MS}ms.json" .completed_per_s_steady)
+E_PIPE=$(f embedded-pipeline-0ms.json .completed_per_s_steady)
+E_PIPE_SLOW=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s_steady)
+S_PIPE_RUN=$(f scaled-pipeline-0ms.json .completed_per_s)
+S_PIPE_SLOW_RUN=$(f "scaled-pipeline-${SLOW_MS}ms.json" .completed_per_s)
+E_PIPE_RUN=$(f embedded-pipeline-0ms.json .completed_per_s)
+E_PIPE_SLOW_RUN=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s)
 
 {
   echo "paygate bench $(date -u +%F) commit $COMMIT$DIRTY: $(nproc) cores, load generator on the same machine, concurrency $CONC, ${DUR}s runs, PostgreSQL sslmode ${SSLMODE:-prefer}"
@@ -685,8 +693,8 @@ E_PIPE_SLOW=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s)
   row "scaled create /v1 vs Redis LPUSH (req/s)" "$S_CREATE" "$REDIS_LPUSH" "(redis-benchmark)"
   row "scaled webhook first deliveries (req/s)" "$S_WH_FIRST" "$PG_TPS" "(pgbench tps)"
   row "scaled webhook repeats (req/s)" "$S_WH_REPEAT" "$PG_TPS" "(pgbench tps)"
-  row "scaled pipeline completed/s, gateway 0 ms" "$S_PIPE" "500" ">= 500/s"
-  row "scaled pipeline completed/s, gateway ${SLOW_MS} ms" "$S_PIPE_SLOW" "$S_PIPE" ">= 0.90 x the 0 ms figure"
+  row "scaled pipeline completed/s, gateway 0 ms" "$S_PIPE_RUN" "500" "(whole run; targets below)"
+  row "scaled pipeline completed/s, gateway ${SLOW_MS} ms" "$S_PIPE_SLOW_RUN" "$S_PIPE_RUN" "(whole run; its 0 ms figure)"
   row "embedded create /v1 (req/s, closed $CONC)" "$E_CREATE" "$S_CREATE" ">= 0.50 x scaled create"
   row "embedded create /v1 p99 ms, open at half rate" "$E_OPEN_P99" "null" ""
   row "embedded create seed route (req/s)" "$E_SEED" "$S_SEED" "(scaled)"
@@ -696,8 +704,8 @@ E_PIPE_SLOW=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s)
   row "embedded payme payments/s (3 RPC calls each)" "$E_PAYME" "$S_PAYME" "(scaled)"
   row "scaled click payments/s (Prepare + Complete)" "$S_CLICK" "$PG_TPS" "(pgbench tps)"
   row "embedded click payments/s (Prepare + Complete)" "$E_CLICK" "$S_CLICK" "(scaled)"
-  row "embedded pipeline completed/s, gateway 0 ms" "$E_PIPE" "$S_PIPE" "(scaled)"
-  row "embedded pipeline completed/s, gateway ${SLOW_MS} ms" "$E_PIPE_SLOW" "$E_PIPE" "(its 0 ms figure)"
+  row "embedded pipeline completed/s, gateway 0 ms" "$E_PIPE_RUN" "$S_PIPE_RUN" "(whole run; scaled)"
+  row "embedded pipeline completed/s, gateway ${SLOW_MS} ms" "$E_PIPE_SLOW_RUN" "$E_PIPE_RUN" "(whole run; its 0 ms figure)"
   row "scaled seed route with its wait (req/s)" "$S_SEED_WAIT" "$S_SEED" "(seed route, no wait)"
   row "embedded seed route with its wait (req/s)" "$E_SEED_WAIT" "$E_SEED" "(seed route, no wait)"
   echo
@@ -723,11 +731,13 @@ E_PIPE_SLOW=$(f "embedded-pipeline-${SLOW_MS}ms.json" .completed_per_s)
     trow "seed route with its wait, gw ${SLOW_MS} ms, closed $c: $want" \
       "$rps/s p50 $p50 ms; 202s $pend, errors $err" "$([ -n "$cond" ] && verdict "$cond" || echo -)"
   done
-  trow "scaled pipeline, gw 0 ms: >= 500 payments/s" "$S_PIPE/s" "$(verdict "$S_PIPE >= 500")"
-  trow "scaled pipeline, gw ${SLOW_MS} ms: >= 0.9 x gw 0 ms" "$S_PIPE_SLOW/s = $(ratio "$S_PIPE_SLOW" "$S_PIPE") x" \
+  trow "scaled pipeline, gw 0 ms: >= 500 payments/s" "$S_PIPE/s (whole run $S_PIPE_RUN/s)" "$(verdict "$S_PIPE >= 500")"
+  trow "scaled pipeline, gw ${SLOW_MS} ms: >= 0.9 x gw 0 ms" \
+    "$S_PIPE_SLOW/s = $(ratio "$S_PIPE_SLOW" "$S_PIPE") x (whole run $S_PIPE_SLOW_RUN/s = $(ratio "$S_PIPE_SLOW_RUN" "$S_PIPE_RUN") x)" \
     "$(verdict "$(ratio "$S_PIPE_SLOW" "$S_PIPE" | sed 's/^-$/null/') >= 0.9")"
-  trow "embedded pipeline, gw 0 ms: >= 500 payments/s" "$E_PIPE/s" "$(verdict "$E_PIPE >= 500")"
-  trow "embedded pipeline, gw ${SLOW_MS} ms: >= 0.9 x gw 0 ms" "$E_PIPE_SLOW/s = $(ratio "$E_PIPE_SLOW" "$E_PIPE") x" \
+  trow "embedded pipeline, gw 0 ms: >= 500 payments/s" "$E_PIPE/s (whole run $E_PIPE_RUN/s)" "$(verdict "$E_PIPE >= 500")"
+  trow "embedded pipeline, gw ${SLOW_MS} ms: >= 0.9 x gw 0 ms" \
+    "$E_PIPE_SLOW/s = $(ratio "$E_PIPE_SLOW" "$E_PIPE") x (whole run $E_PIPE_SLOW_RUN/s = $(ratio "$E_PIPE_SLOW_RUN" "$E_PIPE_RUN") x)" \
     "$(verdict "$(ratio "$E_PIPE_SLOW" "$E_PIPE" | sed 's/^-$/null/') >= 0.9")"
   trow "under a backlog >= 10000: seed route all 201, p99 < 1000 ms, drains" \
     "queued $S_BL_QUEUED; $S_BL_RPS/s p99 $S_BL_P99 ms; 202s $S_BL_PENDING; drained in ${S_BL_DRAIN}s" \

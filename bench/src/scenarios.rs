@@ -730,7 +730,7 @@ pub async fn pipeline(
     );
     out.insert(
         "completed_per_s_steady_note".into(),
-        json!("completions after the first one seen / time from then to the last one seen: the rate once the pipeline is full, without the first payment's own create->completed time (the fill), which completed_per_s counts"),
+        json!("completions after the first poll that saw one / time from that poll to the last completion seen: the rate once the pipeline is full, without the first payment's own create->completed time (the fill), which completed_per_s counts"),
     );
     out.insert(
         "completed_per_s_note".into(),

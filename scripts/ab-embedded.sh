@@ -6,9 +6,10 @@
 #
 # Each run: a fresh `BINARY serve` (SQLite, autopay simulator, settings as in
 # scripts/bench.sh), `paygate-bench pipeline` at AB_RATE/s (600) for 8 s, then
-# one line per binary: completed/s, serve's and the machine's CPU, and two
-# figures that move far less between runs than the rate does: context switches
-# and CPU milliseconds of serve per payment (from /proc, summed over its threads).
+# one line per binary: completed/s (the whole run, and once the pipeline is
+# full), serve's and the machine's CPU, and two figures that move far less
+# between runs than the rate does: context switches and CPU milliseconds of
+# serve per payment (from /proc, summed over its threads).
 # AB_THREADS=1 also prints each thread's CPU over 5 s of the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,7 +68,7 @@ run_once() { # binary
   n=$(jq '.completed' "$work/pipeline.json")
   cs=$(ctx_switches "$pid"); ticks=$(cpu_ticks "$pid")
   jq -r --arg bin "$(basename "$bin")" --argjson n "$n" --argjson cs "$cs" --argjson t "$ticks" \
-    '"\($bin): completed/s=\(.completed_per_s) serve=\(.cpu_pct.serve)% machine=\(.cpu_pct.machine)% switches/payment=\(($cs / $n) | floor) cpu_ms/payment=\(($t * 10 / $n * 100 | floor) / 100)"' \
+    '"\($bin): completed/s=\(.completed_per_s) once full=\(.completed_per_s_steady) serve=\(.cpu_pct.serve)% machine=\(.cpu_pct.machine)% switches/payment=\(($cs / $n) | floor) cpu_ms/payment=\(($t * 10 / $n * 100 | floor) / 100)"' \
     "$work/pipeline.json"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$work"

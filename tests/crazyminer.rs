@@ -7,7 +7,7 @@ mod support;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{client, events_of, eventually, jobs_of, metrics_text, Server};
+use support::{admin_get, client, events_of, eventually, jobs_of, metrics_text, Server};
 
 const CREATE: &str = "/crazyminer/payment/create/";
 
@@ -952,6 +952,33 @@ fn job_of<'a>(jobs: &'a [Value], kind: &str) -> &'a Value {
     of_kind[0]
 }
 
+/// A `/v1` create nobody waits on; its id.
+async fn create_v1(s: &Server) -> String {
+    let r = client()
+        .post(s.url("/v1/payments"))
+        .json(&json!({"amount": 150000, "user_identifier": "09123456780"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let v: Value = r.json().await.unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// The user fetch and the invoice each in the ledger, succeeded at their
+/// first attempt.
+async fn assert_fetch_and_invoice_succeeded_once(s: &Server, id: &str) {
+    let jobs = jobs_of(s, id).await;
+    for kind in ["fetch_user", "create_invoice"] {
+        let job = job_of(&jobs, kind);
+        assert_eq!(
+            (&job["status"], &job["attempts"]),
+            (&json!("succeeded"), &json!(1)),
+            "{jobs:?}"
+        );
+    }
+}
+
 /// The seed route's invoice runs inside its user fetch's attempt and both
 /// are recorded by one write: each job in the ledger, succeeded at its first
 /// attempt, and the activity log in the order the work happened.
@@ -965,47 +992,113 @@ async fn the_invoice_runs_inside_the_user_fetch_and_both_are_recorded() {
     .await;
     assert_eq!(code, StatusCode::CREATED, "{body}");
     let id = body["transaction_id"].as_str().unwrap();
-    let jobs = jobs_of(&s, id).await;
-    for kind in ["fetch_user", "create_invoice"] {
-        let job = job_of(&jobs, kind);
-        assert_eq!(
-            (&job["status"], &job["attempts"]),
-            (&json!("succeeded"), &json!(1)),
-            "{jobs:?}"
-        );
-    }
+    assert_fetch_and_invoice_succeeded_once(&s, id).await;
     assert_eq!(
         event_kinds(&s, id).await,
         ["request", "user_fetch", "invoice", "status_change"]
     );
     assert_eq!(sandbox_stats(&s).await["invoices_by_factor"][id], 1);
 
-    // Background work does not (runner::follow_up_inside says why): a /v1
-    // create nobody waits on gets its invoice as a job of its own.
-    let r = client()
-        .post(s.url("/v1/payments"))
-        .json(&json!({"amount": 150000, "user_identifier": "09123456780"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let v: Value = r.json().await.unwrap();
-    let id = v["id"].as_str().unwrap();
-    wait_status(&s, id, "processing").await;
-    let jobs = jobs_of(&s, id).await;
-    for kind in ["fetch_user", "create_invoice"] {
-        let job = job_of(&jobs, kind);
-        assert_eq!(
-            (&job["status"], &job["attempts"]),
-            (&json!("succeeded"), &json!(1)),
-            "{jobs:?}"
-        );
-    }
+    // Background work does not by default (runner::follow_up_inside says
+    // why): a /v1 create nobody waits on gets its invoice as a job of its own.
+    let id = create_v1(&s).await;
+    wait_status(&s, &id, "processing").await;
+    assert_fetch_and_invoice_succeeded_once(&s, &id).await;
     let m = metrics_text(&s).await;
     assert!(
         m.contains(r#"paygate_jobs_run_inside_total{kind="create_invoice"} 1"#),
         "{m}"
     );
+}
+
+/// With `PAYGATE_BACKGROUND_FOLLOW_UP_INSIDE` a payment nobody waits on runs
+/// its invoice inside its user fetch too: both jobs recorded by one write,
+/// each succeeded at its first attempt, the activity log in the order the
+/// work happened, and the payer can pay and the payment completes.
+#[tokio::test]
+async fn background_work_runs_its_invoice_inside_the_user_fetch_when_set() {
+    let s = Server::serve(&[("PAYGATE_BACKGROUND_FOLLOW_UP_INSIDE", "true")]);
+    let id = create_v1(&s).await;
+    wait_status(&s, &id, "processing").await;
+    assert_fetch_and_invoice_succeeded_once(&s, &id).await;
+    assert_eq!(
+        event_kinds(&s, &id).await,
+        ["request", "user_fetch", "invoice", "status_change"]
+    );
+    assert_eq!(sandbox_stats(&s).await["invoices_by_factor"][&id], 1);
+    let m = metrics_text(&s).await;
+    assert!(
+        m.contains(r#"paygate_jobs_run_inside_total{kind="create_invoice"} 1"#),
+        "{m}"
+    );
+    let v1 = admin_get(&s, &format!("/v1/payments/{id}")).await;
+    let url = v1["payment_url"].as_str().expect("payment_url");
+    assert_eq!(pay(&s, url, "pay").await.status(), StatusCode::SEE_OTHER);
+    wait_status(&s, &id, "completed").await;
+}
+
+/// A server whose payer comes from another server's simulator and whose
+/// gateway is unreachable, its first retry far away so the ledger shows the
+/// first attempt; and that other server, to keep alive beside it.
+fn unreachable_gateway(extra: &[(&str, &str)]) -> (Server, Server) {
+    let users = Server::serve(&[]);
+    let user_url = format!("{}/sandbox/medogram", users.base);
+    let mut env = vec![
+        ("PAYGATE_USER_URL", user_url.as_str()),
+        ("PAYMENT_GATEWAY_URL", "http://127.0.0.1:9/gw"),
+        ("PAYGATE_RETRY_BASE_MS", "60000"),
+        ("PAYGATE_RETRY_MAX_MS", "120000"),
+    ];
+    env.extend_from_slice(extra);
+    (Server::serve(&env), users)
+}
+
+/// Waits for the invoice's retry after a first attempt that failed inside
+/// the user fetch, and checks what the ledger and the activity log show:
+/// the user fetch succeeded once, the invoice keeps its first attempt's
+/// error, the payment is still pending.
+async fn assert_invoice_waits_for_its_retry(s: &Server, id: &str) {
+    let jobs = eventually("the invoice's retry", Duration::from_secs(10), || async {
+        let jobs = jobs_of(s, id).await;
+        let invoice = jobs.iter().find(|j| j["kind"] == "create_invoice")?;
+        (invoice["status"] == "queued").then_some(jobs)
+    })
+    .await;
+    let fetch = job_of(&jobs, "fetch_user");
+    assert_eq!(
+        (&fetch["status"], &fetch["attempts"]),
+        (&json!("succeeded"), &json!(1))
+    );
+    let invoice = job_of(&jobs, "create_invoice");
+    assert_eq!(invoice["attempts"], 1, "{jobs:?}");
+    assert!(
+        invoice["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{jobs:?}"
+    );
+    assert_eq!(status_of(s, id).await["status"], "pending");
+    assert_eq!(event_kinds(s, id).await, ["request", "user_fetch"]);
+    let m = metrics_text(s).await;
+    assert!(
+        !m.contains(r#"paygate_jobs_run_inside_total{kind="create_invoice"}"#),
+        "a failed invoice is not counted as run inside: {m}"
+    );
+    // Its step was recorded against the claim the user fetch's finish took
+    // for it: the invoice did not run twice.
+    assert!(
+        m.contains(r#"paygate_jobs_chained_total{kind="create_invoice"} 1"#),
+        "{m}"
+    );
+}
+
+/// With the setting on, a background invoice that fails inside its user fetch
+/// is retried as its own job, as a waited one is.
+#[tokio::test]
+async fn a_background_invoice_that_fails_inside_is_retried_as_its_own_job() {
+    let (s, _users) = unreachable_gateway(&[("PAYGATE_BACKGROUND_FOLLOW_UP_INSIDE", "true")]);
+    let id = create_v1(&s).await;
+    assert_invoice_waits_for_its_retry(&s, &id).await;
 }
 
 /// The seed route's payer is fetched beside its create (docs/priority.md,
@@ -1044,43 +1137,12 @@ async fn the_payers_fetch_starts_beside_the_create_and_is_made_once() {
 /// its own.
 #[tokio::test]
 async fn an_invoice_that_fails_inside_the_user_fetch_is_retried_as_its_own_job() {
-    // The payer comes from one server's simulator; the gateway is unreachable.
-    let users = Server::serve(&[]);
-    let user_url = format!("{}/sandbox/medogram", users.base);
-    let s = Server::serve(&[
-        ("PAYGATE_USER_URL", user_url.as_str()),
-        ("PAYMENT_GATEWAY_URL", "http://127.0.0.1:9/gw"),
-        ("PAYGATE_SEED_WAIT_MS", "300"),
-        // The first retry is far away: the ledger shows the first attempt.
-        ("PAYGATE_RETRY_BASE_MS", "60000"),
-        ("PAYGATE_RETRY_MAX_MS", "120000"),
-    ]);
+    let (s, _users) = unreachable_gateway(&[("PAYGATE_SEED_WAIT_MS", "300")]);
     let (code, body) = create(
         &s,
         json!({"amount": 100000, "user_identifier": "09123456789"}),
     )
     .await;
     assert_eq!(code, StatusCode::ACCEPTED, "{body}");
-    let id = body["transaction_id"].as_str().unwrap();
-    let jobs = eventually("the invoice's retry", Duration::from_secs(10), || async {
-        let jobs = jobs_of(&s, id).await;
-        let invoice = jobs.iter().find(|j| j["kind"] == "create_invoice")?;
-        (invoice["status"] == "queued").then_some(jobs)
-    })
-    .await;
-    let fetch = job_of(&jobs, "fetch_user");
-    assert_eq!(
-        (&fetch["status"], &fetch["attempts"]),
-        (&json!("succeeded"), &json!(1))
-    );
-    let invoice = job_of(&jobs, "create_invoice");
-    assert_eq!(invoice["attempts"], 1, "{jobs:?}");
-    assert!(
-        invoice["last_error"]
-            .as_str()
-            .is_some_and(|e| !e.is_empty()),
-        "{jobs:?}"
-    );
-    assert_eq!(status_of(&s, id).await["status"], "pending");
-    assert_eq!(event_kinds(&s, id).await, ["request", "user_fetch"]);
+    assert_invoice_waits_for_its_retry(&s, body["transaction_id"].as_str().unwrap()).await;
 }

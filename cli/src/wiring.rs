@@ -83,6 +83,7 @@ pub fn engine(
         return_urls: return_urls(cfg),
         retry: cfg.retry,
         job_lease: cfg.job_lease,
+        background_follow_up_inside: cfg.background_follow_up_inside,
         worker_id: cfg.worker_id.clone(),
         webhooks: paygate_worker::webhook_lane::WebhookLane::new(cfg.webhooks.clone())
             .context("building the webhook HTTP client")?,

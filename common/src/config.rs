@@ -119,6 +119,13 @@ pub struct Config {
     /// job runs where its client waits"). At most `worker_concurrency` at
     /// once; more go to the queue.
     pub api_runs_waited_jobs: bool,
+    /// `PAYGATE_BACKGROUND_FOLLOW_UP_INSIDE`: background work (a payment
+    /// nobody waits on) also runs its follow-up inside the same attempt, as
+    /// waited work always does: the invoice inside the user fetch, one claim
+    /// and one finish fewer per payment. Off by default (docs/priority.md,
+    /// "The invoice runs inside the user fetch": under a burst it brings the
+    /// payers' callbacks among the creates still coming in).
+    pub background_follow_up_inside: bool,
     pub job_lease: Duration,
     pub sweep_interval: Duration,
     pub redispatch_after: Duration,
@@ -499,6 +506,7 @@ impl Config {
                 .unwrap_or_else(default_worker_id),
             worker_concurrency,
             api_runs_waited_jobs,
+            background_follow_up_inside: env.flag("PAYGATE_BACKGROUND_FOLLOW_UP_INSIDE", false)?,
             job_lease,
             sweep_interval: env.millis("PAYGATE_SWEEP_INTERVAL_MS", 500)?,
             redispatch_after: env.millis("PAYGATE_REDISPATCH_AFTER_MS", 30_000)?,
@@ -609,6 +617,7 @@ mod tests {
             ("PAYGATE_LOG_FORMAT", "xml"),
             ("PAYGATE_USER_PATH", "/users/"),
             ("PAYGATE_GATEWAY_TIMEOUT_MS", "60000"),
+            ("PAYGATE_BACKGROUND_FOLLOW_UP_INSIDE", "sometimes"),
         ] {
             let e = load(Mode::Serve, &[(var, val)]).unwrap_err();
             assert_eq!(e.var, var, "{var}={val}");

@@ -21,6 +21,9 @@ pub struct Engine {
     pub retry: RetryPolicies,
     /// How long a claimed job is ours; longer than any single outbound call.
     pub job_lease: Duration,
+    /// Background work runs its follow-up inside the attempt too
+    /// (`PAYGATE_BACKGROUND_FOLLOW_UP_INSIDE`, `runner::follow_up_inside`).
+    pub background_follow_up_inside: bool,
     /// This process's unique name (the ledger's `locked_by`).
     pub worker_id: String,
     /// Merchant notifications: settings, HTTP client, own concurrency.

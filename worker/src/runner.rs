@@ -178,7 +178,10 @@ async fn execute_with_inside(
     let (payment, step) = execute(engine, claim).await;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let follow = match (&step, payment.as_ref()) {
-        (Step::Done(effects), Some(p)) => follow_up_inside(claim, p, effects, priority, now_ms),
+        (Step::Done(effects), Some(p)) => {
+            let runs_inside = priority == Priority::Waited || engine.background_follow_up_inside;
+            follow_up_inside(claim, p, effects, runs_inside, now_ms)
+        }
         _ => None,
     };
     let Some((job, after)) = follow else {
@@ -200,25 +203,27 @@ async fn execute_with_inside(
     (payment, step, Some(inside))
 }
 
-/// The follow-up of a finished waited attempt that runs inside it, and the
+/// The follow-up of a finished attempt that runs inside it, and the
 /// payment it starts from: the first next job due now for the same payment
 /// ([`follow_up`]), when the attempt's own effects move no status, no order
 /// and no refund (a write records one status move, and the follow-ups it
 /// brings are that move's: `PaymentChange::then`).
 ///
-/// Not background work. Measured with it on too, a burst of `/v1` creates
-/// finished twice as soon, but its invoices, and so the payers' callbacks,
-/// then landed while the creates were still coming in, and the API
-/// acknowledged a quarter to a half fewer of them (PERFORMANCE.md, "The
-/// invoice runs inside the user fetch").
+/// `runs_inside` is true for waited work, and for background work only
+/// with `PAYGATE_BACKGROUND_FOLLOW_UP_INSIDE`. Measured with it on for
+/// background work, a burst of `/v1` creates finished twice as soon, but its
+/// invoices, and so the payers' callbacks, then landed while the creates
+/// were still coming in, and the API acknowledged a quarter to a half fewer
+/// of them (PERFORMANCE.md, "The invoice runs inside the user fetch"); a
+/// deployment whose payers pay minutes later may want it.
 fn follow_up_inside(
     claim: &ClaimedJob,
     payment: &Payment,
     effects: &Effects,
-    priority: Priority,
+    runs_inside: bool,
     now_ms: i64,
 ) -> Option<(NewJob, Payment)> {
-    if priority != Priority::Waited {
+    if !runs_inside {
         return None;
     }
     let moves = effects
@@ -684,6 +689,8 @@ mod tests {
 
     #[test]
     fn the_next_job_runs_inside_only_after_work_that_moves_no_status() {
+        // Waited work, or background work with the setting on.
+        const INSIDE: bool = true;
         let p = PaymentId::new();
         let payment = pending(p);
         let claim = claim_for(Some(p));
@@ -694,15 +701,15 @@ mod tests {
             ..Effects::default()
         };
         let (inside, after) =
-            follow_up_inside(&claim, &payment, &sealed, WAITED, 1_000).expect("inside");
+            follow_up_inside(&claim, &payment, &sealed, INSIDE, 1_000).expect("inside");
         assert_eq!(inside.id, invoice.id);
         assert_eq!(after.encrypted_user_data.as_deref(), Some("token"));
         assert_eq!(after.version, 1, "the payment as the change leaves it");
-        // Background work, a job not due yet, or another payment's: not inside.
-        let background = Priority::Background;
-        assert!(follow_up_inside(&claim, &payment, &sealed, background, 1_000).is_none());
-        assert!(follow_up_inside(&claim, &payment, &sealed, WAITED, 999).is_none());
-        assert!(follow_up_inside(&claim_for(None), &payment, &sealed, WAITED, 1_000).is_none());
+        // Background work without the setting, a job not due yet, or another
+        // payment's: not inside.
+        assert!(follow_up_inside(&claim, &payment, &sealed, false, 1_000).is_none());
+        assert!(follow_up_inside(&claim, &payment, &sealed, INSIDE, 999).is_none());
+        assert!(follow_up_inside(&claim_for(None), &payment, &sealed, INSIDE, 1_000).is_none());
         // A status move keeps its own write.
         let moves = Effects {
             change: Some(
@@ -714,13 +721,13 @@ mod tests {
             next: vec![invoice.clone()],
             ..Effects::default()
         };
-        assert!(follow_up_inside(&claim, &payment, &moves, WAITED, 1_000).is_none());
+        assert!(follow_up_inside(&claim, &payment, &moves, INSIDE, 1_000).is_none());
         // No change: the next job starts from the payment as it is.
         let unchanged = Effects {
             next: vec![invoice],
             ..Effects::default()
         };
-        let (_, after) = follow_up_inside(&claim, &payment, &unchanged, WAITED, 1_000).unwrap();
+        let (_, after) = follow_up_inside(&claim, &payment, &unchanged, INSIDE, 1_000).unwrap();
         assert_eq!(after, payment);
     }
 

@@ -85,6 +85,7 @@ fn engine(store: Store, queue: Arc<dyn JobQueue>) -> Arc<Engine> {
         },
         retry: RetryPolicies::default(),
         job_lease: Duration::from_secs(25),
+        background_follow_up_inside: false,
         worker_id: format!("redis-pool-test-{}", Uuid::new_v4().simple()),
         webhooks: paygate_worker::webhook_lane::WebhookLane::new(Default::default())
             .expect("HTTP client"),

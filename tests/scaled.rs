@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{client, free_port, Proc, RedisNamespace, Server, TempDir};
+use support::{client, free_port, metric_at, Proc, RedisNamespace, Server, TempDir};
 
 /// One cluster at a time: each is five processes and dozens of database
 /// connections, and the machine has two cores and one PostgreSQL.
@@ -249,6 +249,8 @@ struct Cluster {
     pub api_urls: Vec<String>,
     pub sandbox_url: String,
     pub admin_key: String,
+    /// Each first-started worker's `/metrics` (a restarted one has none).
+    pub worker_metrics: Vec<String>,
     env: Vec<(String, String)>,
     /// The machine's Redis outlives the test: the cluster's queue keys go with
     /// it. Held only to be dropped.
@@ -266,15 +268,17 @@ impl Drop for Cluster {
 
 impl Cluster {
     fn start(database_url: &str, redis_url: &str, sandbox_env: &[(&str, &str)]) -> Cluster {
-        Self::start_with(database_url, redis_url, sandbox_env, &[])
+        Self::start_with(database_url, redis_url, sandbox_env, &[], &[])
     }
 
-    /// [`Cluster::start`] with settings of the API processes' own.
+    /// [`Cluster::start`] with settings of the API processes' own and of the
+    /// workers' own.
     fn start_with(
         database_url: &str,
         redis_url: &str,
         sandbox_env: &[(&str, &str)],
         api_env: &[(&str, &str)],
+        worker_env: &[(&str, &str)],
     ) -> Cluster {
         let dir = TempDir::new();
         let queue = RedisNamespace::new(redis_url);
@@ -349,13 +353,22 @@ impl Cluster {
                 Proc::spawn(&format!("api{i}"), &["api"], &e, &dir.0, "listening on")
             })
             .collect();
-        let workers = (0..3)
-            .map(|i| {
+        let worker_ports = [free_port(), free_port(), free_port()];
+        let worker_metrics = worker_ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}/metrics"))
+            .collect();
+        env.extend(
+            worker_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let workers = worker_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
                 let mut e = env.clone();
-                e.push((
-                    "PAYGATE_METRICS_LISTEN".into(),
-                    format!("127.0.0.1:{}", free_port()),
-                ));
+                e.push(("PAYGATE_METRICS_LISTEN".into(), format!("127.0.0.1:{p}")));
                 Proc::spawn(&format!("worker{i}"), &["worker"], &e, &dir.0, "started")
             })
             .collect();
@@ -368,6 +381,7 @@ impl Cluster {
             api_urls,
             sandbox_url,
             admin_key,
+            worker_metrics,
             env,
             _queue: queue,
         }
@@ -638,19 +652,17 @@ const SANDBOX_FAULTS: &[(&str, &str)] = &[
     ("PAYGATE_SANDBOX_MEDOGRAM_ERROR_RATE", "0.03"),
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn five_hundred_payments_survive_a_worker_killed_mid_flight() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let db = Database::create(&pg_base());
-    let mut c = Cluster::start(&db.url, &redis_base(), SANDBOX_FAULTS);
+/// Creates `n` payments through both APIs while worker 0 is killed (-9)
+/// `after` into it, in the middle of its jobs (their leases expire and
+/// another worker takes them over), restarts it, and checks every payment
+/// completed once.
+async fn survive_a_worker_killed(c: &mut Cluster, n: usize, after: Duration) {
     let apis = c.api_urls.clone();
-    let creating = tokio::spawn(async move { create_payments(&apis, 500, 32).await });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    // kill -9 one worker in the middle of its jobs; its leases expire and
-    // another worker takes them over.
+    let creating = tokio::spawn(async move { create_payments(&apis, n, 32).await });
+    tokio::time::sleep(after).await;
     c.workers[0].kill();
     let ids = creating.await.unwrap();
-    assert_eq!(ids.len(), 500, "every create acknowledged\n{}", c.logs());
+    assert_eq!(ids.len(), n, "every create acknowledged\n{}", c.logs());
     c.restart_worker(0);
     let logs = |needles: &[String]| c.logs_about(needles);
     assert_all_completed(
@@ -662,6 +674,14 @@ async fn five_hundred_payments_survive_a_worker_killed_mid_flight() {
         logs,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_hundred_payments_survive_a_worker_killed_mid_flight() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let db = Database::create(&pg_base());
+    let mut c = Cluster::start(&db.url, &redis_base(), SANDBOX_FAULTS);
+    survive_a_worker_killed(&mut c, 500, Duration::from_millis(1500)).await;
 
     // Graceful stop: every process exits 0 on SIGTERM.
     for p in c.workers.iter_mut().chain(c.apis.iter_mut()) {
@@ -673,6 +693,32 @@ async fn five_hundred_payments_survive_a_worker_killed_mid_flight() {
             p.log()
         );
     }
+}
+
+/// With `PAYGATE_BACKGROUND_FOLLOW_UP_INSIDE` on the workers, payments nobody
+/// waits on run their invoice inside the user fetch, and a worker killed in
+/// the middle of such attempts still loses nothing and invoices and verifies
+/// each payment once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn background_invoices_inside_the_user_fetch_survive_a_worker_killed() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let db = Database::create(&pg_base());
+    let mut c = Cluster::start_with(
+        &db.url,
+        &redis_base(),
+        SANDBOX_FAULTS,
+        &[],
+        &[("PAYGATE_BACKGROUND_FOLLOW_UP_INSIDE", "true")],
+    );
+    survive_a_worker_killed(&mut c, 200, Duration::from_millis(700)).await;
+    let mut inside = 0.0;
+    for url in &c.worker_metrics[1..] {
+        let labels = [("kind", "create_invoice")];
+        inside += metric_at(url, "paygate_jobs_run_inside_total", &labels)
+            .await
+            .unwrap_or(0.0);
+    }
+    assert!(inside > 0.0, "the surviving workers ran invoices inside");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -854,6 +900,7 @@ async fn the_seed_route_is_woken_across_processes() {
         &redis.url(),
         &[],
         &[("PAYGATE_API_RUNS_WAITED_JOBS", "false")],
+        &[],
     );
     let api = c.api_urls[0].clone();
     let seed_create = |i: u32| {

@@ -238,8 +238,13 @@ pub async fn events_of(s: &Server, payment_id: &str) -> Vec<serde_json::Value> {
 
 /// The Prometheus exposition text of `/metrics`.
 pub async fn metrics_text(s: &Server) -> String {
+    metrics_text_at(&s.url("/metrics")).await
+}
+
+/// The Prometheus exposition text at `url` (a worker's own listener).
+pub async fn metrics_text_at(url: &str) -> String {
     client()
-        .get(s.url("/metrics"))
+        .get(url)
         .send()
         .await
         .unwrap()
@@ -251,10 +256,17 @@ pub async fn metrics_text(s: &Server) -> String {
 /// The value of a Prometheus sample of `name` carrying these labels, if
 /// present.
 pub async fn metric(s: &Server, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    sample(&metrics_text(s).await, name, labels)
+}
+
+/// [`metric`] in the exposition text at `url`.
+pub async fn metric_at(url: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    sample(&metrics_text_at(url).await, name, labels)
+}
+
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let sample = format!("{name}{{");
-    metrics_text(s)
-        .await
-        .lines()
+    text.lines()
         .filter(|l| l.starts_with(&sample))
         .find(|l| {
             labels
